@@ -9,7 +9,7 @@ from prunekit.errors import OptionalDependencyError
 
 
 def optional_import(module: str, extra: str) -> ModuleType:
-    """Import ``module`` or raise :class:`OptionalDependencyError` naming ``pip install prunekit[extra]``."""
+    """Import ``module``, or raise :class:`OptionalDependencyError` naming the extra to install."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -1,4 +1,4 @@
-"""Validation at the edge: small checks that raise errors naming the argument and accepted values."""
+"""Validation at the edge: checks that raise errors naming the argument and accepted values."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ def check_choice(name: str, value: T, choices: Iterable[T]) -> T:
     choices = list(choices)
     if value not in choices:
         accepted = ", ".join(repr(c) for c in choices)
-        raise InvalidParameterError(f"{name}={value!r} is not supported; accepted values: {accepted}")
+        raise InvalidParameterError(
+            f"{name}={value!r} is not supported; accepted values: {accepted}"
+        )
     return value
 
 
