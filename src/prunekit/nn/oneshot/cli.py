@@ -1,0 +1,168 @@
+"""``prunekit nn oneshot`` (alias ``prunekit llm``): one-shot pruning of a transformers model."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from prunekit._io import atomic_write_json
+from prunekit.errors import InvalidParameterError
+
+HELP = (
+    "One-shot calibration pruning (Wanda, SparseGPT, magnitude) of a transformers model: "
+    "a model folder, or the bundled MiniLM sentence model by default. Prints the evaluation "
+    "(embedding similarity and retrieval agreement for encoders, perplexity for causal LMs)."
+)
+
+
+def _load(model_dir: Path | None) -> tuple[Any, Any, bool]:
+    from prunekit.nn.oneshot._hf import import_transformers
+    from prunekit.nn.oneshot.minilm import load_minilm
+
+    if model_dir is None:
+        model, tok = load_minilm()
+        return model, tok, False
+    if not model_dir.is_dir() or not (model_dir / "config.json").exists():
+        raise InvalidParameterError(
+            f"--model {model_dir} is not a transformers model folder (no config.json)"
+        )
+    transformers = import_transformers()
+    config = transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    causal = "CausalLM" in archs or "LMHead" in archs
+    cls = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
+    model = cls.from_pretrained(str(model_dir), local_files_only=True).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    if causal and tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok, causal
+
+
+def _texts(calibration: Path | None) -> tuple[str, list[str]]:
+    from prunekit.nn.oneshot.corpus import stdlib_paragraphs
+
+    if calibration is None:
+        paras = stdlib_paragraphs(10_000, seed=0)
+        return "\n\n".join(paras), paras
+    if not calibration.is_file():
+        raise InvalidParameterError(f"--calibration {calibration} is not a file")
+    text = calibration.read_text(encoding="utf-8", errors="replace")
+    paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+    if len(paras) < 4:
+        paras = [line.strip() for line in text.splitlines() if line.strip()]
+    if not paras:
+        raise InvalidParameterError(f"--calibration {calibration} is empty")
+    return text, paras
+
+
+def run_oneshot(
+    model_dir: Path | None = typer.Option(
+        None, "--model", "-m", help="transformers model folder [default: bundled MiniLM]"
+    ),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", "-c",
+        help="calibration text file [default: built-in corpus of Python docstrings]",
+    ),
+    method: str = typer.Option("wanda", help="wanda | sparsegpt | magnitude"),
+    sparsity: float | None = typer.Option(
+        None, help="fraction of weights removed per layer [default 0.5; N:M sets its own]"
+    ),
+    pattern: str = typer.Option("unstructured", help="unstructured | 2:4 | 4:8 | N:M"),
+    n_samples: int = typer.Option(64, help="number of calibration samples"),
+    max_length: int = typer.Option(128, help="tokens per calibration sample"),
+    batch_size: int = typer.Option(8, help="calibration batch size"),
+    owl: bool = typer.Option(False, "--owl", help="OWL non-uniform block sparsity"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="write the pruned model here (compact safetensors)"
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="write the report as JSON"),
+    threads: int = typer.Option(
+        0, help="torch CPU threads (0: torch's default; 1 is fastest on a busy machine)"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Prune a transformers model in one shot and print how close it stays to the dense one."""
+    import torch
+
+    from prunekit.nn.oneshot.core import METHODS, oneshot
+    from prunekit.nn.oneshot.corpus import builtin_sentences
+    from prunekit.nn.oneshot.export import save_pruned
+    from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement
+    from prunekit.nn.oneshot.tiny_lm import random_windows
+
+    if threads < 0:
+        raise InvalidParameterError(f"--threads must be >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+    if method not in METHODS:
+        raise InvalidParameterError(
+            f"--method {method!r} is not supported; accepted values: {', '.join(METHODS)}"
+        )
+    model, tok, causal = _load(model_dir)
+    text, paras = _texts(calibration)
+    dense = copy.deepcopy(model)
+    rows: list[dict[str, Any]] = []
+    if causal:
+        ids = torch.tensor(tok(text)["input_ids"], dtype=torch.long)
+        split = int(ids.numel() * 0.9)
+        calib: Any = random_windows(ids[:split], n_samples, min(max_length, split - 1), seed=0)
+        held_out = ids[split:][: 64 * max_length]
+    else:
+        calib = paras[:n_samples]
+    report = oneshot(
+        model, calib, method, sparsity, pattern, tokenizer=tok, max_length=max_length,
+        batch_size=batch_size, owl=owl, progress=not quiet,
+    )
+    t0 = time.perf_counter()
+    if causal:
+        from prunekit.nn.oneshot.tiny_lm import perplexity
+
+        seq = min(max_length, max(2, held_out.numel() // 4))
+        rows.append({"metric": "perplexity (held-out 10%)",
+                     "dense": perplexity(dense, held_out, seq_len=seq),
+                     "pruned": perplexity(model, held_out, seq_len=seq)})
+    else:
+        sents = builtin_sentences()
+        agree = embedding_agreement(
+            embed_sentences(dense, tok, sents), embed_sentences(model, tok, sents), k=5
+        )
+        rows += [
+            {"metric": "mean cosine to dense embeddings", "dense": 1.0,
+             "pruned": agree["mean_cosine"]},
+            {"metric": "nearest-neighbour agreement", "dense": 1.0,
+             "pruned": agree["nn_agreement"]},
+            {"metric": "top-5 neighbour overlap", "dense": 1.0, "pruned": agree["topk_overlap"]},
+        ]
+    eval_s = time.perf_counter() - t0
+    typer.echo(
+        f"one-shot {report.method}, pattern {report.pattern}: sparsity {report.sparsity:.4f} over "
+        f"{len(report.layers)} layers ({len(report.skipped)} skipped), "
+        f"{report.n_calibration_samples} calibration samples, {report.time_s:.1f} s, "
+        f"peak memory +{report.peak_memory_bytes / 2**20:.1f} MiB"
+    )
+    typer.echo("")
+    typer.echo("| metric | dense | pruned |")
+    typer.echo("|---|---|---|")
+    for r in rows:
+        typer.echo(f"| {r['metric']} | {r['dense']:.4f} | {r['pruned']:.4f} |")
+    if output is not None:
+        save_pruned(model, output, report)
+        typer.echo(f"\nsaved {output} ({output.stat().st_size / 2**20:.2f} MiB)")
+    if json_path is not None:
+        atomic_write_json(
+            json_path, {"report": report.to_dict(), "evaluation": rows, "eval_s": eval_s}
+        )
+
+
+def register(nn_app: typer.Typer) -> None:
+    """Add ``prunekit nn oneshot``."""
+    nn_app.command("oneshot", help=HELP)(run_oneshot)
+
+
+def register_root(app: typer.Typer) -> None:
+    """Add ``prunekit llm``, an alias of ``prunekit nn oneshot``."""
+    app.command("llm", help=HELP + " Alias of 'prunekit nn oneshot'.")(run_oneshot)
