@@ -1,0 +1,400 @@
+"""Compact sparse checkpoints (safetensors) and ``torch.nn.utils.prune`` interop.
+
+File format (``save_compact``): a plain `safetensors <https://huggingface.co/docs/safetensors>`_
+file — safe to load (no pickle) — whose ``__metadata__`` holds one JSON entry ``"prunekit"``
+describing how each state-dict tensor is stored:
+
+* ``dense``   — the tensor as is (key ``name``);
+* ``bitmask`` — ``name::mask`` (``np.packbits`` of the non-zero pattern, little bit order) and
+  ``name::values`` (the non-zero values, row-major order);
+* ``nm``      — for N:M tensors (at most N non-zeros in every group of M along the input
+  dimension): ``name::values`` (exactly N per group) and ``name::index`` (each value's position
+  in its group, ``ceil(log2 M)`` bits packed; 2 bits per kept element for 2:4), like the
+  metadata of NVIDIA's 2:4 sparse tensor cores (Mishra et al. 2021).
+
+Each tensor gets the smallest of the encodings (ties prefer ``nm``, then ``dense``), so file
+bytes fall with sparsity: at 90 % unstructured sparsity a float32 weight costs
+``1/8 + 0.1 * 4`` bytes per element, about 0.13x dense. Loading is bit-exact (NaN and
+infinities included) with one exception by default: a negative zero ``-0.0`` (what ``w * mask``
+gives for a negative ``w``) is a zero and loads as ``+0.0`` — numerically equal, so
+``torch.equal`` holds (the :class:`~prunekit.nn.Pruner` writes ``+0.0``, so its models
+round-trip bit for bit). ``signed_zeros=True`` also records the positions of negative zeros
+(``name::negzero``, int64 flat indices) for exact bits at a cost of 8 bytes per ``-0.0``.
+
+``int8=True`` stores the values of floating tensors with two or more dimensions as int8 with a
+symmetric per-output-row scale (``name::scale``, float32; Jacob et al. 2018). This is **lossy**
+(error up to half a quantisation step per weight); biases, norms and buffers stay exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunekit._io import atomic_path
+from prunekit.errors import InvalidParameterError, PrunekitError, UnsupportedModelError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "save_compact",
+    "load_compact",
+    "load_compact_into",
+    "read_compact_metadata",
+    "dense_state_dict_bytes",
+    "import_torch_prune",
+    "export_torch_prune",
+    "state_dict_with_torch_prune_applied",
+]
+
+FORMAT_NAME = "prunekit.compact"
+FORMAT_VERSION = 1
+_SEP = "::"
+_NM_CANDIDATE_M = (4, 8, 16)
+_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def dense_state_dict_bytes(state: Mapping[str, torch.Tensor] | nn.Module) -> int:
+    """Bytes of the raw tensor data of a state dict (the size of a dense checkpoint's payload)."""
+    sd = state.state_dict() if isinstance(state, nn.Module) else state
+    return sum(t.numel() * t.element_size() for t in sd.values())
+
+
+def _nonzero_bits(t: torch.Tensor) -> torch.Tensor:
+    """Bool tensor: True where ``t`` is non-zero (NaN counts as non-zero, -0.0 as zero)."""
+    return t != 0
+
+
+def _negative_zeros(t: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the ``-0.0`` entries of a floating tensor (int64)."""
+    neg = (t == 0) & torch.signbit(t)
+    return torch.nonzero(neg.reshape(-1)).reshape(-1)
+
+
+def _pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    packed = np.packbits(bits.reshape(-1).cpu().numpy().astype(np.uint8), bitorder="little")
+    return torch.from_numpy(packed)
+
+
+def _unpack_bits(packed: torch.Tensor, count: int) -> torch.Tensor:
+    bits = np.unpackbits(packed.numpy(), count=count, bitorder="little")
+    return torch.from_numpy(bits.astype(bool))
+
+
+def _view2d(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1) if t.ndim >= 2 else t.reshape(1, -1)
+
+
+def _detect_nm(nz: torch.Tensor) -> list[tuple[int, int]]:
+    """Candidate (n, m) such that every group of m along the input dim has at most n non-zeros."""
+    if nz.ndim < 2:
+        return []
+    v = _view2d(nz)
+    out = []
+    for m in _NM_CANDIDATE_M:
+        if v.shape[1] % m:
+            continue
+        n = int(v.reshape(v.shape[0], -1, m).sum(-1).max()) if v.numel() else 0
+        if 0 < n < m:
+            out.append((max(n, 1), m))
+    return out
+
+
+def _quantize_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8 quantisation of the 2-D view: (int8 tensor shaped like t, scales)."""
+    v = _view2d(t.detach().to(torch.float32))
+    amax = torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0).abs().amax(dim=1)
+    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    q = torch.clamp(torch.round(v / scale[:, None]), -127, 127).to(torch.int8)
+    return q.reshape(t.shape), scale
+
+
+def _dequantize_rows(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    v = _view2d(q).to(torch.float32) * scale[:, None]
+    return v.reshape(q.shape).to(dtype)
+
+
+def _encode(
+    name: str,
+    t: torch.Tensor,
+    int8: bool,
+    nm_hint: tuple[int, int] | None,
+    signed_zeros: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    t = t.detach().cpu()
+    info: dict[str, Any] = {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+    numel = t.numel()
+    if numel == 0 or t.ndim == 0 or t.dtype == torch.bool or not t.is_floating_point():
+        return {name: t.contiguous().clone()}, {**info, "enc": "dense"}
+    quant = int8 and t.ndim >= 2
+    nz = _nonzero_bits(t)
+    nnz = int(nz.sum())
+    vbytes = 1 if quant else t.element_size()
+    scale_bytes = (_view2d(t).shape[0] * 4) if quant else 0
+    options: list[tuple[int, str, tuple[int, int] | None]] = []
+    nm_cands = _detect_nm(nz)
+    forced = None
+    if nm_hint is not None and t.ndim >= 2:
+        n, m = nm_hint
+        v = _view2d(nz)
+        if v.shape[1] % m == 0 and int(v.reshape(v.shape[0], -1, m).sum(-1).max()) <= n:
+            forced = (n, m)
+            nm_cands = [forced]
+    for n, m in nm_cands:
+        groups = numel // m
+        idx_bits = max(1, math.ceil(math.log2(m)))
+        cost = groups * n * vbytes + math.ceil(groups * n * idx_bits / 8) + scale_bytes
+        options.append((cost, "nm", (n, m)))
+    dense_cost = numel * vbytes + scale_bytes
+    options.append((dense_cost, "dense", None))
+    options.append((math.ceil(numel / 8) + nnz * vbytes + scale_bytes, "bitmask", None))
+    # smallest wins; ties prefer nm, then dense (stable order of insertion); a declared N:M
+    # pattern (``nm=``) that the tensor satisfies is always stored as nm
+    best = options[0] if forced else min(options, key=lambda o: o[0])
+    enc = best[1]
+    tensors: dict[str, torch.Tensor] = {}
+    if signed_zeros and enc != "dense":
+        neg = _negative_zeros(t)
+        if neg.numel():
+            tensors[name + _SEP + "negzero"] = neg
+    scale = None
+    values_src = t
+    if quant:
+        values_src, scale = _quantize_rows(t)
+        tensors[name + _SEP + "scale"] = scale.contiguous()
+    if enc == "dense":
+        key = name + _SEP + "values" if quant else name
+        tensors[key] = values_src.contiguous().clone()
+        return tensors, {**info, "enc": "dense", "int8": quant}
+    if enc == "bitmask":
+        tensors[name + _SEP + "mask"] = _pack_bits(nz)
+        tensors[name + _SEP + "values"] = values_src.reshape(-1)[nz.reshape(-1)].contiguous()
+        return tensors, {**info, "enc": "bitmask", "int8": quant}
+    n, m = best[2]  # type: ignore[misc]
+    v_nz = _view2d(nz)
+    g_nz = v_nz.reshape(v_nz.shape[0], -1, m)
+    # positions of the non-zeros first (stable), padded with zero positions up to n per group
+    order = torch.argsort((~g_nz).to(torch.int8), dim=-1, stable=True)[..., :n]
+    order, _ = torch.sort(order, dim=-1)
+    vals = _view2d(values_src).reshape(v_nz.shape[0], -1, m).gather(-1, order)
+    idx_bits = max(1, math.ceil(math.log2(m)))
+    bits = (order.reshape(-1, 1) >> torch.arange(idx_bits)) & 1
+    tensors[name + _SEP + "values"] = vals.reshape(-1).contiguous()
+    tensors[name + _SEP + "index"] = _pack_bits(bits.to(torch.bool))
+    return tensors, {**info, "enc": "nm", "n": n, "m": m, "int8": quant}
+
+
+def _decode(name: str, info: Mapping[str, Any], store: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    try:
+        dtype = getattr(torch, info["dtype"])
+        shape = tuple(info["shape"])
+        enc = info["enc"]
+        quant = bool(info.get("int8", False))
+        numel = math.prod(shape)
+        if enc == "dense":
+            if not quant:
+                return store[name]
+            return _dequantize_rows(
+                store[name + _SEP + "values"].reshape(shape), store[name + _SEP + "scale"], dtype
+            )
+        values = store[name + _SEP + "values"]
+        if enc == "bitmask":
+            nz = _unpack_bits(store[name + _SEP + "mask"], numel)
+            out = torch.zeros(numel, dtype=values.dtype)
+            out[nz] = values
+            out = out.reshape(shape)
+        elif enc == "nm":
+            n, m = int(info["n"]), int(info["m"])
+            idx_bits = max(1, math.ceil(math.log2(m)))
+            bits = _unpack_bits(store[name + _SEP + "index"], values.numel() * idx_bits)
+            weights = 1 << torch.arange(idx_bits)
+            idx = (bits.reshape(-1, idx_bits).long() * weights).sum(-1)
+            rows = shape[0] if len(shape) >= 2 else 1
+            idx = idx.reshape(rows, -1, n)
+            out = torch.zeros(rows, numel // rows // m, m, dtype=values.dtype)
+            out.scatter_(-1, idx, values.reshape(rows, -1, n))
+            out = out.reshape(shape)
+        else:
+            raise PrunekitError(f"unknown encoding {enc!r} for tensor {name!r}")
+        neg = store.get(name + _SEP + "negzero")
+        if neg is not None and not quant:
+            out.reshape(-1)[neg] = -0.0
+        if quant:
+            return _dequantize_rows(out, store[name + _SEP + "scale"], dtype)
+        return out
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise PrunekitError(f"corrupt compact file: cannot decode tensor {name!r} ({exc})") from exc
+
+
+def _as_state_dict(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    if isinstance(model_or_state_dict, nn.Module):
+        return state_dict_with_torch_prune_applied(model_or_state_dict.state_dict())
+    if isinstance(model_or_state_dict, Mapping):
+        bad = [k for k, v in model_or_state_dict.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise InvalidParameterError(
+                f"state dict entries must be tensors; not tensors: {bad[:5]}"
+            )
+        return state_dict_with_torch_prune_applied(dict(model_or_state_dict))
+    raise InvalidParameterError(
+        f"model_or_state_dict must be an nn.Module or a mapping of tensors, got "
+        f"{type(model_or_state_dict).__name__}"
+    )
+
+
+def state_dict_with_torch_prune_applied(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Fold ``X_orig``/``X_mask`` pairs (torch.nn.utils.prune) into plain ``X = X_orig*X_mask``."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in sd:
+            base = key[: -len("_orig")]
+            mask = sd[base + "_mask"]
+            out[base] = torch.where(mask.bool(), value, torch.zeros((), dtype=value.dtype))
+        elif key.endswith("_mask") and key[: -len("_mask")] + "_orig" in sd:
+            continue
+        else:
+            out[key] = value
+    return out
+
+
+def save_compact(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    *,
+    int8: bool = False,
+    metadata: Mapping[str, str] | None = None,
+    nm: Mapping[str, tuple[int, int]] | None = None,
+    signed_zeros: bool = False,
+) -> Path:
+    """Save a (sparse) model or state dict in the compact safetensors format; return the path.
+
+    Every tensor is stored in the smallest of ``dense`` / ``bitmask`` / ``nm`` encodings (see the
+    module docstring). ``int8=True`` quantises weight values (>= 2-D floating tensors) to int8
+    with per-row scales — lossy. ``signed_zeros=True`` keeps ``-0.0`` bits exactly (see module
+    docstring). ``metadata`` (str -> str) is stored alongside; ``nm`` declares the N:M
+    pattern of tensors (``{name: (n, m)}``): a tensor that satisfies it is always stored as
+    ``nm``; otherwise N:M is auto-detected for M in 4, 8, 16 and used when smallest. Models pruned
+    with ``torch.nn.utils.prune`` are saved with their masks folded in. The write is atomic.
+    """
+    from safetensors.torch import save_file
+
+    sd = _as_state_dict(model_or_state_dict)
+    if metadata is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise InvalidParameterError("metadata must map str to str")
+    tensors: dict[str, torch.Tensor] = {}
+    entries: dict[str, Any] = {}
+    for name, t in sd.items():
+        if _SEP in name:
+            raise InvalidParameterError(f"tensor name {name!r} may not contain {_SEP!r}")
+        hint = None if nm is None else nm.get(name)
+        enc_tensors, info = _encode(name, t, int8, hint, signed_zeros)
+        tensors.update(enc_tensors)
+        entries[name] = info
+    header = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "tensors": entries,
+        "user": dict(metadata or {}),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"prunekit": json.dumps(header)})
+    return path
+
+
+def read_compact_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON header of a compact file: encodings per tensor and the user ``metadata``."""
+    from safetensors import safe_open
+
+    if not Path(path).is_file():
+        raise InvalidParameterError(f"path {str(path)!r} is not a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise PrunekitError(f"{path}: not a safetensors file ({exc})") from exc
+    if "prunekit" not in meta:
+        raise PrunekitError(f"{path}: not a prunekit compact file (no 'prunekit' metadata)")
+    header = json.loads(meta["prunekit"])
+    if header.get("format") != FORMAT_NAME or int(header.get("version", 0)) > FORMAT_VERSION:
+        raise PrunekitError(
+            f"{path}: unsupported compact format {header.get('format')!r} "
+            f"version {header.get('version')!r}"
+        )
+    return header
+
+
+def load_compact(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Load a compact file back into a dense state dict (bit-exact unless saved with int8)."""
+    from safetensors.torch import load_file
+
+    header = read_compact_metadata(path)
+    store = load_file(str(path))
+    return {name: _decode(name, info, store) for name, info in header["tensors"].items()}
+
+
+def load_compact_into(
+    model: nn.Module, path: str | os.PathLike[str], strict: bool = True
+) -> nn.Module:
+    """Load a compact file into ``model`` (``load_state_dict``); return the model."""
+    state = load_compact(path)
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        raise UnsupportedModelError(f"compact file {path} does not fit the model: {exc}") from exc
+    return model
+
+
+# ----------------------------------------------------------------- torch.nn.utils.prune interop
+def import_torch_prune(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Make ``torch.nn.utils.prune`` pruning permanent and return the masks as prunekit masks.
+
+    Every ``X_orig`` / ``X_mask`` pair becomes a plain parameter ``X`` with the zeros baked in;
+    the forward pre-hooks and the ``_mask`` buffers are removed (``prune.remove``). Returns
+    ``{qualified_param_name: bool keep mask}`` to hand to :class:`prunekit.nn.Pruner`.
+    """
+    from torch.nn.utils import prune
+
+    masks: dict[str, torch.Tensor] = {}
+    for mod_name, module in model.named_modules():
+        hooks = [
+            h for h in module._forward_pre_hooks.values() if isinstance(h, prune.BasePruningMethod)
+        ]
+        for tensor_name in dict.fromkeys(h._tensor_name for h in hooks):
+            mask = getattr(module, tensor_name + "_mask").detach().clone().bool()
+            prune.remove(module, tensor_name)
+            with torch.no_grad():
+                param = getattr(module, tensor_name)
+                param.masked_fill_(~mask, 0.0)
+            masks[f"{mod_name}.{tensor_name}" if mod_name else tensor_name] = mask
+    return masks
+
+
+def export_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Attach ``masks`` in ``torch.nn.utils.prune`` form (``X_orig`` + ``X_mask`` + pre-hook).
+
+    For tools that expect that format. Note it duplicates every masked tensor and adds a hook;
+    undo with :func:`import_torch_prune`. Returns the model (modified in place).
+    """
+    from torch.nn.utils import prune
+
+    modules = dict(model.named_modules())
+    for qual, mask in masks.items():
+        mod_name, _, tensor_name = qual.rpartition(".")
+        module = modules.get(mod_name)
+        if module is None or not isinstance(getattr(module, tensor_name, None), torch.Tensor):
+            raise InvalidParameterError(f"masks: {qual!r} is not a tensor of the model")
+        prune.custom_from_mask(module, tensor_name, mask.to(torch.bool))
+    return model

@@ -1,0 +1,85 @@
+"""Lightning callback running a :class:`~prunekit.nn.Pruner` (optional extra ``lightning``).
+
+    from prunekit.nn.lightning import SparsityCallback
+    trainer = L.Trainer(callbacks=[SparsityCallback(sparsity=0.9, schedule=agp(0.9, 0, 2000))])
+
+The callback builds the pruner on ``setup`` (keyword arguments are :class:`Pruner`'s), zeroes
+pruned gradients before every optimizer step, re-applies masks and advances the schedule after
+every training batch, and finalizes at the end of training. Lightning is imported lazily: this
+module imports without it; using the callback without it raises
+:class:`~prunekit.errors.OptionalDependencyError` naming the extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from prunekit.errors import OptionalDependencyError
+
+__all__ = ["lightning_available"]  # and SparsityCallback, built on first access
+
+_CLASS: Any = None
+
+
+def _lightning() -> Any:
+    for module in ("lightning.pytorch", "pytorch_lightning"):
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            continue
+    raise OptionalDependencyError(
+        "the Lightning callback needs 'lightning'; "
+        "install it with: pip install 'prunekit[lightning]'"
+    )
+
+
+def lightning_available() -> bool:
+    """Whether ``lightning`` (or ``pytorch_lightning``) can be imported."""
+    try:
+        _lightning()
+    except OptionalDependencyError:
+        return False
+    return True
+
+
+def _build() -> Any:
+    global _CLASS
+    if _CLASS is not None:
+        return _CLASS
+    pl = _lightning()
+    from prunekit.nn.sparsity import Pruner
+
+    class SparsityCallback(pl.Callback):  # type: ignore[misc, name-defined]
+        """Keeps a :class:`Pruner`'s masks applied through ``Trainer.fit``."""
+
+        def __init__(self, **pruner_kwargs: Any) -> None:
+            super().__init__()
+            self.pruner_kwargs = pruner_kwargs
+            self.pruner: Pruner | None = None
+
+        def setup(self, trainer: Any, pl_module: Any, stage: str | None = None) -> None:
+            if self.pruner is None and stage in (None, "fit"):
+                self.pruner = Pruner(pl_module, **self.pruner_kwargs).prepare()
+
+        def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+            if self.pruner is not None:
+                self.pruner.optimizer = optimizer
+                self.pruner.mask_gradients()
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+            if self.pruner is not None:
+                self.pruner.step()
+
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            if self.pruner is not None:
+                self.pruner.finalize()
+
+    _CLASS = SparsityCallback
+    return _CLASS
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SparsityCallback":
+        return _build()
+    raise AttributeError(f"module 'prunekit.nn.lightning' has no attribute {name!r}")

@@ -1,0 +1,334 @@
+"""``prunekit nn sparsity`` (train, prune, fine-tune, report) and ``prunekit nn compact-info``.
+
+The experiment runner :func:`run_sparsity_experiment` is shared with
+``benchmarks/nn_sparsity.py``: one showcase model on its bundled data set, trained dense, then
+pruned with a chosen criterion / pattern / schedule and fine-tuned with the masks kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from prunekit._validation import check_choice, check_positive_int, check_sparsity
+from prunekit.errors import InvalidParameterError
+
+SHOWCASES = {"lenet": ("mnist", False), "cnn": ("digits", True)}
+METHODS = ("oneshot", "iterative", "agp", "linear", "cubic", "constant", "imp")
+
+
+@dataclass
+class Showcase:
+    """A showcase model, its data loaders and (after :func:`train_dense`) its dense weights."""
+
+    name: str
+    dataset: str
+    train: Any
+    val: Any
+    test: Any
+    make_model: Callable[[], Any]
+    init_state: dict[str, Any] = field(default_factory=dict)
+    dense_state: dict[str, Any] = field(default_factory=dict)
+    dense_accuracy: float = float("nan")
+    dense_seconds: float = 0.0
+    dense_epochs: int = 0
+
+
+def load_showcase(name: str, *, batch_size: int = 128, seed: int = 0) -> Showcase:
+    """``lenet`` (LeNet-300-100 on MNIST-5k) or ``cnn`` (DigitsCNN on 8x8 digits)."""
+    import torch
+
+    from prunekit.data import load_dataset
+    from prunekit.nn.models import DigitsCNN, LeNet300100
+
+    check_choice("model", name, tuple(SHOWCASES))
+    dataset, images = SHOWCASES[name]
+    data = load_dataset(dataset, seed=seed)
+    train, val, test = data.loaders(batch_size, images=images, seed=seed)
+
+    def make_model() -> Any:
+        torch.manual_seed(seed)
+        if name == "lenet":
+            return LeNet300100(in_features=data.n_features, n_classes=data.n_classes)
+        return DigitsCNN(n_classes=data.n_classes)
+
+    return Showcase(name, dataset, train, val, test, make_model)
+
+
+def train_dense(show: Showcase, epochs: int, *, lr: float = 1e-3, progress: bool = False) -> None:
+    """Train the showcase's dense model once and keep its initial and trained weights."""
+    from prunekit.nn.training import evaluate_accuracy, train_classifier
+
+    model = show.make_model()
+    show.init_state = copy.deepcopy(model.state_dict())
+    t0 = time.perf_counter()
+    train_classifier(
+        model, show.train, epochs=epochs, lr=lr, progress=progress, description="dense training"
+    )
+    show.dense_seconds = time.perf_counter() - t0
+    show.dense_state = copy.deepcopy(model.state_dict())
+    show.dense_accuracy = evaluate_accuracy(model, show.test)
+    show.dense_epochs = epochs
+
+
+def compact_ratio(model: Any, *, int8: bool = False) -> tuple[int, float]:
+    """(compact file bytes, ratio to the dense float32 state-dict bytes) of ``model``."""
+    from prunekit.nn.io import dense_state_dict_bytes, save_compact
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_compact(model, Path(tmp) / "model.safetensors", int8=int8)
+        size = path.stat().st_size
+    return size, size / dense_state_dict_bytes(model)
+
+
+def run_sparsity_experiment(
+    show: Showcase,
+    *,
+    sparsity: float,
+    criterion: str = "magnitude",
+    pattern: str = "unstructured",
+    method: str = "agp",
+    scope: str = "global",
+    finetune_epochs: int = 3,
+    rounds: int = 3,
+    lr: float = 1e-3,
+    prune_first_last: bool = True,
+    int8: bool = False,
+    criterion_options: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Prune the dense showcase model with ``method`` and fine-tune; return a result row.
+
+    ``oneshot``: prune once, then fine-tune ``finetune_epochs`` with the masks kept.
+    ``agp`` / ``linear`` / ``cubic`` / ``constant`` / ``iterative``: prune during the
+    fine-tuning epochs on that schedule (ramp over the first 75 % of the steps).
+    ``imp``: lottery-ticket IMP from the dense model's initialisation, ``rounds`` rounds of
+    ``dense_epochs`` each plus the final run (the costliest; its time says so).
+    """
+    import torch
+
+    from prunekit.nn.lottery import lottery_ticket
+    from prunekit.nn.schedules import OneShot, make_schedule
+    from prunekit.nn.sparsity import Pruner
+    from prunekit.nn.training import evaluate_accuracy, make_optimizer, train_classifier
+
+    check_choice("method", method, METHODS)
+    sparsity = check_sparsity(sparsity)
+    if not show.dense_state:
+        raise InvalidParameterError("train the dense model first (train_dense)")
+    model = show.make_model()
+    t0 = time.perf_counter()
+    acc_oneshot = float("nan")
+    if method == "imp":
+        if criterion != "magnitude":
+            raise InvalidParameterError(
+                "method='imp' prunes by magnitude; use criterion='magnitude'"
+            )
+        model.load_state_dict(show.init_state)
+
+        def train_fn(m: Any, on_step: Callable[[int], None]) -> None:
+            train_classifier(m, show.train, epochs=show.dense_epochs, lr=lr, on_step=on_step)
+
+        result = lottery_ticket(
+            model,
+            train_fn,
+            sparsity,
+            rounds=rounds,
+            rewind="init",
+            pattern=pattern,
+            scope=scope,
+            prune_first_last=prune_first_last,
+        )
+        report = result.report
+    else:
+        model.load_state_dict(show.dense_state)
+        steps_per_epoch = len(show.train)
+        total = max(1, steps_per_epoch * finetune_epochs)
+        schedule = (
+            OneShot(sparsity)
+            if method == "oneshot"
+            else make_schedule(method, sparsity, total_steps=total, rounds=rounds)
+        )
+        opt = make_optimizer(model, "adam", lr)
+        pruner = Pruner(
+            model,
+            sparsity=sparsity,
+            criterion=criterion,
+            pattern=pattern,
+            scope=scope,
+            schedule=schedule,
+            prune_first_last=prune_first_last,
+            data=show.train,
+            optimizer=opt,
+            criterion_options=criterion_options,
+        )
+        pruner.prepare()
+        if method == "oneshot":
+            acc_oneshot = evaluate_accuracy(model, show.test)
+        if finetune_epochs:
+            train_classifier(
+                model,
+                show.train,
+                epochs=finetune_epochs,
+                optimizer=opt,
+                on_step=lambda _s: pruner.step(),
+                progress=progress,
+                description=f"{method} {criterion} {sparsity:.0%}",
+            )
+        pruner.finalize()
+        report = pruner.report()
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        acc = evaluate_accuracy(model, show.test)
+    size, ratio = compact_ratio(model, int8=int8)
+    return {
+        "model": show.name,
+        "method": method,
+        "criterion": criterion,
+        "pattern": str(pattern),
+        "target_sparsity": sparsity,
+        "sparsity": report.sparsity,
+        "dense_accuracy": show.dense_accuracy,
+        "oneshot_accuracy": acc_oneshot,
+        "accuracy": acc,
+        "delta_accuracy": acc - show.dense_accuracy,
+        "file_bytes": size,
+        "file_ratio": ratio,
+        "seconds": seconds,
+        "report": report,
+        "model_obj": model,
+    }
+
+
+def _fmt(v: float, pct: bool = False) -> str:
+    if isinstance(v, float) and math.isnan(v):
+        return "-"
+    return f"{v:.2%}" if pct else f"{v:.3f}"
+
+
+def register(nn_app: typer.Typer) -> None:
+    """Add ``sparsity`` and ``compact-info`` to ``prunekit nn``."""
+
+    @nn_app.command("sparsity")
+    def sparsity_cmd(
+        model: str = typer.Option(
+            "lenet",
+            help="Showcase: 'lenet' (LeNet-300-100, MNIST-5k) or 'cnn' (DigitsCNN, 8x8 digits).",
+        ),
+        sparsity: float = typer.Option(0.9, help="Target sparsity in [0, 1) (N:M sets its own)."),
+        criterion: str = typer.Option(
+            "magnitude", help="magnitude, l2, random, taylor, obd, obs, movement."
+        ),
+        pattern: str = typer.Option(
+            "unstructured", help="unstructured, rowwise, N:M (2:4, 4:8), block:RxC (block:1x4)."
+        ),
+        method: str = typer.Option(
+            "agp", help="Schedule: oneshot, iterative, agp, linear, cubic, constant, imp."
+        ),
+        scope: str = typer.Option("global", help="global (one threshold) or layer."),
+        epochs: int = typer.Option(5, help="Dense training epochs."),
+        finetune_epochs: int = typer.Option(3, help="Fine-tuning epochs (pruning runs inside)."),
+        rounds: int = typer.Option(3, help="Rounds for iterative / imp."),
+        prune_first_last: bool = typer.Option(
+            True, "--prune-first-last/--keep-first-last", help="Prune the first and last layer."
+        ),
+        int8: bool = typer.Option(False, help="Store int8 values in the compact file (lossy)."),
+        seed: int = typer.Option(0, help="Random seed."),
+        out: Path | None = typer.Option(
+            None, help="Folder for model.safetensors (compact), report.md/.json/.html."
+        ),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Train a showcase network, prune it, fine-tune with masks kept, and report."""
+        import torch
+
+        check_choice("method", method, METHODS)
+        check_choice("scope", scope, ("global", "layer"))
+        check_sparsity(sparsity)
+        check_positive_int("epochs", epochs)
+        torch.manual_seed(seed)
+        show = load_showcase(model, seed=seed)
+        train_dense(show, epochs, progress=not quiet)
+        row = run_sparsity_experiment(
+            show,
+            sparsity=sparsity,
+            criterion=criterion,
+            pattern=pattern,
+            method=method,
+            scope=scope,
+            finetune_epochs=finetune_epochs,
+            rounds=rounds,
+            prune_first_last=prune_first_last,
+            int8=int8,
+            progress=not quiet,
+        )
+        report = row["report"]
+        summary = (
+            f"| model | method | criterion | pattern | sparsity | dense acc | pruned acc | "
+            f"file ratio | seconds |\n|---|---|---|---|---:|---:|---:|---:|---:|\n"
+            f"| {model} | {method} | {criterion} | {pattern} | {_fmt(row['sparsity'], True)} | "
+            f"{_fmt(row['dense_accuracy'])} | {_fmt(row['accuracy'])} | "
+            f"{_fmt(row['file_ratio'])} | {row['seconds']:.1f} |"
+        )
+        typer.echo(summary)
+        typer.echo("")
+        typer.echo(report.to_markdown())
+        if out is not None:
+            _write_outputs(Path(out), row, summary, int8=int8)
+            typer.echo(f"\nwrote {out}/model.safetensors, report.md, report.json")
+
+    @nn_app.command("compact-info")
+    def compact_info_cmd(
+        path: Path = typer.Argument(..., help="A file written by prunekit.nn.save_compact."),
+    ) -> None:
+        """Show how each tensor of a compact sparse file is stored, and the file's size."""
+        from prunekit.nn.io import read_compact_metadata
+
+        if not path.exists():
+            raise InvalidParameterError(f"path {str(path)!r} does not exist")
+        header = read_compact_metadata(path)
+        typer.echo(
+            f"{path}: {path.stat().st_size} bytes, format {header['format']} v{header['version']}"
+        )
+        typer.echo("| tensor | shape | dtype | encoding |\n|---|---|---|---|")
+        for name, info in header["tensors"].items():
+            enc = info["enc"] + (f" {info['n']}:{info['m']}" if info["enc"] == "nm" else "")
+            enc += " int8" if info.get("int8") else ""
+            shape = "x".join(map(str, info["shape"])) or "scalar"
+            typer.echo(f"| {name} | {shape} | {info['dtype']} | {enc} |")
+        if header.get("user"):
+            typer.echo(json.dumps(header["user"], indent=2))
+
+
+def _write_outputs(out: Path, row: dict[str, Any], summary: str, *, int8: bool) -> None:
+    from prunekit._io import atomic_write_json, atomic_write_text
+    from prunekit.nn.io import save_compact
+
+    out.mkdir(parents=True, exist_ok=True)
+    report = row["report"]
+    meta = {k: str(v) for k, v in row.items() if k not in ("report", "model_obj")}
+    save_compact(row["model_obj"], out / "model.safetensors", int8=int8, metadata=meta)
+    md = "# prunekit nn sparsity\n\n" + summary + "\n\n" + report.to_markdown() + "\n"
+    atomic_write_text(out / "report.md", md)
+    data = {k: v for k, v in row.items() if k not in ("report", "model_obj")}
+    data["layers"] = report.to_dict()
+    atomic_write_json(out / "report.json", data)
+    try:
+        from prunekit.report import Report
+        from prunekit.report import plots as rplots
+    except ImportError:  # pragma: no cover - report module is part of the core
+        return
+    rep = Report("prunekit nn sparsity")
+    rep.add_text(summary)
+    rep.add_text(report.to_markdown())
+    rep.add_figure(rplots.layer_sparsity(report.layer_sparsity), "Layer sparsity")
+    rep.write_html(out / "report.html")
