@@ -1,27 +1,74 @@
-"""The ``prunekit`` command. Each domain adds its own subcommands through ``register(app)``."""
+"""The ``prunekit`` command.
+
+Each domain module defines ``register(app: typer.Typer) -> None`` adding its commands. The root
+group loads a domain only when its command runs, so ``prunekit --help`` and ``prunekit --version``
+do not pay for importing torch and scikit-learn.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from prunekit import __version__
 
+# command name -> (module defining register(app), one-line help shown by `prunekit --help`)
+_LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("prunekit.demo", "Run the end-to-end showcase on bundled data and write a report."),
+    "tree": ("prunekit.trees.cli", "Grow a decision tree, apply every pruning method, compare."),
+    "ensemble": ("prunekit.ensembles.cli", "Prune a tree ensemble to a small sub-ensemble."),
+    "nn": ("prunekit.nn.cli", "Prune PyTorch networks: sparsity, structured, one-shot."),
+    "llm": ("prunekit.nn.cli", "One-shot pruning of a transformer (alias of `nn oneshot`)."),
+}
+
+
+def _load_command(name: str) -> click.Command | None:
+    module, _ = _LAZY_COMMANDS[name]
+    holder = typer.Typer()
+    importlib.import_module(module).register(holder)
+    group = typer.main.get_group(holder)
+    return group.get_command(click.Context(group), name)
+
+
+class _LazyCommand(click.Command):
+    """Stands for a domain command in help listings; the real command is built when it runs."""
+
+    rich_help_panel = None
+
+    def __init__(self, name: str, help_text: str) -> None:
+        super().__init__(name, help=help_text, short_help=help_text)
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> click.Context:
+        real = _load_command(self.name or "")
+        if real is None:  # pragma: no cover - a registration bug, not a user error
+            raise click.UsageError(f"command {self.name!r} is not available")
+        return real.make_context(info_name, args, parent=parent, **extra)
+
+
+class _LazyGroup(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in _LAZY_COMMANDS:
+            command = _LazyCommand(cmd_name, _LAZY_COMMANDS[cmd_name][1])
+        return command
+
+
 app = typer.Typer(
     name="prunekit",
+    cls=_LazyGroup,
     help="Prune decision trees, ensembles and neural networks; measure what it cost and gained.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-)
-
-# Modules that define ``register(app: typer.Typer) -> None``; each adds its commands.
-_COMMAND_MODULES = (
-    "prunekit.demo",
-    "prunekit.trees.cli",
-    "prunekit.ensembles.cli",
-    "prunekit.nn.cli",
 )
 
 
@@ -34,24 +81,10 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False,
-        "--version",
-        callback=_version_callback,
-        is_eager=True,
-        help="Print the version and exit.",
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
 ) -> None:
     """prunekit: smaller, faster models that keep their accuracy."""
-
-
-for _module in _COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:  # a domain not built yet must not break the others
-        if _exc.name != _module:
-            raise
-        continue
-    _mod.register(app)
 
 
 def main() -> None:

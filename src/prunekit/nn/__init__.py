@@ -75,6 +75,7 @@ _SUBMODULES = {
     "training",
     "structured",
     "oneshot",
+    "distill",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
