@@ -50,3 +50,21 @@ def test_user_error_is_printed_cleanly(monkeypatch, tmp_path, capsys):
     assert err.startswith("error: threads must be an integer >= 1")
     assert "Traceback" not in err
     assert not (tmp_path / "report.html").exists()
+
+
+def test_root_help_does_not_import_heavy_domains() -> None:
+    """`prunekit --help` lists every command without importing torch or scikit-learn."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from prunekit.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "assert all(c in r.output for c in ('demo', 'tree', 'ensemble', 'nn', 'llm')), r.output\n"
+        "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
