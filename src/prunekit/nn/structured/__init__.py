@@ -1,1 +1,52 @@
-"""(being built)"""
+"""Structural pruning: physically remove channels, neurons, attention heads and residual blocks.
+
+>>> slim, report = prune(model, torch.randn(1, 3, 32, 32), ratio=0.5)  # doctest: +SKIP
+>>> fresh = apply_plan(Architecture(), report.plan); fresh.load_state_dict(slim.state_dict())
+... # doctest: +SKIP
+
+Groups of coupled dimensions come from a torch.fx trace (:mod:`.graph`), per-layer removal
+from small registered handlers (:mod:`.handlers`), unit importance from :mod:`.importance`.
+"""
+
+from __future__ import annotations
+
+from .blocks import BlockReport, drop_blocks
+from .core import (
+    StructuredReport,
+    apply_plan,
+    count_macs,
+    count_params,
+    dependency_groups,
+    load_plan,
+    measure_latency,
+    prune,
+    save_plan,
+    select_units,
+    state_bytes,
+)
+from .graph import DependencyGraph, Group
+from .handlers import Handler, Slice, register_handler
+from .importance import CRITERIA, unit_scores
+
+__all__ = [
+    "CRITERIA",
+    "BlockReport",
+    "DependencyGraph",
+    "Group",
+    "Handler",
+    "Slice",
+    "StructuredReport",
+    "apply_plan",
+    "count_macs",
+    "count_params",
+    "dependency_groups",
+    "drop_blocks",
+    "load_plan",
+    "measure_latency",
+    "prune",
+    "register_handler",
+    "save_plan",
+    "select_units",
+    "state_bytes",
+    "unit_scores",
+]

@@ -1,0 +1,518 @@
+"""``prune``: physically remove channels, neurons and heads; plans that replay on fresh models."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunekit._io import atomic_write_json
+from prunekit._validation import check_choice, check_fraction, check_positive_int
+from prunekit.errors import InvalidParameterError, PrunekitError, ShapeMismatchError
+
+from .graph import DependencyGraph, Group, analyze
+from .handlers import get_owner, handler_for, prune_param
+from .importance import CRITERIA, gradients, unit_scores
+
+PLAN_FORMAT = "prunekit.structured/1"
+ALLOCATIONS = ("uniform", "global")
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
+    return example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+
+
+def count_macs(model: nn.Module, example_inputs: Any) -> int:
+    """Multiply-accumulates of one forward pass (``FlopCounterMode`` FLOPs / 2).
+
+    Counts every convolution, matrix product and attention kernel the forward dispatches.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(*_as_tuple(example_inputs))
+    model.train(was)
+    return int(counter.get_total_flops()) // 2
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameter elements."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def state_bytes(model: nn.Module) -> int:
+    """Bytes of the state dict (parameters and buffers)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def measure_latency(
+    model: nn.Module, example_inputs: Any, *, warmup: int = 3, repeats: int = 10
+) -> float:
+    """Median wall-clock seconds of one eval-mode forward on ``example_inputs``."""
+    was = model.training
+    model.eval()
+    inputs = _as_tuple(example_inputs)
+    times = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(*inputs)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(*inputs)
+            times.append(time.perf_counter() - t0)
+    model.train(was)
+    return float(np.median(times))
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@dataclass
+class StructuredReport:
+    """What :func:`prune` removed, from where, and what it bought."""
+
+    criterion: str
+    allocation: str
+    ratio: float
+    macs_before: int
+    macs_after: int
+    params_before: int
+    params_after: int
+    bytes_before: int
+    bytes_after: int
+    groups: list[dict[str, Any]]
+    layers: dict[str, dict[str, list[int]]]  # layer -> role -> [before, after]
+    skipped: list[str]
+    notes: list[str]
+    plan: dict[str, Any] = field(repr=False)
+    latency_before_s: float | None = None
+    latency_after_s: float | None = None
+
+    @property
+    def macs_reduction(self) -> float:
+        """MACs before / MACs after."""
+        return self.macs_before / max(self.macs_after, 1)
+
+    @property
+    def params_reduction(self) -> float:
+        return self.params_before / max(self.params_after, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["macs_reduction"] = self.macs_reduction
+        d["params_reduction"] = self.params_reduction
+        return d
+
+    def to_markdown(self) -> str:
+        rows = [
+            ("MACs", self.macs_before, self.macs_after),
+            ("parameters", self.params_before, self.params_after),
+            ("bytes", self.bytes_before, self.bytes_after),
+        ]
+        if self.latency_before_s is not None and self.latency_after_s is not None:
+            rows.append(("latency (ms)", self.latency_before_s * 1e3, self.latency_after_s * 1e3))
+        lines = [
+            f"Structured pruning: criterion `{self.criterion}`, allocation `{self.allocation}`, "
+            f"ratio {self.ratio:.3f}",
+            "",
+            "| metric | before | after | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, b, a in rows:
+            fb, fa = (f"{b:,}", f"{a:,}") if isinstance(b, int) else (f"{b:.3f}", f"{a:.3f}")
+            lines.append(f"| {name} | {fb} | {fa} | {b / max(a, 1e-12):.2f}x |")
+        lines += ["", "| group | units | removed | layers |", "|---:|---:|---:|---|"]
+        for g in self.groups:
+            layers = ", ".join(g["layers"][:4]) + (" ..." if len(g["layers"]) > 4 else "")
+            lines.append(f"| {g['id']} | {g['units']} | {g['removed']} | {layers} |")
+        if self.skipped:
+            lines += ["", "Kept unchanged:"] + [f"- {s}" for s in self.skipped]
+        if self.notes:
+            lines += ["", "Notes:"] + [f"- {s}" for s in self.notes[:20]]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def _n_remove(n: int, ratio: float, max_ratio: float, min_units: int,
+              round_to: int | None) -> int:
+    k = min(int(math.floor(n * ratio + 1e-9)), int(math.floor(n * max_ratio + 1e-9)))
+    keep = max(n - k, min(min_units, n))
+    if round_to and round_to > 1 and keep % round_to:
+        keep = min(n, int(math.ceil(keep / round_to)) * round_to)
+    return max(n - keep, 0)
+
+
+def _pick(group: Group, scores: dict[int, float], k: int) -> list[int]:
+    if k <= 0:
+        return []
+    if group.partitions:
+        h = len(group.partitions)
+        per = min(k // h, min(len(p) for p in group.partitions) - 1)
+        out: list[int] = []
+        for part in group.partitions:
+            out += sorted(part, key=lambda u: (scores[u], u))[:per]
+        return out
+    return sorted(group.units, key=lambda u: (scores[u], u))[:k]
+
+
+def select_units(
+    graph: DependencyGraph,
+    scores: dict[int, float],
+    ratio: float,
+    *,
+    allocation: str = "uniform",
+    round_to: int | None = None,
+    min_channels: int = 1,
+    max_ratio: float = 0.9,
+) -> set[int]:
+    """Choose the units to remove: a uniform ``ratio`` per group, or a global ranking of
+    group-normalised scores with per-group ``max_ratio`` / ``min_channels`` limits."""
+    removed: set[int] = set()
+
+    def step(g: Group) -> int | None:
+        # balanced heads: kept widths are a multiple of the head count (and of round_to)
+        if g.partitions:
+            return math.lcm(round_to or 1, len(g.partitions))
+        return round_to
+
+    if allocation == "uniform":
+        for g in graph.groups:
+            removed.update(_pick(g, scores, _n_remove(g.n_units, ratio, max_ratio, min_channels,
+                                                      step(g))))
+    else:
+        norm: list[tuple[float, int, int]] = []
+        for gi, g in enumerate(graph.groups):
+            vals = np.array([scores[u] for u in g.units])
+            mean = float(vals.mean()) if len(vals) and vals.mean() > 0 else 1.0
+            norm += [(scores[u] / mean, u, gi) for u in g.units]
+        norm.sort()
+        budget = int(round(ratio * len(norm)))
+        cap = [_n_remove(g.n_units, max_ratio, max_ratio, min_channels, None)
+               for g in graph.groups]
+        per_group: list[int] = [0] * len(graph.groups)
+        for _, _u, gi in norm:
+            if sum(per_group) >= budget:
+                break
+            if per_group[gi] < cap[gi]:
+                per_group[gi] += 1
+        for gi, g in enumerate(graph.groups):
+            k = per_group[gi]
+            r = step(g)
+            if r and r > 1:
+                keep = g.n_units - k
+                keep = min(g.n_units, int(math.ceil(keep / r)) * r)
+                k = g.n_units - keep
+            removed.update(_pick(g, scores, k))
+    # every layer keeps at least one position
+    for use in graph.uses.values():
+        units = graph.unit_of(use)
+        if all(int(u) in removed for u in units):
+            best = max({int(u) for u in units}, key=lambda u: scores.get(u, 0.0))
+            removed.discard(best)
+    return removed
+
+
+# ----------------------------------------------------------------------------- plans
+
+
+def make_plan(model: nn.Module, graph: DependencyGraph, removed: set[int]) -> dict[str, Any]:
+    """A JSON-serialisable record of the kept positions of every touched layer."""
+    layers: dict[str, dict[str, list[int]]] = {}
+    params: dict[str, dict[str, Any]] = {}
+    original: dict[str, dict[str, int]] = {}
+    for (name, role), use in graph.uses.items():
+        units = graph.unit_of(use)
+        keep = [i for i, u in enumerate(units.tolist()) if u not in removed]
+        if len(keep) == len(units):
+            continue
+        if role.startswith("param:"):
+            params[name] = {"dim": int(role.split(":")[1]), "keep": keep, "size": len(units)}
+        else:
+            layers.setdefault(name, {})[role] = keep
+            original.setdefault(name, {})[role] = len(units)
+    attrs: dict[str, dict[str, int]] = {}
+    removed_arr = np.fromiter(removed, dtype=np.int64) if removed else np.zeros(0, np.int64)
+    for owner, attr, value, units, axis in graph.bindings:
+        kept = ~np.isin(units, removed_arr)
+        other = tuple(i for i in range(kept.ndim) if i != axis)
+        new = int(kept.any(axis=other).sum()) if other else int(kept.sum())
+        if new != value:
+            attrs.setdefault(owner, {})[attr] = new
+    return {"format": PLAN_FORMAT, "layers": layers, "params": params, "attrs": attrs,
+            "original": original}
+
+
+def apply_plan(model: nn.Module, plan: dict[str, Any], *, inplace: bool = False) -> nn.Module:
+    """Shrink ``model`` (a fresh copy of the pruned architecture) as ``plan`` records.
+
+    Then ``load_state_dict`` of the pruned weights works. Returns the shrunk model (a deep copy
+    unless ``inplace``).
+    """
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        raise InvalidParameterError(f"plan must be a dict with format {PLAN_FORMAT!r}")
+    model = model if inplace else copy.deepcopy(model)
+    for name in plan.get("blocks", []):  # residual blocks removed by drop_blocks
+        replace_with_identity(model, name)
+    names = dict(model.named_modules())
+    for name, roles in plan["layers"].items():
+        if name not in names:
+            raise ShapeMismatchError(f"plan names layer {name!r}, which the model does not have")
+        m = names[name]
+        h = handler_for(m)
+        for role, keep in roles.items():
+            expected = plan.get("original", {}).get(name, {}).get(role)
+            if expected is not None and expected != _role_size(m, role):
+                raise ShapeMismatchError(
+                    f"layer {name!r} {role}: plan expects {expected} positions, the model has "
+                    f"{_role_size(m, role)}; was the plan made for another architecture?"
+                )
+            h.prune(m, role, torch.as_tensor(keep, dtype=torch.long))
+    for name, rec in plan["params"].items():
+        owner, attr = get_owner(model, name)
+        t = getattr(owner, attr, None)
+        if not isinstance(t, torch.Tensor) or t.shape[int(rec["dim"])] != rec.get("size"):
+            raise ShapeMismatchError(f"plan names tensor {name!r} of size {rec.get('size')}, "
+                                     "which the model does not have")
+        prune_param(model, name, int(rec["dim"]), torch.as_tensor(rec["keep"], dtype=torch.long))
+    for name, attrs in plan["attrs"].items():
+        m = model.get_submodule(name) if name else model
+        for k, v in attrs.items():
+            setattr(m, k, v)
+    return model
+
+
+def replace_with_identity(model: nn.Module, name: str) -> None:
+    """Swap submodule ``name`` for ``nn.Identity`` (inside Sequential, ModuleList or as attr)."""
+    parent_name, child = name.rsplit(".", 1) if "." in name else ("", name)
+    try:
+        parent = model.get_submodule(parent_name) if parent_name else model
+        parent.get_submodule(child)
+    except AttributeError as exc:
+        raise ShapeMismatchError(f"plan names block {name!r}, which the model lacks") from exc
+    if isinstance(parent, nn.ModuleList):
+        parent[int(child)] = nn.Identity()
+    else:
+        setattr(parent, child, nn.Identity())
+
+
+def _role_size(m: nn.Module, role: str) -> int | None:
+    if isinstance(m, nn.MultiheadAttention):
+        return m.embed_dim
+    if isinstance(m, nn.Linear):
+        return m.out_features if role == "out" else m.in_features
+    if isinstance(m, nn.Embedding):
+        return m.embedding_dim
+    if hasattr(m, "out_channels"):
+        return m.out_channels if role == "out" else m.in_channels
+    w = getattr(m, "weight", None)
+    return int(w.shape[0]) if isinstance(w, torch.Tensor) else None
+
+
+def save_plan(plan: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write ``plan`` as JSON (atomically)."""
+    atomic_write_json(path, plan)
+
+
+def load_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a plan written by :func:`save_plan`."""
+    with open(path, encoding="utf-8") as fh:
+        plan = json.load(fh)
+    if plan.get("format") != PLAN_FORMAT:
+        raise InvalidParameterError(f"{os.fspath(path)!r} is not a prunekit structured plan")
+    return plan
+
+
+# ----------------------------------------------------------------------------- prune
+
+
+def prune(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    ratio: float | None = None,
+    target_macs: float | None = None,
+    target_params: float | None = None,
+    target_latency: float | None = None,
+    criterion: str = "l2",
+    allocation: str = "uniform",
+    round_to: int | None = None,
+    ignored_layers: Sequence[str | nn.Module] = (),
+    data: Iterable[Any] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    min_channels: int = 1,
+    max_ratio: float = 0.9,
+    measure: bool = False,
+    seed: int = 0,
+) -> tuple[nn.Module, StructuredReport]:
+    """Remove channels, neurons and attention heads; return ``(smaller_copy, report)``.
+
+    Exactly one of ``ratio`` (fraction of units removed per group, or overall with
+    ``allocation="global"``), ``target_macs``, ``target_params`` (a fraction of the original
+    below 1, or an absolute count) or ``target_latency`` (latency on ``example_inputs`` as a
+    fraction of the measured original) is given; targets are reached by
+    bisection on the ratio. ``model`` is not modified. The copy is an ordinary module with smaller
+    weights; ``report.plan`` replays the shrink on a fresh model (:func:`apply_plan`).
+    Dependency groups follow DepGraph (Fang et al., CVPR 2023).
+    """
+    targets = {"ratio": ratio, "target_macs": target_macs, "target_params": target_params,
+               "target_latency": target_latency}
+    given = [k for k, v in targets.items() if v is not None]
+    if len(given) != 1:
+        raise InvalidParameterError(
+            f"give exactly one of ratio, target_macs, target_params, target_latency (got {given})"
+        )
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_choice("criterion", criterion, CRITERIA)
+    check_choice("allocation", allocation, ALLOCATIONS)
+    max_ratio = check_fraction("max_ratio", max_ratio, low=0.0, high=1.0)
+    check_positive_int("min_channels", min_channels)
+    if round_to is not None:
+        check_positive_int("round_to", round_to)
+    if ratio is not None:
+        ratio = check_fraction("ratio", ratio, low=0.0, high=1.0)
+    if criterion == "taylor" and data is None:
+        raise InvalidParameterError("criterion='taylor' needs data= (batches of (inputs, targets))")
+
+    work = copy.deepcopy(model)
+    inputs = _as_tuple(example_inputs)
+    with torch.no_grad():
+        ref_out = _out_shapes(work, inputs)
+    graph = analyze(work, inputs, ignored_layers)
+    grads = gradients(work, data, loss_fn) if criterion == "taylor" else None
+    scores, notes = unit_scores(work, graph, criterion, grads=grads, seed=seed)
+    notes = list(graph.notes) + notes
+
+    macs0 = count_macs(work, inputs)
+    params0 = count_params(work)
+
+    def build(r: float) -> tuple[nn.Module, dict[str, Any], set[int]]:
+        removed = select_units(graph, scores, r, allocation=allocation, round_to=round_to,
+                               min_channels=min_channels, max_ratio=max_ratio)
+        plan = make_plan(work, graph, removed)
+        return apply_plan(work, plan), plan, removed
+
+    if ratio is None:
+        lat0 = None
+        if target_macs is not None:
+            goal, metric = _goal("target_macs", target_macs, macs0), "macs"
+        elif target_params is not None:
+            goal, metric = _goal("target_params", target_params, params0), "params"
+        else:
+            frac = check_fraction("target_latency", target_latency, low=0.0, high=1.0,
+                                  low_inclusive=False)
+            lat0 = measure_latency(work, inputs)
+            goal, metric = frac * lat0, "latency"
+
+        def value(m: nn.Module) -> float:
+            if metric == "macs":
+                return count_macs(m, inputs)
+            if metric == "params":
+                return count_params(m)
+            return measure_latency(m, inputs)
+
+        lo, hi = 0.0, max_ratio
+        best = None
+        for _ in range(14 if metric != "latency" else 8):
+            mid = (lo + hi) / 2
+            cand = build(mid)
+            if value(cand[0]) <= goal:
+                best, hi = (mid, cand), mid
+            else:
+                lo = mid
+        if best is None:
+            best = (hi, build(hi))
+            notes.append(f"{metric} target {goal:.4g} not reached at max_ratio={max_ratio}")
+        ratio, (pruned, plan, removed) = best[0], best[1]
+    else:
+        pruned, plan, removed = build(ratio)
+
+    with torch.no_grad():
+        new_out = _out_shapes(pruned, inputs)
+    if new_out != ref_out:
+        raise PrunekitError(
+            f"internal error: output shape changed from {ref_out} to {new_out}; please report it"
+        )
+    pruned.train(model.training)
+    report = _report(work, pruned, graph, removed, plan, criterion, allocation, ratio, notes,
+                     macs0, params0, inputs, ignored_layers, measure)
+    return pruned, report
+
+
+def _goal(name: str, value: float, base: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise InvalidParameterError(f"{name} must be a positive number, got {value!r}")
+    return value * base if value < 1 else float(value)
+
+
+def _out_shapes(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
+    was = model.training
+    model.eval()
+    out = model(*inputs)
+    model.train(was)
+    return _shapes(out)
+
+
+def _shapes(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return tuple(out.shape)
+    if isinstance(out, (list, tuple)):
+        return [_shapes(o) for o in out]
+    if isinstance(out, dict):
+        return {k: _shapes(v) for k, v in out.items()}
+    return None
+
+
+def _report(work: nn.Module, pruned: nn.Module, graph: DependencyGraph, removed: set[int],
+            plan: dict[str, Any], criterion: str, allocation: str, ratio: float,
+            notes: list[str], macs0: int, params0: int, inputs: tuple[Any, ...],
+            ignored: Sequence[Any], measure: bool) -> StructuredReport:
+    groups = []
+    for g in graph.groups:
+        groups.append({"id": g.id, "units": g.n_units,
+                       "removed": sum(1 for u in g.units if u in removed),
+                       "layers": sorted({f"{n}" for n, _ in g.uses})})
+    layers: dict[str, dict[str, list[int]]] = {}
+    for name, roles in plan["layers"].items():
+        for role, keep in roles.items():
+            layers.setdefault(name, {})[role] = [plan["original"][name][role], len(keep)]
+    skipped = [f"{n}: in ignored_layers" if isinstance(n, str) else
+               f"{type(n).__name__}: in ignored_layers" for n in ignored]
+    if graph.frozen_units:
+        skipped.append(f"{graph.frozen_units} units fixed by the model's inputs/outputs or "
+                       "untracked operations")
+    rep = StructuredReport(
+        criterion=criterion, allocation=allocation, ratio=float(ratio),
+        macs_before=macs0, macs_after=count_macs(pruned, inputs),
+        params_before=params0, params_after=count_params(pruned),
+        bytes_before=state_bytes(work), bytes_after=state_bytes(pruned),
+        groups=groups, layers=layers, skipped=skipped, notes=notes, plan=plan,
+    )
+    if measure:
+        rep.latency_before_s = measure_latency(work, inputs)
+        rep.latency_after_s = measure_latency(pruned, inputs)
+    return rep
+
+
+def dependency_groups(
+    model: nn.Module, example_inputs: Any, ignored_layers: Sequence[str | nn.Module] = ()
+) -> DependencyGraph:
+    """The coupled groups of ``model`` (for inspection; :func:`prune` computes them itself)."""
+    return analyze(model, _as_tuple(example_inputs), ignored_layers)

@@ -1,0 +1,1098 @@
+"""Dependency analysis: which output/input dimensions of which layers must be removed together.
+
+The model is traced with :mod:`torch.fx` and interpreted once on ``example_inputs``. Every layer
+output channel gets a *slot* id; operations propagate per-position slot arrays (add and other
+elementwise ops unite slots, ``cat`` concatenates, ``split``/``chunk`` slice, ``flatten`` and
+``view`` expand, attention ``matmul`` unites whole heads). Slots united by a union-find form one
+*unit* -- a channel (or head) that is removed everywhere at once; units touching the same layers
+form a *group*. This is the idea of DepGraph (Fang et al., "DepGraph: Towards Any Structural
+Pruning", CVPR 2023), implemented here over per-position slot arrays.
+
+Slots that reach the model's inputs or outputs, an unknown operation, or an ignored layer are
+*frozen*: their units are never removed, so the output shape never changes.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx
+from torch import nn
+
+from prunekit.errors import UnsupportedModelError
+
+# ----------------------------------------------------------------------------- union-find
+
+
+class SlotSet:
+    """Union-find over integer slots with a 'frozen' flag per root."""
+
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+        self.frozen: list[bool] = []
+
+    def alloc(self, n: int, frozen: bool = False) -> np.ndarray:
+        start = len(self.parent)
+        self.parent.extend(range(start, start + n))
+        self.frozen.extend([frozen] * n)
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def find(self, a: int) -> int:
+        parent = self.parent
+        root = a
+        while parent[root] != root:
+            root = parent[root]
+        while parent[a] != root:
+            parent[a], a = root, parent[a]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(int(a)), self.find(int(b))
+        if ra != rb:
+            if rb < ra:
+                ra, rb = rb, ra
+            self.parent[rb] = ra
+            self.frozen[ra] = self.frozen[ra] or self.frozen[rb]
+
+    def union_arrays(self, a: np.ndarray, b: np.ndarray) -> None:
+        xs, ys = np.asarray(a).ravel().tolist(), np.asarray(b).ravel().tolist()
+        for x, y in zip(xs, ys, strict=True):
+            self.union(x, y)
+
+    def freeze(self, slots: np.ndarray) -> None:
+        for s in np.asarray(slots).ravel().tolist():
+            self.frozen[self.find(s)] = True
+
+    def roots(self, slots: np.ndarray) -> np.ndarray:
+        flat = [self.find(s) for s in np.asarray(slots).ravel().tolist()]
+        return np.asarray(flat, dtype=np.int64).reshape(np.shape(slots))
+
+    def is_frozen_root(self, root: int) -> bool:
+        return self.frozen[root]
+
+
+# ----------------------------------------------------------------------------- annotations
+
+
+@dataclass
+class Ann:
+    """Slot ids of the channel-like dimensions ``dims`` of one tensor (``slots.shape`` matches)."""
+
+    dims: tuple[int, ...]
+    slots: np.ndarray
+
+
+@dataclass
+class Use:
+    """One place where a layer's parameters index a dimension: (module or parameter, role)."""
+
+    name: str
+    role: str  # "out", "in", "chan" (per-channel norms/PReLU), "param:<dim>" (get_attr tensors)
+    slots: np.ndarray
+
+
+@dataclass
+class Group:
+    """Coupled units: each unit is removed from every (layer, role) listed in ``uses`` at once."""
+
+    id: int
+    units: list[int]  # union-find roots
+    uses: list[tuple[str, str]]
+    unit_size: dict[int, int] = field(default_factory=dict)  # positions per unit per use (heads)
+    partitions: list[list[int]] | None = None  # units that must lose equal numbers (MHA heads)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+
+@dataclass
+class DependencyGraph:
+    """Result of :func:`analyze`: slot sets, per-layer uses and the prunable groups."""
+
+    slots: SlotSet
+    uses: dict[tuple[str, str], Use]
+    groups: list[Group]
+    frozen_units: int
+    notes: list[str]
+    bindings: list[tuple[str, str, int, np.ndarray, int]]  # (module, attr, value, units, axis)
+    mha_heads: dict[str, int]
+    _units: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    def unit_of(self, use: Use) -> np.ndarray:
+        key = (use.name, use.role)
+        if key not in self._units:
+            self._units[key] = self.slots.roots(use.slots)
+        return self._units[key]
+
+
+# ----------------------------------------------------------------------------- tracing
+
+CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONVT = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+INORM = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+KNOWN_PARAM = (*CONV, *CONVT, *BN, *INORM, nn.Linear, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
+               nn.PReLU, nn.MultiheadAttention)
+PASSTHROUGH_MODULES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid,
+    nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.Hardtanh, nn.Identity,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.UpsamplingNearest2d,
+    nn.UpsamplingBilinear2d, nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d,
+    nn.ReplicationPad2d,
+)
+RESHAPE_MODULES = (nn.Flatten, nn.Unflatten)
+
+_ELEMENTWISE_FN = {
+    torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.abs, torch.neg, torch.sqrt,
+    torch.nn.functional.relu, torch.nn.functional.relu6, torch.nn.functional.gelu,
+    torch.nn.functional.silu, torch.nn.functional.sigmoid, torch.nn.functional.tanh,
+    torch.nn.functional.hardswish, torch.nn.functional.hardsigmoid, torch.nn.functional.dropout,
+    torch.nn.functional.leaky_relu, torch.nn.functional.elu, torch.nn.functional.mish,
+    torch.nn.functional.hardtanh, torch.nn.functional.softplus, operator.neg, torch.clamp,
+    torch.nn.functional.max_pool2d, torch.nn.functional.avg_pool2d,
+    torch.nn.functional.adaptive_avg_pool2d, torch.nn.functional.adaptive_max_pool2d,
+    torch.nn.functional.max_pool1d, torch.nn.functional.avg_pool1d,
+    torch.nn.functional.adaptive_avg_pool1d, torch.nn.functional.interpolate,
+    torch.nn.functional.pad,
+}
+_ELEMENTWISE_METHODS = {
+    "relu", "sigmoid", "tanh", "exp", "abs", "neg", "sqrt", "contiguous", "clone", "float",
+    "double", "half", "to", "type_as", "detach", "clamp", "relu_", "sigmoid_", "pow", "__neg__",
+    "requires_grad_",
+}
+_ELEMENTWISE_NAMES = {"stochastic_depth", "drop_path"}
+_BINARY_FN = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub,
+              torch.mul, torch.div, operator.iadd, operator.imul, torch.maximum, torch.minimum}
+_BINARY_METHODS = {"add", "sub", "mul", "div", "add_", "mul_", "sub_", "div_", "__add__",
+                   "__mul__", "__radd__", "__rmul__"}
+_RESHAPE_METHODS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten"}
+_RESHAPE_FN = {torch.reshape, torch.flatten, torch.unsqueeze, torch.squeeze}
+_SOFTMAX = {torch.softmax, torch.nn.functional.softmax, torch.nn.functional.log_softmax}
+_REDUCE_METHODS = {"mean", "sum", "amax", "max", "amin", "min", "std", "var"}
+_REDUCE_FN = {torch.mean, torch.sum, torch.amax, torch.amin}
+HEAD_ATTR_NAMES = ("num_heads", "n_heads", "num_attention_heads", "heads", "n_head", "nheads")
+INNER_ATTR_NAMES = ("all_head_size", "inner_dim", "inner_size", "attention_dim")
+
+_MATERIALIZE_LIMIT = 40_000_000
+
+
+def _is_tensor(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+class _Tracer(torch.fx.Tracer):
+    def __init__(self, leaves: set[str]) -> None:
+        super().__init__()
+        self._leaves = leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if qualname in self._leaves or _is_known(m):
+            return True
+        if isinstance(m, KNOWN_PARAM):  # a subclass with its own forward: trace through it
+            return False
+        return super().is_leaf_module(m, qualname)
+
+
+_KNOWN_FORWARDS = {c.forward for c in KNOWN_PARAM}
+
+
+def _is_known(m: nn.Module) -> bool:
+    """A known layer whose forward is the stock one (subclasses overriding forward are not)."""
+    return isinstance(m, KNOWN_PARAM) and type(m).forward in _KNOWN_FORWARDS
+
+
+def trace(model: nn.Module, leaves: Iterable[str] = ()) -> torch.fx.GraphModule:
+    """Trace ``model`` with torch.fx, treating ``leaves`` (module names) as opaque calls.
+
+    On failure, find the deepest module that cannot be traced and name it in the error.
+    """
+    leaves = set(leaves)
+    try:
+        graph = _Tracer(leaves).trace(model)
+        return torch.fx.GraphModule(model, graph)
+    except Exception as exc:  # noqa: BLE001 - tracing raises anything
+        culprit = _find_untraceable(model, leaves)
+        where = f"module {culprit[0]!r} ({culprit[1]})" if culprit else "the model's forward"
+        raise UnsupportedModelError(
+            f"torch.fx could not trace {where}: {type(exc).__name__}: {str(exc)[:300]}. "
+            f"Pass ignored_layers=[{culprit[0]!r}] to treat it as an opaque layer that is not "
+            "pruned, or make its forward free of data-dependent control flow."
+            if culprit else
+            f"torch.fx could not trace the model's forward: {type(exc).__name__}: "
+            f"{str(exc)[:300]}. Make the forward traceable or pass the failing submodule in "
+            "ignored_layers."
+        ) from exc
+
+
+def _find_untraceable(model: nn.Module, leaves: set[str]) -> tuple[str, str] | None:
+    failing: list[tuple[str, str]] = []
+    for name, mod in model.named_modules():
+        if not name or name in leaves or isinstance(mod, KNOWN_PARAM):
+            continue
+        if any(name.startswith(f"{leaf}.") for leaf in leaves):
+            continue
+        try:
+            _Tracer(set()).trace(mod)
+        except Exception:  # noqa: BLE001
+            failing.append((name, type(mod).__name__))
+    if not failing:
+        return None
+    # deepest failing module: one with no failing descendant
+    names = [n for n, _ in failing]
+    for name, cls in failing:
+        if not any(o.startswith(name + ".") for o in names):
+            return name, cls
+    return failing[0]
+
+
+# ----------------------------------------------------------------------------- interpreter
+
+
+class _Analyzer(torch.fx.Interpreter):
+    def __init__(self, gm: torch.fx.GraphModule, ignored: set[str]) -> None:
+        super().__init__(gm)
+        self.S = SlotSet()
+        self.ann: dict[torch.fx.Node, Any] = {}
+        self.uses: dict[tuple[str, str], Use] = {}
+        self.ignored = ignored
+        self.notes: list[str] = []
+        self.mha_heads: dict[str, int] = {}
+        self.split_constraints: list[np.ndarray] = []
+        self.bindings: list[tuple[str, int, np.ndarray, int]] = []
+        self.modules = dict(gm.named_modules())
+
+    # -- bookkeeping ------------------------------------------------------------
+    def _use(self, name: str, role: str, slots: np.ndarray) -> None:
+        key = (name, role)
+        if key in self.uses:
+            prev = self.uses[key].slots
+            if prev.shape == slots.shape:
+                self.S.union_arrays(prev, slots)
+            else:
+                self.S.freeze(prev)
+                self.S.freeze(slots)
+        else:
+            self.uses[key] = Use(name, role, np.asarray(slots).reshape(-1))
+
+    def _freeze_ann(self, a: Any) -> None:
+        if isinstance(a, Ann):
+            self.S.freeze(a.slots)
+        elif isinstance(a, (list, tuple)):
+            for x in a:
+                self._freeze_ann(x)
+
+    def _arg_anns(self, args: Any) -> list[Ann]:
+        out: list[Ann] = []
+
+        def visit(a: Any) -> None:
+            if isinstance(a, torch.fx.Node):
+                v = self.ann.get(a)
+                if isinstance(v, Ann):
+                    out.append(v)
+                elif isinstance(v, (list, tuple)):
+                    out.extend(x for x in v if isinstance(x, Ann))
+            elif isinstance(a, (list, tuple)):
+                for x in a:
+                    visit(x)
+            elif isinstance(a, dict):
+                for x in a.values():
+                    visit(x)
+
+        visit(args)
+        return out
+
+    def _fresh(self, n: int, dim: int, frozen: bool = False) -> Ann:
+        return Ann((dim,), self.S.alloc(n, frozen))
+
+    def _channel_ann(self, node_arg: Any, value: torch.Tensor, dim: int) -> Ann:
+        """Annotation of ``value`` on exactly dimension ``dim`` (fresh frozen slots if unknown)."""
+        dim = dim % value.dim()
+        a = self.ann.get(node_arg) if isinstance(node_arg, torch.fx.Node) else None
+        if isinstance(a, Ann) and a.dims == (dim,):
+            return a
+        if isinstance(a, Ann):
+            self.S.freeze(a.slots)
+        return self._fresh(value.shape[dim], dim, frozen=True)
+
+    # -- interpretation ---------------------------------------------------------
+    def run_node(self, n: torch.fx.Node) -> Any:
+        result = super().run_node(n)
+        try:
+            self.ann[n] = self._annotate(n, result)
+        except UnsupportedModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - be conservative on any surprise
+            self.notes.append(f"{n.format_node()}: {type(exc).__name__}: {exc}; frozen")
+            self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
+            self.ann[n] = None
+        return result
+
+    def _val(self, a: Any) -> Any:
+        if isinstance(a, torch.fx.Node):
+            return self.env[a]
+        return a
+
+    def _annotate(self, n: torch.fx.Node, out: Any) -> Any:
+        if n.op == "placeholder":
+            if _is_tensor(out) and out.dim() >= 1:
+                return None  # inputs carry no prunable channel
+            return None
+        if n.op == "output":
+            self._freeze_ann(self._arg_anns(n.args))
+            return None
+        if n.op == "get_attr":
+            if isinstance(out, nn.Parameter) or (_is_tensor(out) and out.dim() >= 1):
+                if n.target in self.ignored or any(
+                    str(n.target).startswith(f"{i}.") for i in self.ignored
+                ):
+                    return None
+                big = [d for d in range(out.dim()) if out.shape[d] > 1]
+                if not big:
+                    return None
+                dim = out.dim() - 1 if out.shape[-1] > 1 else big[-1]
+                ann = self._fresh(out.shape[dim], dim)
+                self._use(str(n.target), f"param:{dim}", ann.slots)
+                # other non-trivial dims are fine (e.g. sequence positions)
+                return ann
+            return None
+        if n.op == "call_module":
+            return self._call_module(n, self.modules[str(n.target)], out)
+        if n.op == "call_function":
+            return self._call_function(n, n.target, out, method=False)
+        if n.op == "call_method":
+            return self._call_function(n, n.target, out, method=True)
+        return None
+
+    # -- modules ----------------------------------------------------------------
+    def _call_module(self, n: torch.fx.Node, m: nn.Module, out: Any) -> Any:
+        name = str(n.target)
+        x_node = n.args[0] if n.args else None
+        x = self._val(x_node)
+        if name in self.ignored:
+            self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
+            return None
+        if isinstance(m, KNOWN_PARAM) and not _is_known(m):
+            raise UnsupportedModelError(
+                f"layer {name!r} ({type(m).__name__}) overrides forward of a known layer type; "
+                f"pass ignored_layers=[{name!r}] or register a handler"
+            )
+        if isinstance(m, CONV):
+            inp = self._channel_ann(x_node, x, 1)
+            g, cin, cout = m.groups, m.in_channels, m.out_channels
+            if g == 1:
+                self._use(name, "in", inp.slots)
+                o = self._fresh(cout, 1)
+            elif g == cin:  # depthwise (optionally with a channel multiplier)
+                o = Ann((1,), np.repeat(inp.slots, cout // cin))
+                self._use(name, "in", inp.slots)
+            else:  # grouped: remove the same offset in every group
+                ipg, opg = cin // g, cout // g
+                s_in = inp.slots.reshape(g, ipg)
+                for j in range(ipg):
+                    for k in range(1, g):
+                        self.S.union(s_in[0, j], s_in[k, j])
+                self._use(name, "in", inp.slots)
+                o = self._fresh(cout, 1)
+                s_out = o.slots.reshape(g, opg)
+                for j in range(opg):
+                    for k in range(1, g):
+                        self.S.union(s_out[0, j], s_out[k, j])
+            self._use(name, "out", o.slots)
+            return o
+        if isinstance(m, CONVT):
+            inp = self._channel_ann(x_node, x, 1)
+            o = self._fresh(m.out_channels, 1, frozen=m.groups != 1)
+            if m.groups != 1:
+                self.S.freeze(inp.slots)
+            self._use(name, "in", inp.slots)
+            self._use(name, "out", o.slots)
+            return o
+        if isinstance(m, nn.Linear):
+            inp = self._channel_ann(x_node, x, -1)
+            self._use(name, "in", inp.slots)
+            o = self._fresh(m.out_features, out.dim() - 1)
+            self._use(name, "out", o.slots)
+            return o
+        if isinstance(m, (*BN, *INORM)):
+            inp = self._channel_ann(x_node, x, 1)
+            if isinstance(m, BN) or m.affine or m.track_running_stats:
+                self._use(name, "chan", inp.slots)
+            return inp
+        if isinstance(m, nn.GroupNorm):
+            inp = self._channel_ann(x_node, x, 1)
+            g = m.num_groups
+            s = inp.slots.reshape(g, -1)
+            for j in range(s.shape[1]):
+                for k in range(1, g):
+                    self.S.union(s[0, j], s[k, j])
+            if m.affine:
+                self._use(name, "chan", inp.slots)
+            return inp
+        if isinstance(m, nn.LayerNorm):
+            a = self.ann.get(x_node)
+            nd = len(m.normalized_shape)
+            if not isinstance(a, Ann):
+                return None
+            norm_dims = set(range(x.dim() - nd, x.dim()))
+            if not norm_dims & set(a.dims):
+                return a
+            if nd == 1 and a.dims == (x.dim() - 1,):
+                if m.elementwise_affine:
+                    self._use(name, "chan", a.slots)
+                return a
+            self.S.freeze(a.slots)
+            return a
+        if isinstance(m, nn.PReLU):
+            if m.num_parameters == 1:
+                return self.ann.get(x_node)
+            inp = self._channel_ann(x_node, x, 1)
+            self._use(name, "chan", inp.slots)
+            return inp
+        if isinstance(m, nn.Embedding):
+            o = self._fresh(m.embedding_dim, out.dim() - 1)
+            self._use(name, "out", o.slots)
+            return o
+        if isinstance(m, nn.MultiheadAttention):
+            return self._mha(n, name, m, out)
+        if isinstance(m, RESHAPE_MODULES):
+            return self._reshape_like(self.ann.get(x_node), x, out)
+        if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+            a = self.ann.get(x_node)
+            if isinstance(a, Ann) and (m.dim % x.dim()) in a.dims:
+                self.S.freeze(a.slots)
+            return a
+        if isinstance(m, PASSTHROUGH_MODULES):
+            return self.ann.get(x_node)
+        if any(True for _ in m.parameters(recurse=True)):
+            raise UnsupportedModelError(
+                f"layer {name!r} ({type(m).__name__}) has parameters but no structured-pruning "
+                f"handler; pass ignored_layers=[{name!r}] to keep it (and the channels it "
+                "touches) unchanged, or register a handler with "
+                "prunekit.nn.structured.register_handler"
+            )
+        self.notes.append(f"{name} ({type(m).__name__}): unknown parameter-free layer; frozen")
+        self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
+        return None
+
+    def _mha(self, n: torch.fx.Node, name: str, m: nn.MultiheadAttention, out: Any) -> Any:
+        args = list(n.args) + [None] * 3
+        q_node = args[0] if args[0] is not None else n.kwargs.get("query")
+        k_node = args[1] if args[1] is not None else n.kwargs.get("key")
+        v_node = args[2] if args[2] is not None else n.kwargs.get("value")
+        q = self._channel_ann(q_node, self._val(q_node), -1)
+        if not m._qkv_same_embed_dim:
+            self.S.freeze(q.slots)
+        for other in (k_node, v_node):
+            a = self._channel_ann(other, self._val(other), -1)
+            if a.slots.shape == q.slots.shape:
+                self.S.union_arrays(q.slots, a.slots)
+            else:
+                self.S.freeze(a.slots)
+                self.S.freeze(q.slots)
+        self._use(name, "in", q.slots)
+        self.mha_heads[name] = m.num_heads
+        # nn.MultiheadAttention keeps inner width == embed_dim: output positions = input positions
+        res = Ann((out[0].dim() - 1,), q.slots.copy())
+        weights = None
+        return (res, weights)
+
+    # -- functions --------------------------------------------------------------
+    def _call_function(self, n: torch.fx.Node, target: Any, out: Any, method: bool) -> Any:
+        args, kwargs = n.args, n.kwargs
+        if not method and target is operator.getitem:
+            return self._getitem(n, out)
+        if not _is_tensor(out) and not (
+            isinstance(out, (list, tuple)) and out and all(_is_tensor(o) for o in out)
+        ):
+            return None
+        x_node = args[0] if args else None
+        a0 = self.ann.get(x_node) if isinstance(x_node, torch.fx.Node) else None
+        if not method and target is torch.nn.functional.layer_norm:
+            return self._f_layer_norm(n, a0, out)
+        if (method and target in _ELEMENTWISE_METHODS) or (
+            not method and (target in _ELEMENTWISE_FN
+                            or getattr(target, "__name__", "") in _ELEMENTWISE_NAMES)
+        ):
+            if target == "pow" or target is torch.clamp or target == "clamp":
+                others = self._arg_anns((args[1:], kwargs))
+                self._freeze_ann(others)
+            x = self._val(x_node)
+            if not isinstance(a0, Ann):
+                return None
+            if _is_tensor(x) and x.dim() == out.dim() and all(
+                x.shape[d] == out.shape[d] for d in a0.dims
+            ):
+                return a0
+            self.S.freeze(a0.slots)
+            return None
+        if (method and target in _BINARY_METHODS) or (not method and target in _BINARY_FN):
+            return self._elementwise([args[0], args[1] if len(args) > 1 else kwargs.get("other")],
+                                     out)
+        if not method and target in (torch.cat, torch.concat, torch.concatenate):
+            tensors = args[0]
+            dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+            return self._cat(list(tensors), dim, out)
+        if (method and target in ("split", "chunk", "tensor_split")) or (
+            not method and target in (torch.split, torch.chunk, torch.tensor_split)
+        ):
+            name = target if method else target.__name__
+            dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+            sizes = args[1] if len(args) > 1 else kwargs.get("split_size_or_sections",
+                                                               kwargs.get("chunks"))
+            literal = name != "chunk" and not isinstance(sizes, torch.fx.Node)
+            return self._split(x_node, dim, out, literal)
+        if (method and target in _RESHAPE_METHODS) or (not method and target in _RESHAPE_FN):
+            res = self._reshape_like(a0, self._val(x_node), out)
+            if isinstance(res, Ann):
+                if isinstance(a0, Ann) and len(res.dims) > len(a0.dims):
+                    self.split_constraints.append(res.slots)
+                if target in ("view", "reshape", torch.reshape):
+                    self._bind_literals(n, res, out)
+            return res
+        if (method and target in ("permute", "transpose", "movedim", "swapaxes")) or (
+            not method and target in (torch.permute, torch.transpose, torch.movedim)
+        ):
+            return self._permute(n, target if method else target.__name__, a0, out)
+        if method and target == "expand" or (method and target == "expand_as"):
+            if not isinstance(a0, Ann):
+                return None
+            x = self._val(x_node)
+            return self._reshape_like(a0, x, out, broadcast=True)
+        if (method and target in ("matmul", "__matmul__", "bmm")) or (
+            not method and target in (torch.matmul, operator.matmul, torch.bmm)
+        ):
+            return self._matmul(args[0], args[1], out)
+        if not method and target is torch.nn.functional.scaled_dot_product_attention:
+            return self._sdpa(args, kwargs, out)
+        if (method and target in ("softmax", "log_softmax")) or (not method and target in _SOFTMAX):
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            x = self._val(x_node)
+            if isinstance(a0, Ann) and dim is not None and (dim % x.dim()) in a0.dims:
+                self.S.freeze(a0.slots)
+            return a0
+        if (method and target in _REDUCE_METHODS) or (not method and target in _REDUCE_FN):
+            return self._reduce(n, a0, out)
+        # unknown: freeze everything that flows in
+        anns = self._arg_anns((args, kwargs))
+        if anns:
+            tname = target if method else getattr(target, "__name__", str(target))
+            self.notes.append(f"unknown op {tname!r} at {n.name}: channels through it kept")
+            self._freeze_ann(anns)
+        return None
+
+    def _f_layer_norm(self, n: torch.fx.Node, a: Any, out: Any) -> Any:
+        """``F.layer_norm`` inside a LayerNorm subclass (e.g. torchvision's LayerNorm2d)."""
+        args = list(n.args) + [None] * 4
+        w = args[2] if args[2] is not None else n.kwargs.get("weight")
+        b = args[3] if args[3] is not None else n.kwargs.get("bias")
+        shape = self._val(args[1]) if args[1] is not None else n.kwargs.get("normalized_shape")
+        if not isinstance(a, Ann):
+            return None
+        x = self._val(n.args[0])
+        nd = len(shape) if isinstance(shape, (list, tuple)) else 1
+        if not set(range(x.dim() - nd, x.dim())) & set(a.dims):
+            return a
+        owner = None
+        if isinstance(w, torch.fx.Node) and w.op == "get_attr" and str(w.target).endswith(
+            ".weight"
+        ):
+            owner = str(w.target).rsplit(".", 1)[0]
+        m = self.modules.get(owner) if owner else None
+        if nd != 1 or a.dims != (x.dim() - 1,) or not isinstance(m, nn.LayerNorm):
+            self.S.freeze(a.slots)
+            return a
+        for p in (w, b):
+            if isinstance(p, torch.fx.Node):
+                pa = self.ann.get(p)
+                if isinstance(pa, Ann):
+                    self.S.union_arrays(pa.slots, a.slots)
+                for key in [k for k in self.uses if k[0] == str(p.target)]:
+                    del self.uses[key]
+        self._use(owner, "chan", a.slots)
+        return a
+
+    def _getitem(self, n: torch.fx.Node, out: Any) -> Any:
+        src, idx = n.args[0], n.args[1]
+        a = self.ann.get(src) if isinstance(src, torch.fx.Node) else None
+        srcv = self._val(src)
+        if isinstance(srcv, (list, tuple)):
+            if isinstance(a, (list, tuple)) and isinstance(idx, int):
+                return a[idx]
+            if isinstance(a, (list, tuple)) and isinstance(idx, slice):
+                return list(a[idx])
+            return None
+        if not _is_tensor(srcv) or not isinstance(a, Ann):
+            return None
+        if not _is_tensor(out):
+            self.S.freeze(a.slots)
+            return None
+        # tensor indexing: map surviving dims; channel dims must be indexed by full slices
+        idx_t = idx if isinstance(idx, tuple) else (idx,)
+        if any(isinstance(i, (torch.fx.Node, torch.Tensor, list)) for i in idx_t):
+            self.S.freeze(a.slots)
+            return None
+        n_ell = sum(1 for i in idx_t if i is Ellipsis)
+        n_real = sum(1 for i in idx_t if i is not None and i is not Ellipsis)
+        expanded: list[Any] = []
+        for i in idx_t:
+            if i is Ellipsis:
+                expanded.extend([slice(None)] * (srcv.dim() - n_real))
+            else:
+                expanded.append(i)
+        if not n_ell:
+            expanded.extend([slice(None)] * (srcv.dim() - n_real))
+        dim_map: dict[int, int] = {}
+        src_d = out_d = 0
+        for i in expanded:
+            if i is None:
+                out_d += 1
+                continue
+            if isinstance(i, int):
+                src_d += 1
+                continue
+            if isinstance(i, slice):
+                dim_map[src_d] = out_d
+                full = i.start in (None, 0) and i.step in (None, 1) and (
+                    i.stop is None or i.stop >= srcv.shape[src_d]
+                )
+                if src_d in a.dims and not full:
+                    self.S.freeze(a.slots)
+                    return None
+                src_d += 1
+                out_d += 1
+        if any(d not in dim_map for d in a.dims):
+            self.S.freeze(a.slots)
+            return None
+        return Ann(tuple(dim_map[d] for d in a.dims), a.slots)
+
+    def _bind_literals(self, n: torch.fx.Node, res: Ann, out: torch.Tensor) -> None:
+        """A literal size in ``view``/``reshape`` that equals a channel-like dimension usually
+        comes from a module attribute (``self.num_heads``, ``self.hidden_dim``): remember it so
+        the attribute follows the pruned width."""
+        shape_args = list(n.args[1:])
+        if len(shape_args) == 1 and isinstance(shape_args[0], (list, tuple)):
+            shape_args = list(shape_args[0])
+        if len(shape_args) != out.dim():
+            return
+        stack = n.meta.get("nn_module_stack") or {}
+        owner = ""
+        if stack:
+            last = list(stack.values())[-1]
+            owner = last[0] if isinstance(last, tuple) else str(last)
+        for axis, d in enumerate(res.dims):
+            lit = shape_args[d]
+            if isinstance(lit, int) and not isinstance(lit, bool) and lit == out.shape[d] > 1:
+                self.bindings.append((owner, lit, res.slots, axis))
+
+    def _elementwise(self, operands: Sequence[Any], out: torch.Tensor) -> Any:
+        nd = out.dim()
+        anns: list[tuple[Ann, tuple[int, ...]]] = []
+        plain: list[torch.Tensor] = []
+        for op in operands:
+            if isinstance(op, torch.fx.Node):
+                v = self._val(op)
+                a = self.ann.get(op)
+                if not _is_tensor(v):
+                    continue
+                if isinstance(a, Ann):
+                    shift = nd - v.dim()
+                    anns.append((a, tuple(d + shift for d in a.dims)))
+                else:
+                    plain.append(v)
+            elif _is_tensor(op):
+                plain.append(op)
+        if not anns:
+            return None
+        ref, ref_dims = anns[0]
+        ok = True
+        for a, dims in anns[1:]:
+            if dims == ref_dims and a.slots.shape == ref.slots.shape:
+                self.S.union_arrays(ref.slots, a.slots)
+            elif all(d in ref_dims for d in dims):
+                ok = False
+            else:
+                ok = False
+        for v in plain:
+            shift = nd - v.dim()
+            for d in ref_dims:
+                dd = d - shift
+                if 0 <= dd < v.dim() and v.shape[dd] > 1:
+                    ok = False
+        if not ok:
+            for a, _ in anns:
+                self.S.freeze(a.slots)
+        return Ann(ref_dims, ref.slots)
+
+    def _cat(self, tensors: list[Any], dim: int, out: torch.Tensor) -> Any:
+        dim = dim % out.dim()
+        anns = [self.ann.get(t) if isinstance(t, torch.fx.Node) else None for t in tensors]
+        vals = [self._val(t) for t in tensors]
+        if not any(isinstance(a, Ann) for a in anns):
+            return None
+        if any(isinstance(a, Ann) and dim in a.dims for a in anns):
+            pieces = []
+            for a, v in zip(anns, vals, strict=True):
+                if isinstance(a, Ann) and a.dims == (dim,):
+                    pieces.append(a.slots)
+                else:
+                    if isinstance(a, Ann):
+                        self.S.freeze(a.slots)
+                    pieces.append(self.S.alloc(v.shape[dim], frozen=True))
+            return Ann((dim,), np.concatenate(pieces))
+        # concatenation along another dim: channel annotations must agree
+        return self._elementwise(tensors, out)
+
+    def _split(self, x_node: Any, dim: int, out: Any, literal: bool) -> Any:
+        a = self.ann.get(x_node)
+        x = self._val(x_node)
+        if not isinstance(a, Ann):
+            return None
+        dim = dim % x.dim()
+        if dim not in a.dims:
+            return [Ann(a.dims, a.slots) for _ in out]
+        sizes = {o.shape[dim] for o in out}
+        if a.dims != (dim,) or literal or len(sizes) != 1:
+            # fixed split sizes cannot follow pruning: keep these channels
+            self.S.freeze(a.slots)
+            return None
+        # equal chunks must stay equal: remove the same offset from every chunk
+        pieces = a.slots.reshape(len(out), -1)
+        for k in range(1, len(out)):
+            self.S.union_arrays(pieces[0], pieces[k])
+        res, start = [], 0
+        for o in out:
+            size = o.shape[dim]
+            res.append(Ann((dim,), a.slots[start:start + size]))
+            start += size
+        return res
+
+    def _materialize(self, a: Ann, shape: Sequence[int]) -> np.ndarray | None:
+        size = int(np.prod(shape)) if len(shape) else 1
+        if size > _MATERIALIZE_LIMIT:
+            return None
+        view_shape = [1] * len(shape)
+        for d, s in zip(a.dims, a.slots.shape, strict=True):
+            view_shape[d] = s
+        return np.broadcast_to(a.slots.reshape(view_shape), tuple(shape))
+
+    def _recover(self, full: np.ndarray) -> Ann | None:
+        dims = []
+        for d in range(full.ndim):
+            if full.shape[d] > 1:
+                first = np.take(full, [0], axis=d)
+                if not np.array_equal(np.broadcast_to(first, full.shape), full):
+                    dims.append(d)
+        if not dims:
+            return None
+        index = tuple(slice(None) if d in dims else 0 for d in range(full.ndim))
+        slots = np.ascontiguousarray(full[index])
+        # the recovered array must be a product structure over `dims`
+        view_shape = [full.shape[d] if d in dims else 1 for d in range(full.ndim)]
+        if not np.array_equal(np.broadcast_to(slots.reshape(view_shape), full.shape), full):
+            return None
+        return Ann(tuple(dims), slots)
+
+    def _reshape_like(self, a: Any, x: Any, out: Any, broadcast: bool = False) -> Any:
+        if not isinstance(a, Ann) or not _is_tensor(x) or not _is_tensor(out):
+            return None
+        if tuple(x.shape) == tuple(out.shape):
+            return a
+        full = self._materialize(a, tuple(x.shape))
+        if full is None:
+            self.S.freeze(a.slots)
+            return None
+        new = np.broadcast_to(full, tuple(out.shape)) if broadcast else full.reshape(out.shape)
+        r = self._recover(np.asarray(new))
+        if r is None:
+            self.S.freeze(a.slots)
+        return r
+
+    def _permute(self, n: torch.fx.Node, name: str, a: Any, out: Any) -> Any:
+        if not isinstance(a, Ann):
+            return None
+        x = self._val(n.args[0])
+        nd = x.dim()
+        rest = [self._val(v) for v in n.args[1:]]
+        if name == "permute":
+            perm = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+            perm = [p % nd for p in perm]
+        elif name in ("transpose", "swapaxes"):
+            d0, d1 = rest[0] % nd, rest[1] % nd
+            perm = list(range(nd))
+            perm[d0], perm[d1] = perm[d1], perm[d0]
+        else:  # movedim
+            src, dst = rest[0], rest[1]
+            src = [src] if isinstance(src, int) else list(src)
+            dst = [dst] if isinstance(dst, int) else list(dst)
+            perm = [i for i in range(nd) if i not in [s % nd for s in src]]
+            for s, d in sorted(zip([s % nd for s in src], [d % nd for d in dst],
+                                   strict=True), key=lambda t: t[1]):
+                perm.insert(d, s)
+        inv = {p: i for i, p in enumerate(perm)}
+        new_dims = [inv[d] for d in a.dims]
+        order = np.argsort(new_dims)
+        return Ann(tuple(sorted(new_dims)), np.transpose(a.slots, order))
+
+    def _reduce(self, n: torch.fx.Node, a: Any, out: Any) -> Any:
+        if not isinstance(a, Ann):
+            return None
+        x = self._val(n.args[0])
+        dim = n.kwargs.get("dim", self._val(n.args[1]) if len(n.args) > 1 else None)
+        keep = n.kwargs.get("keepdim", self._val(n.args[2]) if len(n.args) > 2 else False)
+        if dim is None:
+            self.S.freeze(a.slots)
+            return None
+        dims = [dim] if isinstance(dim, int) else list(dim)
+        dims = [d % x.dim() for d in dims]
+        if set(dims) & set(a.dims):
+            self.S.freeze(a.slots)
+            return None
+        if keep:
+            return a
+        return Ann(tuple(d - sum(1 for r in dims if r < d) for d in a.dims), a.slots)
+
+    def _whole_heads(self, a: Ann, batch_dims: set[int]) -> tuple[list[int], np.ndarray] | None:
+        """Unite all slots of one head; return the head dims and per-head representatives."""
+        hd = [i for i, d in enumerate(a.dims) if d in batch_dims]
+        if not hd:
+            return None
+        other = [i for i in range(len(a.dims)) if i not in hd]
+        s = np.transpose(a.slots, hd + other)
+        heads_shape = s.shape[: len(hd)]
+        s = s.reshape(int(np.prod(heads_shape)), -1)
+        for row in s:
+            for x in row[1:]:
+                self.S.union(row[0], x)
+        return [a.dims[i] for i in hd], s[:, 0].reshape(heads_shape)
+
+    def _matmul(self, an: Any, bn: Any, out: torch.Tensor) -> Any:
+        A, B = self._val(an), self._val(bn)
+        a = self.ann.get(an) if isinstance(an, torch.fx.Node) else None
+        b = self.ann.get(bn) if isinstance(bn, torch.fx.Node) else None
+        if not isinstance(a, Ann) and not isinstance(b, Ann):
+            return None
+        if A.dim() < 2 or B.dim() < 2:
+            self._freeze_ann([a, b])
+            return None
+        nd = out.dim()
+        sa, sb = nd - A.dim(), nd - B.dim()
+        batch = set(range(nd - 2))
+        a_dims = tuple(d + sa for d in a.dims) if isinstance(a, Ann) else ()
+        b_dims = tuple(d + sb for d in b.dims) if isinstance(b, Ann) else ()
+        a_con, b_con = nd - 1, nd - 2  # contracted dims in output coordinates
+        heads: dict[str, Any] = {}
+        for key, ann, dims in (("a", a, a_dims), ("b", b, b_dims)):
+            if isinstance(ann, Ann) and set(dims) & batch:
+                wh = self._whole_heads(Ann(dims, ann.slots), batch)
+                if wh is not None:
+                    heads[key] = wh
+        # contracted dimension
+        a_has_con = a_con in a_dims
+        b_has_con = b_con in b_dims
+        if a_has_con != b_has_con:
+            self._freeze_ann([a, b])
+            return None
+        if a_has_con and b_has_con:
+            if "a" in heads and "b" in heads:
+                pass  # united through heads below
+            elif not heads and a_dims == (a_con,) and b_dims == (b_con,):
+                self.S.union_arrays(a.slots, b.slots)
+                return None  # contracted away; no channel dim left
+            else:
+                self._freeze_ann([a, b])
+                return None
+        # batch (head) dims
+        if "a" in heads and "b" in heads:
+            if heads["a"][0] != heads["b"][0] or heads["a"][1].shape != heads["b"][1].shape:
+                self._freeze_ann([a, b])
+                return None
+            self.S.union_arrays(heads["a"][1], heads["b"][1])
+        elif heads:
+            key = "a" if "a" in heads else "b"
+            other_val, other_shift = (B, sb) if key == "a" else (A, sa)
+            for d in heads[key][0]:
+                dd = d - other_shift
+                if 0 <= dd < other_val.dim() and other_val.shape[dd] > 1:
+                    self._freeze_ann([a, b])
+                    return None
+        # output annotation
+        if b_dims and (nd - 1) in b_dims:
+            return Ann(b_dims, b.slots)
+        if a_dims and (nd - 2) in a_dims and not b_has_con:
+            return Ann(a_dims, a.slots)
+        if heads:
+            hdims, reps = heads["a"] if "a" in heads else heads["b"]
+            return Ann(tuple(hdims), reps)
+        return None
+
+    def _sdpa(self, args: Any, kwargs: Any, out: torch.Tensor) -> Any:
+        nodes = list(args[:3])
+        anns = [self.ann.get(x) if isinstance(x, torch.fx.Node) else None for x in nodes]
+        if not all(isinstance(a, Ann) for a in anns):
+            self._freeze_ann(anns)
+            return None
+        nd = out.dim()
+        batch = set(range(nd - 2))
+        reps = []
+        for a in anns:
+            wh = self._whole_heads(a, batch)
+            if wh is None:
+                self._freeze_ann(anns)
+                return None
+            reps.append(wh)
+        if any(r[0] != reps[0][0] or r[1].shape != reps[0][1].shape for r in reps):
+            self._freeze_ann(anns)
+            return None
+        self.S.union_arrays(reps[0][1], reps[1][1])
+        self.S.union_arrays(reps[0][1], reps[2][1])
+        return Ann(anns[2].dims, anns[2].slots)
+
+
+def _same_shape(a: Any, b: Any) -> bool:
+    return _is_tensor(a) and _is_tensor(b) and tuple(a.shape) == tuple(b.shape)
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def analyze(
+    model: nn.Module, example_inputs: Any, ignored_layers: Iterable[str | nn.Module] = ()
+) -> DependencyGraph:
+    """Trace ``model`` and return its :class:`DependencyGraph` (groups of coupled units)."""
+    ignored = resolve_names(model, ignored_layers)
+    gm = trace(model, leaves=ignored)
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    an = _Analyzer(gm, ignored)
+    was_training = model.training
+    gm.eval()
+    with torch.no_grad():
+        an.run(*inputs)
+    model.train(was_training)
+    S = an.S
+    # a channel dim split into several dims must stay rectangular: unless each row is already
+    # one unit (whole attention heads), remove the same offset from every row
+    for arr in an.split_constraints:
+        rows = arr.reshape(arr.shape[0], -1)
+        roots = S.roots(rows)
+        if all(len(set(r.tolist())) == 1 for r in roots):
+            continue
+        for k in range(1, rows.shape[0]):
+            S.union_arrays(rows[0], rows[k])
+    uses = an.uses
+    # groups: union units that share a (module, role)
+    unit_of_use = {k: S.roots(u.slots) for k, u in uses.items()}
+    gparent: dict[int, int] = {}
+
+    def gfind(x: int) -> int:
+        while gparent.setdefault(x, x) != x:
+            gparent[x] = gparent[gparent[x]]
+            x = gparent[x]
+        return x
+
+    for units in unit_of_use.values():
+        live = [int(u) for u in np.unique(units) if not S.is_frozen_root(int(u))]
+        for u in live[1:]:
+            ra, rb = gfind(live[0]), gfind(u)
+            if ra != rb:
+                gparent[rb] = ra
+    members: dict[int, list[int]] = {}
+    for u in list(gparent):
+        members.setdefault(gfind(u), []).append(u)
+    all_units = {int(u) for units in unit_of_use.values() for u in np.unique(units)}
+    frozen_units = sum(1 for u in all_units if S.is_frozen_root(u))
+    groups: list[Group] = []
+    for gi, (_root, units) in enumerate(sorted(members.items(), key=lambda kv: min(kv[1]))):
+        uset = set(units)
+        g_uses = [k for k, us in unit_of_use.items() if uset & {int(x) for x in np.unique(us)}]
+        order = _unit_order(units, [unit_of_use[k] for k in g_uses])
+        grp = Group(gi, order, g_uses)
+        for k in g_uses:
+            if k[0] in an.mha_heads and k[1] == "in":
+                h = an.mha_heads[k[0]]
+                us = unit_of_use[k]
+                per = len(us) // h
+                parts = [[int(u) for u in us[i * per:(i + 1) * per]] for i in range(h)]
+                if all(len(set(p)) == per for p in parts) and grp.partitions is None:
+                    grp.partitions = parts
+        groups.append(grp)
+    bindings = _attribute_bindings(model, an.bindings, S)
+    return DependencyGraph(S, uses, groups, frozen_units, an.notes, bindings, an.mha_heads,
+                           unit_of_use)
+
+
+def _unit_order(units: list[int], arrays: list[np.ndarray]) -> list[int]:
+    """Order units by first appearance in the group's arrays (stable, reproducible)."""
+    seen: dict[int, None] = {}
+    uset = set(units)
+    for arr in arrays:
+        for u in arr.tolist():
+            if u in uset and u not in seen:
+                seen[u] = None
+    return list(seen)
+
+
+WIDTH_ATTR_NAMES = (*HEAD_ATTR_NAMES, *INNER_ATTR_NAMES, "head_dim", "hidden_dim", "embed_dim",
+                    "d_model", "hidden_size", "dim", "width", "channels", "num_channels",
+                    "n_embd", "attention_head_size", "head_size", "d_head", "d_k")
+
+
+def _attribute_bindings(
+    model: nn.Module, raw: list[tuple[str, int, np.ndarray, int]], S: SlotSet
+) -> list[tuple[str, str, int, np.ndarray, int]]:
+    """Module attributes (``num_heads``, ``hidden_dim``...) that fixed a reshaped size."""
+    mods = dict(model.named_modules())
+    out = []
+    bound: set[tuple[str, str]] = set()
+    done: set[tuple[str, int, int, tuple[int, ...]]] = set()
+    for owner, value, slots, axis in raw:
+        m = mods.get(owner)
+        key = (owner, value, axis, tuple(slots.shape))
+        if m is None or key in done:
+            continue
+        done.add(key)
+        for attr in WIDTH_ATTR_NAMES:  # one attribute per literal, in order of preference
+            v = getattr(m, attr, None)
+            if (isinstance(v, int) and not isinstance(v, bool) and v == value
+                    and (owner, attr) not in bound):
+                bound.add((owner, attr))
+                out.append((owner, attr, value, S.roots(slots), axis))
+                break
+    return out
+
+
+def resolve_names(model: nn.Module, layers: Iterable[str | nn.Module]) -> set[str]:
+    """Module names of ``layers`` (names or module objects) inside ``model``."""
+    from prunekit.errors import InvalidParameterError
+
+    by_id = {id(m): n for n, m in model.named_modules()}
+    names = set(by_id.values())
+    out: set[str] = set()
+    for layer in layers:
+        if isinstance(layer, nn.Module):
+            if id(layer) not in by_id:
+                raise InvalidParameterError(
+                    f"ignored_layers: module {type(layer).__name__} is not part of the model"
+                )
+            out.add(by_id[id(layer)])
+        elif isinstance(layer, str):
+            if layer not in names:
+                raise InvalidParameterError(
+                    f"ignored_layers: no module named {layer!r}; accepted values are names from "
+                    "model.named_modules()"
+                )
+            out.add(layer)
+        else:
+            raise InvalidParameterError(
+                f"ignored_layers entries must be module names or modules, got {layer!r}"
+            )
+    # ignoring a container ignores what is inside it
+    return out
