@@ -29,7 +29,8 @@ from torch import nn
 
 from prunekit._compat import import_torchvision, optional_import
 from prunekit._io import atomic_write_json
-from prunekit.nn.structured import count_macs, count_params, prune
+from prunekit.metrics import count_macs
+from prunekit.nn.structured import count_params, prune
 
 RESULTS = Path(__file__).resolve().parent / "results" / "structured.json"
 

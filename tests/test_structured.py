@@ -12,11 +12,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
+from prunekit.metrics import count_macs
 from prunekit.nn.models import DigitsCNN, LeNet300100
 from prunekit.nn.structured import (
     CRITERIA,
     apply_plan,
-    count_macs,
     count_params,
     dependency_groups,
     drop_blocks,

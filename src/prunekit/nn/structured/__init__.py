@@ -14,15 +14,12 @@ from .blocks import BlockReport, drop_blocks
 from .core import (
     StructuredReport,
     apply_plan,
-    count_macs,
     count_params,
     dependency_groups,
     load_plan,
-    measure_latency,
     prune,
     save_plan,
     select_units,
-    state_bytes,
 )
 from .graph import DependencyGraph, Group
 from .handlers import Handler, Slice, register_handler
@@ -37,16 +34,13 @@ __all__ = [
     "Slice",
     "StructuredReport",
     "apply_plan",
-    "count_macs",
     "count_params",
     "dependency_groups",
     "drop_blocks",
     "load_plan",
-    "measure_latency",
     "prune",
     "register_handler",
     "save_plan",
     "select_units",
-    "state_bytes",
     "unit_scores",
 ]

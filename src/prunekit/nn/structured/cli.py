@@ -81,8 +81,9 @@ def prune_cmd(
     import torch
 
     from prunekit._io import atomic_path, atomic_write_json, atomic_write_text
+    from prunekit.metrics import measure_latency
     from prunekit.nn.distill import finetune
-    from prunekit.nn.structured import measure_latency, prune, save_plan
+    from prunekit.nn.structured import prune, save_plan
     from prunekit.nn.training import evaluate_accuracy, train_classifier
 
     torch.manual_seed(seed)
@@ -127,8 +128,8 @@ def prune_cmd(
                  teacher=copy.deepcopy(net) if distill else None, progress=not quiet)
         acc2 = evaluate_accuracy(slim.eval(), loaders[2])
     batch = x.expand(32, *x.shape[1:]).contiguous()
-    rep.latency_before_s = measure_latency(net, batch)
-    rep.latency_after_s = measure_latency(slim, batch)
+    rep.latency_before_s = measure_latency(net, batch, repeats=10).median_s
+    rep.latency_after_s = measure_latency(slim, batch, repeats=10).median_s
     text = rep.to_markdown().replace("latency (ms)", "latency, batch 32 (ms)")
     if acc0 is not None:
         text += (f"\n\nTest accuracy: {acc0:.4f} before, {acc1:.4f} right after pruning"

@@ -6,7 +6,6 @@ import copy
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from torch import nn
 from prunekit._io import atomic_write_json
 from prunekit._validation import check_choice, check_fraction, check_positive_int
 from prunekit.errors import InvalidParameterError, PrunekitError, ShapeMismatchError
+from prunekit.metrics import count_macs, measure_latency, serialized_size
 
 from .graph import DependencyGraph, Group, analyze
 from .handlers import get_owner, handler_for, prune_param
@@ -34,49 +34,14 @@ def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
     return example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
 
 
-def count_macs(model: nn.Module, example_inputs: Any) -> int:
-    """Multiply-accumulates of one forward pass (``FlopCounterMode`` FLOPs / 2).
-
-    Counts every convolution, matrix product and attention kernel the forward dispatches.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was = model.training
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(*_as_tuple(example_inputs))
-    model.train(was)
-    return int(counter.get_total_flops()) // 2
-
-
 def count_params(model: nn.Module) -> int:
     """Number of parameter elements."""
     return sum(p.numel() for p in model.parameters())
 
 
-def state_bytes(model: nn.Module) -> int:
-    """Bytes of the state dict (parameters and buffers)."""
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
-
-
-def measure_latency(
-    model: nn.Module, example_inputs: Any, *, warmup: int = 3, repeats: int = 10
-) -> float:
-    """Median wall-clock seconds of one eval-mode forward on ``example_inputs``."""
-    was = model.training
-    model.eval()
-    inputs = _as_tuple(example_inputs)
-    times = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(*inputs)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(*inputs)
-            times.append(time.perf_counter() - t0)
-    model.train(was)
-    return float(np.median(times))
+def _latency_s(model: nn.Module, example_inputs: Any) -> float:
+    """Median seconds of one eval-mode forward (``prunekit.metrics.measure_latency``)."""
+    return measure_latency(model, _as_tuple(example_inputs), warmup=3, repeats=10).median_s
 
 
 # ----------------------------------------------------------------------------- report
@@ -418,7 +383,7 @@ def prune(
         else:
             frac = check_fraction("target_latency", target_latency, low=0.0, high=1.0,
                                   low_inclusive=False)
-            lat0 = measure_latency(work, inputs)
+            lat0 = _latency_s(work, inputs)
             goal, metric = frac * lat0, "latency"
 
         def value(m: nn.Module) -> float:
@@ -426,7 +391,7 @@ def prune(
                 return count_macs(m, inputs)
             if metric == "params":
                 return count_params(m)
-            return measure_latency(m, inputs)
+            return _latency_s(m, inputs)
 
         lo, hi = 0.0, max_ratio
         best = None
@@ -502,12 +467,12 @@ def _report(work: nn.Module, pruned: nn.Module, graph: DependencyGraph, removed:
         criterion=criterion, allocation=allocation, ratio=float(ratio),
         macs_before=macs0, macs_after=count_macs(pruned, inputs),
         params_before=params0, params_after=count_params(pruned),
-        bytes_before=state_bytes(work), bytes_after=state_bytes(pruned),
+        bytes_before=serialized_size(work), bytes_after=serialized_size(pruned),
         groups=groups, layers=layers, skipped=skipped, notes=notes, plan=plan,
     )
     if measure:
-        rep.latency_before_s = measure_latency(work, inputs)
-        rep.latency_after_s = measure_latency(pruned, inputs)
+        rep.latency_before_s = _latency_s(work, inputs)
+        rep.latency_after_s = _latency_s(pruned, inputs)
     return rep
 
 
