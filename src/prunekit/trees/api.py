@@ -1,0 +1,239 @@
+"""``prune_tree``: one entry point for every decision-tree pruning method, and its report."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_array
+
+from prunekit._validation import check_choice
+from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
+from prunekit.trees._base import MethodResult, PruneContext
+from prunekit.trees._sktree import check_tree_model, is_classifier_tree, read_tree, write_tree
+from prunekit.trees._structure import build_structure, compact
+from prunekit.trees.cost_complexity import ccp_path, cost_complexity
+from prunekit.trees.error_based import c45, min_error, pessimistic, reduced_error
+from prunekit.trees.mdl import mdl
+from prunekit.trees.pre_pruning import pre_pruning
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered pruning method: its function, whether it handles regression, what it needs."""
+
+    func: Callable[..., MethodResult]
+    regression: bool
+    needs: str
+    reference: str
+
+
+METHODS: dict[str, MethodSpec] = {
+    "reduced_error": MethodSpec(reduced_error, True, "X_val, y_val", "Quinlan 1987"),
+    "cost_complexity": MethodSpec(
+        cost_complexity, True, "X_val, y_val or X_train, y_train (CV) or ccp_alpha",
+        "Breiman et al. 1984"),
+    "pessimistic": MethodSpec(pessimistic, False, "-", "Quinlan 1987"),
+    "c45": MethodSpec(c45, False, "- (X_train, y_train for subtree_raising)", "Quinlan 1993"),
+    "min_error": MethodSpec(min_error, False, "-", "Niblett & Bratko 1986; Cestnik & Bratko 1991"),
+    "mdl": MethodSpec(mdl, False, "-", "Mehta, Rissanen & Agrawal 1995"),
+    "pre_pruning": MethodSpec(
+        pre_pruning, True, "X_train, y_train and X_val, y_val (or cv)", "Breiman et al. 1984"),
+}
+
+#: Common short names accepted for ``method``.
+ALIASES = {
+    "rep": "reduced_error",
+    "ccp": "cost_complexity",
+    "weakest_link": "cost_complexity",
+    "pep": "pessimistic",
+    "ebp": "c45",
+    "error_based": "c45",
+    "mep": "min_error",
+    "early_stopping": "pre_pruning",
+}
+
+
+@dataclass(frozen=True)
+class TreePruneReport:
+    """What a pruning call did. Attached to the pruned estimator as ``prune_report_``."""
+
+    method: str
+    n_nodes_before: int
+    n_nodes_after: int
+    n_leaves_before: int
+    n_leaves_after: int
+    depth_before: int
+    depth_after: int
+    params: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    time_s: float = 0.0
+
+    @property
+    def nodes_removed(self) -> int:
+        return self.n_nodes_before - self.n_nodes_after
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        d["nodes_removed"] = self.nodes_removed
+        return d
+
+    def __str__(self) -> str:
+        chosen = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        return (
+            f"{self.method}: leaves {self.n_leaves_before} -> {self.n_leaves_after}, "
+            f"nodes {self.n_nodes_before} -> {self.n_nodes_after}, depth {self.depth_before} -> "
+            f"{self.depth_after}"
+            + (f" ({chosen})" if chosen else "")
+            + ("; " + "; ".join(self.notes) if self.notes else "")
+        )
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def resolve_method(method: str) -> str:
+    """Canonical method name (aliases accepted), or a clear error listing the choices."""
+    if isinstance(method, str) and method in ALIASES:
+        return ALIASES[method]
+    return check_choice("method", method, [*METHODS, *ALIASES])
+
+
+def _check_data(name: str, X: Any, y: Any, model, *, allow_nan: bool = True):
+    if X is None and y is None:
+        return None, None
+    if X is None or y is None:
+        raise InvalidParameterError(f"pass both X_{name} and y_{name}, or neither")
+    n_rows = X.shape[0] if hasattr(X, "shape") and len(X.shape) else len(X)
+    if n_rows == 0:
+        raise InvalidParameterError(f"X_{name} is empty: it needs at least one sample")
+    finite = "allow-nan" if allow_nan else True
+    try:
+        try:
+            Xa = check_array(X, dtype=None, ensure_all_finite=finite)
+        except TypeError:  # scikit-learn < 1.6 names it force_all_finite
+            Xa = check_array(X, dtype=None, force_all_finite=finite)
+    except ValueError as exc:
+        raise ShapeMismatchError(f"X_{name} is not a valid 2-D array: {exc}") from None
+    ya = np.asarray(y)
+    if ya.ndim != 1:
+        ya = ya.ravel() if ya.ndim == 2 and ya.shape[1] == 1 else ya
+    if ya.ndim != 1 or ya.shape[0] != Xa.shape[0]:
+        raise ShapeMismatchError(
+            f"y_{name} must be 1-D with one label per row of X_{name} ({Xa.shape[0]}), "
+            f"got shape {np.shape(y)}"
+        )
+    if Xa.shape[1] != model.n_features_in_:
+        raise ShapeMismatchError(
+            f"X_{name} has {Xa.shape[1]} features but the tree was fitted on "
+            f"{model.n_features_in_}"
+        )
+    return Xa.astype(np.float64), ya
+
+
+def prune_tree(
+    model,
+    method: str = "cost_complexity",
+    *,
+    X_val: Any = None,
+    y_val: Any = None,
+    X_train: Any = None,
+    y_train: Any = None,
+    random_state: int | None = None,
+    **params: Any,
+):
+    """Prune a fitted ``DecisionTreeClassifier``/``DecisionTreeRegressor``; the input is unchanged.
+
+    Returns a new fitted estimator of the same class holding only the reachable nodes of the
+    pruned tree, with a :class:`TreePruneReport` attached as ``prune_report_``.
+
+    Methods (``method=``; short aliases in :data:`ALIASES`) and their extra parameters:
+
+    - ``"reduced_error"`` (needs X_val, y_val)
+    - ``"cost_complexity"``: ``ccp_alpha``, ``select`` ("auto", "validation", "cv"), ``cv``,
+      ``one_se``
+    - ``"pessimistic"``; ``"c45"``: ``confidence`` (0.25), ``subtree_raising`` (False; True needs
+      X_train, y_train); ``"min_error"``: ``m``, ``prior``; ``"mdl"``: ``value_bits``
+      (classification only)
+    - ``"pre_pruning"``: ``param_grid``, ``cv`` (needs X_train, y_train; re-grows the tree)
+    """
+    check_tree_model(model)
+    name = resolve_method(method)
+    spec = METHODS[name]
+    clf = is_classifier_tree(model)
+    if not clf and not spec.regression:
+        supported = [m for m, s in METHODS.items() if s.regression]
+        raise UnsupportedModelError(
+            f"method={name!r} is defined for classification trees only; for a "
+            f"{type(model).__name__} use one of: {', '.join(supported)}"
+        )
+    accepted = [p for p in inspect.signature(spec.func).parameters if p != "ctx"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise InvalidParameterError(
+            f"method={name!r} got unknown parameters {unknown}; accepted: {accepted or 'none'}"
+        )
+    Xv, yv = _check_data("val", X_val, y_val, model)
+    Xt, yt = _check_data("train", X_train, y_train, model)
+    start = time.perf_counter()
+    struct = build_structure(read_tree(model), clf)
+    ctx = PruneContext(model, struct, Xv, yv, Xt, yt, random_state)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        warnings.filterwarnings("ignore", message="X has feature names")
+        result = spec.func(ctx, **params)
+    if result.model is not None:
+        pruned = result.model
+    elif result.raw is not None:
+        pruned = write_tree(model, result.raw)
+    else:
+        pruned = write_tree(model, compact(struct.raw, result.collapse))
+    elapsed = time.perf_counter() - start
+    pruned.prune_report_ = TreePruneReport(
+        method=name,
+        n_nodes_before=int(model.tree_.node_count),
+        n_nodes_after=int(pruned.tree_.node_count),
+        n_leaves_before=int(model.get_n_leaves()),
+        n_leaves_after=int(pruned.get_n_leaves()),
+        depth_before=int(model.get_depth()),
+        depth_after=int(pruned.get_depth()),
+        params=dict(result.params),
+        notes=tuple(result.notes),
+        time_s=elapsed,
+    )
+    return pruned
+
+
+def cost_complexity_path(model) -> dict[str, np.ndarray]:
+    """The weakest-link path of a fitted tree: ``{"ccp_alphas", "impurities"}``.
+
+    Equal to scikit-learn's ``cost_complexity_pruning_path`` but computed from the fitted tree,
+    without refitting.
+    """
+    check_tree_model(model)
+    path = ccp_path(build_structure(read_tree(model), is_classifier_tree(model)))
+    return {"ccp_alphas": path.ccp_alphas, "impurities": path.impurities}
+
+
+def collapse_nodes(model, nodes: Any):
+    """Turn the given internal nodes (ids in ``model.tree_``) into leaves; compact rebuild.
+
+    The low-level operation every post-pruning method ends with; useful for custom criteria.
+    """
+    check_tree_model(model)
+    raw = read_tree(model)
+    ids = np.atleast_1d(np.asarray(nodes, dtype=np.intp))
+    if ids.size and (ids.min() < 0 or ids.max() >= raw.node_count):
+        raise InvalidParameterError(
+            f"nodes must be node ids in [0, {raw.node_count - 1}], got {ids.tolist()}"
+        )
+    mask = np.zeros(raw.node_count, dtype=bool)
+    mask[ids] = True
+    return write_tree(model, compact(raw, mask))

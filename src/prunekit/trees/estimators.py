@@ -1,0 +1,198 @@
+"""Meta-estimators that grow a decision tree and prune it in ``fit`` (Pipeline, GridSearchCV)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, RegressorMixin, clone
+from sklearn.model_selection import train_test_split
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from prunekit.errors import InvalidParameterError, UnsupportedModelError
+from prunekit.trees.api import METHODS, prune_tree, resolve_method
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    def _validate_data(est, *args, **kwargs):
+        return est._validate_data(*args, **kwargs)
+
+
+class _PrunedTreeBase(MetaEstimatorMixin, BaseEstimator):
+    """Shared ``fit``: split off validation data when the method needs it, grow, prune."""
+
+    _tree_class: type = DecisionTreeClassifier
+
+    def __init__(
+        self,
+        estimator: Any = None,
+        method: str = "cost_complexity",
+        method_params: dict[str, Any] | None = None,
+        validation_fraction: float = 0.25,
+        random_state: int | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.method = method
+        self.method_params = method_params
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
+
+    def _needs_validation(self, name: str, params: dict[str, Any]) -> bool:
+        if name == "reduced_error":
+            return True
+        if name == "cost_complexity":
+            return params.get("select") == "validation" and params.get("ccp_alpha") is None
+        if name == "pre_pruning":
+            return params.get("cv") is None
+        return False
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, is_classifier: bool):
+        name = resolve_method(self.method)
+        if not is_classifier and not METHODS[name].regression:
+            raise UnsupportedModelError(f"method={name!r} is defined for classification only")
+        params = dict(self.method_params or {})
+        if self.estimator is None:
+            base = self._tree_class(random_state=self.random_state)
+        else:
+            if not isinstance(self.estimator, self._tree_class):
+                raise UnsupportedModelError(
+                    f"estimator must be a {self._tree_class.__name__}, "
+                    f"got {type(self.estimator).__name__}"
+                )
+            base = clone(self.estimator)
+        n = X.shape[0]
+        X_grow, y_grow, X_val, y_val = X, y, None, None
+        if self._needs_validation(name, params):
+            frac = self.validation_fraction
+            if not (isinstance(frac, float | int) and 0 < frac < 1):
+                raise InvalidParameterError(
+                    f"validation_fraction must lie in (0, 1), got {frac!r}"
+                )
+            if n >= 4:
+                stratify = y if is_classifier and np.unique(y, return_counts=True)[1].min() >= 2 \
+                    else None
+                try:
+                    X_grow, X_val, y_grow, y_val = train_test_split(
+                        X, y, test_size=frac, random_state=self.random_state, stratify=stratify
+                    )
+                except ValueError:
+                    X_grow, X_val, y_grow, y_val = train_test_split(
+                        X, y, test_size=frac, random_state=self.random_state
+                    )
+            else:  # too few samples to hold any out: validate on the training data
+                X_val, y_val = X, y
+        notes: list[str] = []
+        if X_val is X:
+            notes.append(f"only {n} samples: validated on the training data")
+        elif name == "cost_complexity" and params.get("ccp_alpha") is None:
+            cv = int(params.get("cv", 5))
+            if n < 2 * cv:
+                if n >= 4:
+                    params["cv"] = max(2, n // 2)
+                    notes.append(f"only {n} samples: cv reduced from {cv} to {params['cv']}")
+                else:
+                    params = {"ccp_alpha": 0.0}
+                    notes.append(f"only {n} samples: too few to choose alpha; not pruned")
+        grown = base.fit(X_grow, y_grow)
+        pruned = prune_tree(
+            grown,
+            name,
+            X_val=X_val,
+            y_val=y_val,
+            X_train=X_grow,
+            y_train=y_grow,
+            random_state=self.random_state,
+            **params,
+        )
+        if notes:
+            pruned.prune_report_ = dataclasses.replace(
+                pruned.prune_report_, notes=pruned.prune_report_.notes + tuple(notes)
+            )
+        self.estimator_ = pruned
+        self.prune_report_ = pruned.prune_report_
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        X = _validate_data(self, X, reset=False)
+        return self.estimator_.predict(X)
+
+    def apply(self, X: Any) -> np.ndarray:
+        """Leaf index of each sample in the pruned tree."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.apply(_validate_data(self, X, reset=False))
+
+    def decision_path(self, X: Any):
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.decision_path(_validate_data(self, X, reset=False))
+
+    def get_depth(self) -> int:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.get_depth()
+
+    def get_n_leaves(self) -> int:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.get_n_leaves()
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.feature_importances_
+
+
+class PrunedTreeClassifier(ClassifierMixin, _PrunedTreeBase):
+    """Grow a ``DecisionTreeClassifier`` and prune it with any :mod:`prunekit.trees` method.
+
+    Parameters
+    ----------
+    estimator : DecisionTreeClassifier, optional
+        The (unfitted) tree to grow; cloned. Default ``DecisionTreeClassifier(random_state=...)``.
+    method : str
+        A :data:`prunekit.trees.METHODS` name (default ``"cost_complexity"``, alpha by 5-fold CV).
+    method_params : dict, optional
+        Extra parameters of the method (e.g. ``{"one_se": True}``, ``{"confidence": 0.1}``).
+    validation_fraction : float
+        Share of the training data held out when the method needs a validation set
+        (``reduced_error``, ``pre_pruning``, ``cost_complexity`` with ``select="validation"``).
+    random_state : int, optional
+        Seeds the tree (when ``estimator`` is None), the split and the CV folds.
+
+    Attributes: ``estimator_`` (the pruned tree), ``prune_report_``, ``classes_``,
+    ``n_features_in_``.
+    """
+
+    _tree_class = DecisionTreeClassifier
+
+    def fit(self, X: Any, y: Any) -> PrunedTreeClassifier:
+        X, y = _validate_data(self, X, y)
+        check_classification_targets(y)
+        self._fit(X, y, is_classifier=True)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(_validate_data(self, X, reset=False))
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_log_proba(_validate_data(self, X, reset=False))
+
+
+class PrunedTreeRegressor(RegressorMixin, _PrunedTreeBase):
+    """Grow a ``DecisionTreeRegressor`` and prune it (methods defined for regression only).
+
+    Same parameters as :class:`PrunedTreeClassifier`; ``estimator`` is a ``DecisionTreeRegressor``.
+    """
+
+    _tree_class = DecisionTreeRegressor
+
+    def fit(self, X: Any, y: Any) -> PrunedTreeRegressor:
+        X, y = _validate_data(self, X, y, y_numeric=True)
+        self._fit(X, y, is_classifier=False)
+        return self
