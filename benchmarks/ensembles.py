@@ -35,6 +35,7 @@ from sklearn.tree import DecisionTreeClassifier
 from prunekit._io import atomic_write_json
 from prunekit.data import load_dataset
 from prunekit.ensembles import build_member_matrix, prune_ensemble
+from prunekit.metrics import markdown_table
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ensembles.json"
 DATASETS = ("breast_cancer", "wine", "digits", "twonorm", "ringnorm", "waveform")
@@ -328,10 +329,7 @@ def markdown(rows: list[dict]) -> str:
             return f"{v:.1f}"
         return f"{v:.3f}" if "seconds" in c else f"{v:.4f}"
 
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(fmt(c, r.get(c)) for c in cols) + " |")
-    return "\n".join(lines)
+    return markdown_table([{c: fmt(c, r.get(c)) for c in cols} for r in rows])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from prunekit._io import atomic_write_json
+from prunekit.metrics import markdown_table
 from prunekit.nn.sparsity_cli import (
     compact_ratio,
     load_showcase,
@@ -185,28 +186,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(rows: list[dict[str, Any]], dense_rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| model | method | criterion | pattern | sparsity | test acc | Δ vs dense (pts) | "
-        "one-shot acc before FT | file / dense bytes | time (s) |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    cols = ("model", "method", "criterion", "pattern", "sparsity", "test acc",
+            "Δ vs dense (pts)", "one-shot acc before FT", "file / dense bytes", "time (s)")
+    table: list[dict[str, Any]] = []
     for model in dict.fromkeys(r["model"] for r in dense_rows):
         d = [r for r in dense_rows if r["model"] == model]
         acc = statistics.mean(r["accuracy"] for r in d)
-        lines.append(
-            f"| {model} | dense | - | - | 0% | {acc:.4f} | 0.00 | - | "
-            f"{statistics.median(r['file_ratio'] for r in d):.3f} | "
-            f"{statistics.median(r['seconds'] for r in d):.1f} |"
-        )
+        table.append(dict(zip(cols, (
+            model, "dense", "-", "-", "0%", f"{acc:.4f}", "0.00", "-",
+            f"{statistics.median(r['file_ratio'] for r in d):.3f}",
+            f"{statistics.median(r['seconds'] for r in d):.1f}",
+        ), strict=True)))
         for r in [r for r in rows if r["model"] == model]:
             before = r["oneshot_accuracy_before_finetune"]
-            lines.append(
-                f"| {model} | {r['method']} | {r['criterion']} | {r['pattern']} | "
-                f"{r['sparsity']:.0%} | {r['accuracy']:.4f} | {r['delta_accuracy_points']:+.2f} | "
-                f"{'-' if before is None else f'{before:.4f}'} | {r['file_ratio']:.3f} | "
-                f"{r['seconds_median']:.1f} |"
-            )
-    return "\n".join(lines)
+            table.append(dict(zip(cols, (
+                model, r["method"], r["criterion"], r["pattern"], f"{r['sparsity']:.0%}",
+                f"{r['accuracy']:.4f}", f"{r['delta_accuracy_points']:+.2f}",
+                "-" if before is None else f"{before:.4f}", f"{r['file_ratio']:.3f}",
+                f"{r['seconds_median']:.1f}",
+            ), strict=True)))
+    return markdown_table(table, right=cols[4:])
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import torch
 
 from prunekit import __version__
 from prunekit._io import atomic_write_json
+from prunekit.metrics import markdown_table
 from prunekit.nn.oneshot import oneshot
 from prunekit.nn.oneshot.corpus import builtin_sentences, stdlib_paragraphs, stdlib_text
 from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement, load_minilm
@@ -137,14 +138,10 @@ def bench_gpt2(quick: bool) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]) -> str:
-    head = "| " + " | ".join(c[1] for c in cols) + " |"
-    sep = "|" + "|".join("---" for _ in cols) + "|"
-
     def cell(r: dict[str, Any], key: str, fmt: str) -> str:
         return format(r[key], fmt) if key in r and fmt else str(r.get(key, "-"))
 
-    body = ["| " + " | ".join(cell(r, k, f) for k, _, f in cols) + " |" for r in rows]
-    return "\n".join([head, sep, *body])
+    return markdown_table([{title: cell(r, k, f) for k, title, f in cols} for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from torch import nn
 
 from prunekit._compat import import_torchvision, optional_import
 from prunekit._io import atomic_write_json
-from prunekit.metrics import count_macs
+from prunekit.metrics import count_macs, markdown_table
 from prunekit.nn.structured import count_params, prune
 
 RESULTS = Path(__file__).resolve().parent / "results" / "structured.json"
@@ -181,25 +181,27 @@ def main(argv: list[str] | None = None) -> int:
         f"Torch-Pruning {tp.__version__}, {args.threads} threads, median of {repeats} (batch 32) "
         f"/ {2 * repeats} (batch 1) interleaved runs",
         "",
-        "| model | tool | MACs (M) | MACs x | params x | b1 ms | b1 x | b32 ms | b32 x | "
-        "b32 x / MACs x |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in speed:
-        lines.append(
-            f"| {r['model']} | {r['tool']} | {r['macs_M']:.1f} | {r['macs_x']:.2f} | "
-            f"{r['params_x']:.2f} | {r['lat1_ms']:.2f} | {r['lat1_x']:.2f} | "
-            f"{r['lat32_ms']:.1f} | {r['lat32_x']:.2f} | {r['lat32_over_macs']:.2f} |")
+    speed_cols = [("MACs (M)", "macs_M", ".1f"), ("MACs x", "macs_x", ".2f"),
+                  ("params x", "params_x", ".2f"), ("b1 ms", "lat1_ms", ".2f"),
+                  ("b1 x", "lat1_x", ".2f"), ("b32 ms", "lat32_ms", ".1f"),
+                  ("b32 x", "lat32_x", ".2f"), ("b32 x / MACs x", "lat32_over_macs", ".2f")]
+    lines.append(markdown_table(
+        [{"model": r["model"], "tool": r["tool"],
+          **{title: format(r[key], fmt) for title, key, fmt in speed_cols}} for r in speed],
+        right=[title for title, _, _ in speed_cols],
+    ))
     lines += ["", "Unpruned latency (ms): " + ", ".join(
         sorted({f"{r['model']}: b1 {r['orig_lat1_ms']:.2f}, b32 {r['orig_lat32_ms']:.1f}"
                 for r in speed}))]
-    lines += ["", "| data | model | tool | MACs x | params x | acc dense | acc pruned | "
-              "acc fine-tuned |", "|---|---|---|---:|---:|---:|---:|---:|"]
-    for r in acc:
-        lines.append(
-            f"| {r['data']} | {r['model']} | {r['tool']} | {r['macs_x']:.2f} | "
-            f"{r['params_x']:.2f} | {r['acc_dense']:.4f} | {r['acc_pruned']:.4f} | "
-            f"{r['acc_finetuned']:.4f} |")
+    acc_cols = [("MACs x", "macs_x", ".2f"), ("params x", "params_x", ".2f"),
+                ("acc dense", "acc_dense", ".4f"), ("acc pruned", "acc_pruned", ".4f"),
+                ("acc fine-tuned", "acc_finetuned", ".4f")]
+    lines += ["", markdown_table(
+        [{"data": r["data"], "model": r["model"], "tool": r["tool"],
+          **{title: format(r[key], fmt) for title, key, fmt in acc_cols}} for r in acc],
+        right=[title for title, _, _ in acc_cols],
+    )]
     lines.append(f"\nFine-tuning: {acc[0]['finetune_epochs']} epochs, Adam lr 1e-3, same data "
                  f"order for every tool. Wall time {wall:.0f} s.")
     print("\n".join(lines))

@@ -73,3 +73,28 @@ def test_finetune_without_teacher_is_plain_training() -> None:
     model = nn.Linear(6, 2)
     losses = finetune(model, _data(), epochs=5, lr=5e-2)
     assert losses[-1] < losses[0]
+
+
+def test_finetune_restores_the_teachers_mode_and_evaluation_keeps_mixed_modes() -> None:
+    from prunekit.nn.training import evaluate_accuracy
+
+    data = _data()
+    teacher = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    teacher.train()
+    teacher[1].eval()  # a user's frozen batch norm inside a model in training mode
+    student = nn.Sequential(nn.Linear(6, 2))
+    finetune(student, data, epochs=1, teacher=teacher)
+    assert [m.training for m in teacher] == [True, False, True]
+    evaluate_accuracy(teacher, data)
+    assert [m.training for m in teacher] == [True, False, True]
+
+
+def test_training_arguments_are_validated_by_name() -> None:
+    from prunekit.nn.training import make_optimizer, train_classifier
+
+    with pytest.raises(InvalidParameterError, match="T must be"):
+        distillation_loss(torch.zeros(1, 2), torch.zeros(1, 2), T="hot")
+    with pytest.raises(InvalidParameterError, match="lr"):
+        make_optimizer(nn.Linear(2, 2), "adam", lr="fast")
+    with pytest.raises(InvalidParameterError, match="max_steps"):
+        train_classifier(nn.Linear(6, 2), _data(), max_steps=0)

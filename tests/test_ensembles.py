@@ -406,3 +406,13 @@ def test_bootstrap_bookkeeping_follows_the_kept_members(clf_data, Model):
     if Model is BaggingClassifier:
         for got, i in zip(pruned.estimators_features_, kept, strict=True):
             np.testing.assert_array_equal(got, model.estimators_features_[i])
+
+
+def test_prune_data_of_the_wrong_width_and_bad_seeds_raise_prunekit_errors(clf_data, rf) -> None:
+    X_val, y_val = clf_data[2:4]
+    with pytest.raises(ShapeMismatchError, match="features"):
+        prune_ensemble(rf, method="accuracy", size=0.2, X_val=X_val[:, :5], y_val=y_val)
+    for bad in ("a", -1, 1.5):
+        with pytest.raises(InvalidParameterError, match="random_state"):
+            prune_ensemble(rf, method="accuracy", size=0.2, X_val=X_val, y_val=y_val,
+                           random_state=bad)

@@ -343,3 +343,8 @@ def test_metric_errors(bc):
     with pytest.raises(InvalidParameterError, match="scoring"):
         metrics.permutation_importance(nn.Linear(2, 2), np.zeros((4, 2)), np.zeros(4, int),
                                        scoring="auc")
+
+
+def test_markdown_table_right_aligns_the_named_columns():
+    md = metrics.markdown_table([{"name": "a|b", "n": 3, "x": 0.123456}], right=("n",))
+    assert md.splitlines() == ["| name | n | x |", "|---|---:|---|", "| a\\|b | 3 | 0.1235 |"]

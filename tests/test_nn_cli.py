@@ -151,3 +151,35 @@ def test_lightning_callback_hooks_with_a_stand_in_module(monkeypatch: pytest.Mon
     assert cb.pruner.report().sparsity == pytest.approx(0.8, abs=1e-2)
     assert (model[2].weight == 0).float().mean() == pytest.approx(0.8, abs=1e-2)
     monkeypatch.setattr(pk_lightning, "_CLASS", None)
+
+
+def test_lightning_callback_counts_optimizer_steps_not_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With gradient accumulation (2 batches per step) the schedule follows ``global_step``."""
+    import sys
+    import types
+
+    from torch import nn
+
+    from prunekit.nn import agp
+    from prunekit.nn import lightning as pk_lightning
+
+    fake_pl = types.ModuleType("lightning.pytorch")
+    fake_pl.Callback = type("Callback", (), {})  # type: ignore[attr-defined]
+    fake_root = types.ModuleType("lightning")
+    fake_root.pytorch = fake_pl  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lightning", fake_root)
+    monkeypatch.setitem(sys.modules, "lightning.pytorch", fake_pl)
+    monkeypatch.setattr(pk_lightning, "_CLASS", None)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                          nn.Linear(16, 2))
+    cb = pk_lightning.SparsityCallback(schedule=agp(0.8, 0, 20, frequency=5))
+    cb.setup(None, model, "fit")
+    trainer = types.SimpleNamespace(global_step=0)
+    for batch in range(20):  # 20 batches = 10 optimizer steps
+        trainer.global_step = (batch + 1) // 2
+        cb.on_train_batch_end(trainer, model, None, None, batch)
+    assert cb.pruner is not None and cb.pruner.step_count == 10
+    assert cb.pruner.current_sparsity == pytest.approx(agp(0.8, 0, 20, frequency=5).sparsity_at(10))
+    monkeypatch.setattr(pk_lightning, "_CLASS", None)

@@ -170,3 +170,8 @@ def test_global_blocks() -> None:
     masks = global_masks(scores, 0.5, pattern="block:2x4")
     pruned = sum(int((~m).sum()) for m in masks.values())
     assert pruned == 48  # 6 of 12 blocks of 8
+
+
+def test_block_mask_needs_a_rows_cols_pair() -> None:
+    with pytest.raises(InvalidParameterError, match="block"):
+        block_mask(torch.ones(4, 4), 0.5, 4)  # type: ignore[arg-type]

@@ -99,3 +99,14 @@ def test_make_schedule_lands_on_final() -> None:
 def test_schedule_validation(build) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidParameterError):
         build()
+
+
+def test_make_schedule_rejects_bad_arguments_by_name() -> None:
+    with pytest.raises(InvalidParameterError, match="end_fraction"):
+        make_schedule("agp", 0.5, total_steps=100, end_fraction=2.0)
+    with pytest.raises(InvalidParameterError, match="end_fraction"):
+        make_schedule("agp", 0.5, total_steps=100, end_fraction="half")
+    with pytest.raises(InvalidParameterError, match="frequency"):
+        make_schedule("agp", 0.5, total_steps=100, frequency=0)
+    with pytest.raises(InvalidParameterError, match="rounds"):
+        make_schedule("iterative", 0.5, total_steps=100, rounds=0)

@@ -146,3 +146,8 @@ def test_plot_and_report_errors(comparison):
         plots.size_latency([{"size_bytes": 1}])
     with pytest.raises(InvalidParameterError):
         plots.layer_sparsity({})
+
+
+def test_add_figure_rejects_a_non_figure() -> None:
+    with pytest.raises(InvalidParameterError, match="matplotlib Figure"):
+        Report("t").add_figure("not a figure", "caption")

@@ -500,3 +500,18 @@ def test_torchvision_models() -> None:
         fresh = apply_plan(factory(), rep.plan).eval()
         fresh.load_state_dict(slim.state_dict())
         assert torch.allclose(fresh(x), slim(x), atol=1e-5)
+
+
+def test_example_inputs_the_model_cannot_run_raise_shape_mismatch() -> None:
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    with pytest.raises(ShapeMismatchError, match="example_inputs"):
+        prune(model, torch.randn(2, 7), ratio=0.5)
+
+
+def test_load_plan_rejects_missing_and_non_plan_files(tmp_path) -> None:
+    with pytest.raises(InvalidParameterError, match="existing file"):
+        load_plan(tmp_path / "missing.json")
+    for text in ("not json", "[1, 2]", '{"format": "other"}'):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(InvalidParameterError):
+            load_plan(tmp_path / "bad.json")

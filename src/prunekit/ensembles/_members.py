@@ -229,6 +229,16 @@ def _as_2d(X: object) -> np.ndarray:
     return arr
 
 
+def check_n_features(model: object, X: object) -> None:
+    """Raise :class:`ShapeMismatchError` if ``X`` has another width than the model was fitted on."""
+    expected = getattr(model, "n_features_in_", None)
+    shape = getattr(X, "shape", None)
+    if expected is not None and shape is not None and len(shape) == 2 and shape[1] != expected:
+        raise ShapeMismatchError(
+            f"X has {shape[1]} features but {type(model).__name__} was fitted on {expected}"
+        )
+
+
 def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     out = np.zeros((len(labels), n_classes), dtype=np.float32)
     out[np.arange(len(labels)), labels] = 1.0
@@ -332,6 +342,7 @@ def build_member_matrix(model: object, X: object, y: object, *, oob: bool = Fals
     member's bootstrap are masked out.
     """
     X = _as_2d(X)
+    check_n_features(model, X)
     y_arr = np.asarray(y)
     n = X.shape[0]
     if y_arr.shape[0] != n:

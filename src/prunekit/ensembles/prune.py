@@ -25,6 +25,7 @@ from prunekit.ensembles._members import (
     _as_2d,
     build_member_matrix,
     check_fitted_ensemble,
+    check_n_features,
     encode_targets,
     n_members,
 )
@@ -289,6 +290,18 @@ def prune_ensemble(
             f"method={method!r} does not apply to {type(model).__name__}; methods for it: "
             + ", ".join(repr(a) for a in allowed)
         )
+    if not (
+        random_state is None
+        or isinstance(random_state, np.random.Generator)
+        or (
+            isinstance(random_state, numbers.Integral)
+            and not isinstance(random_state, bool)
+            and random_state >= 0
+        )
+    ):
+        raise InvalidParameterError(
+            f"random_state must be None, an int >= 0 or a numpy Generator, got {random_state!r}"
+        )
     rng = (
         random_state
         if isinstance(random_state, np.random.Generator)
@@ -378,6 +391,7 @@ def _prune_boosting(
     model: object, k: int | None, size: object, X_val: object, y_val: object, start: float
 ) -> object:
     X = _as_2d(X_val)
+    check_n_features(model, X)
     y = np.asarray(y_val)
     if y.shape[0] != X.shape[0]:
         raise ShapeMismatchError(f"X_val has {X.shape[0]} samples but y_val has {y.shape[0]}")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from prunekit._modes import eval_mode as eval_mode  # re-exported for the metric modules
 from prunekit.errors import NotFittedError, ShapeMismatchError, UnsupportedModelError
 
 
@@ -113,18 +112,6 @@ def output_tensor(out: Any) -> Any:
     if isinstance(out, dict):
         return out.get("logits", next(iter(out.values())))
     return out
-
-
-@contextlib.contextmanager
-def eval_mode(model: Any) -> Iterator[Any]:
-    """Put a torch module in eval mode for the block and restore each submodule's mode after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def num_samples(inputs: Any) -> int:

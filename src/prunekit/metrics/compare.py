@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,19 +177,25 @@ def _tolist(a: np.ndarray | None) -> list[list[int]] | None:
     return None if a is None else np.asarray(a).tolist()
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """Render ``rows`` (dicts with the same keys) as a GitHub-flavoured Markdown table."""
+def markdown_table(rows: list[dict[str, Any]], *, right: Iterable[str] = ()) -> str:
+    """Render ``rows`` (dicts with the same keys) as a GitHub-flavoured Markdown table.
+
+    Floats are shown with 4 significant digits (pre-format them as strings for another format);
+    the columns named in ``right`` are right-aligned.
+    """
     if not rows:
         return ""
     cols = list(rows[0])
     for r in rows[1:]:
         cols += [c for c in r if c not in cols]
+    right = set(right)
 
     def cell(v: Any) -> str:
         text = "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    rule = "|" + "".join("---:|" if c in right else "---|" for c in cols)
+    lines = ["| " + " | ".join(cell(c) for c in cols) + " |", rule]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 

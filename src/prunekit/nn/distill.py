@@ -8,6 +8,7 @@ the KL divergence between temperature-softened teacher and student distributions
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from prunekit._modes import eval_mode
 from prunekit._validation import check_fraction
 from prunekit.errors import InvalidParameterError
 from prunekit.nn.training import train_classifier
@@ -31,8 +33,8 @@ def distillation_loss(
 
     With ``targets=None`` only the distillation term is used (``alpha`` is then ignored).
     """
-    if T <= 0:
-        raise InvalidParameterError(f"T must be > 0, got {T!r}")
+    if isinstance(T, bool) or not isinstance(T, numbers.Real) or T <= 0:
+        raise InvalidParameterError(f"T must be a number > 0, got {T!r}")
     alpha = check_fraction("alpha", alpha, high_inclusive=True)
     if student_logits.shape != teacher_logits.shape:
         raise InvalidParameterError(
@@ -57,11 +59,11 @@ class _WithTeacher:
         self.loader, self.teacher = loader, teacher
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
-        self.teacher.eval()
-        for xb, yb in self.loader:
-            with torch.no_grad():
-                t = self.teacher(xb)
-            yield xb, (yb, t)
+        with eval_mode(self.teacher):  # the teacher's own mode is restored afterwards
+            for xb, yb in self.loader:
+                with torch.no_grad():
+                    t = self.teacher(xb)
+                yield xb, (yb, t)
 
 
 def finetune(

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit._modes import eval_mode
 from prunekit._validation import check_choice, check_positive_int
 from prunekit.errors import InvalidParameterError
 
@@ -93,18 +94,6 @@ def _batches(
         yield batch[0], batch[1]
 
 
-class _EvalMode:
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self) -> nn.Module:
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
-
-
 def _named(model: nn.Module, params: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
     if params is None:
         return dict(model.named_parameters())
@@ -150,7 +139,7 @@ def _grad_accumulate(
     named = _named(model, params)
     scores = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in named.items()}
     tensors = list(named.values())
-    with _EvalMode(model):
+    with eval_mode(model):
         for xb, yb in _batches(data, max_batches):
             loss = loss_fn(model(xb), yb)
             grads = torch.autograd.grad(loss, tensors, allow_unused=True)
@@ -192,7 +181,7 @@ def per_sample_gradients(
     sel0 = {n: all_params[n] for n in wanted}
     per_sample = vmap(grad(one), in_dims=(None, 0, 0))
     seen = 0
-    with _EvalMode(model):
+    with eval_mode(model):
         for xb, yb in _batches(data, None):
             for start in range(0, len(xb), chunk):
                 if seen >= max_samples:

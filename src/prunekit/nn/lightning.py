@@ -69,7 +69,9 @@ def _build() -> Any:
 
         def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
             if self.pruner is not None:
-                self.pruner.step()
+                # schedules count optimizer steps: with gradient accumulation a batch is not a
+                # step, so follow the trainer's own counter when there is one
+                self.pruner.step(getattr(trainer, "global_step", None))
 
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
             if self.pruner is not None:

@@ -213,6 +213,8 @@ def block_mask(
     shape is not divisible by the block.
     """
     sparsity = check_sparsity(sparsity)
+    if not isinstance(block, tuple | list) or len(block) != 2:
+        raise InvalidParameterError(f"block must be a (rows, cols) pair, got {block!r}")
     r, c = (check_positive_int("block rows", block[0]), check_positive_int("block cols", block[1]))
     s2 = weight_view_2d(_clean(scores))
     bs = _block_scores(s2, (r, c))

@@ -19,7 +19,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from prunekit._validation import check_choice, check_positive_int, check_sparsity
+from prunekit._validation import (
+    check_choice,
+    check_fraction,
+    check_positive_int,
+    check_sparsity,
+)
 from prunekit.errors import InvalidParameterError
 
 __all__ = [
@@ -254,6 +259,11 @@ def make_schedule(
     if name == "oneshot":
         return OneShot(sparsity, begin_step)
     check_positive_int("total_steps", total_steps)
+    check_fraction("end_fraction", end_fraction, low_inclusive=False, high_inclusive=True)
+    if frequency is not None:
+        check_positive_int("frequency", frequency)
+    if name == "iterative":
+        check_positive_int("rounds", rounds)
     end = max(begin_step + 1, int(math.floor(end_fraction * total_steps)))
     freq = frequency or max(1, (end - begin_step) // 20)
     # make the last update land exactly on end_step

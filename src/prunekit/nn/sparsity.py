@@ -195,21 +195,24 @@ class SparsityReport:
         }
 
     def to_markdown(self) -> str:
+        from prunekit.metrics import markdown_table
+
         lines = [
             f"**Sparsity** {self.sparsity:.2%} over pruned layers "
             f"(target {self.target_sparsity:.2%}; "
             f"criterion `{self.criterion}`, pattern `{self.pattern}`, scope `{self.scope}`); "
             f"{self.model_zero_fraction:.2%} of all parameters are zero.",
-            "",
-            "| layer | shape | weights | zeros | sparsity |",
-            "|---|---|---:|---:|---:|",
         ]
-        for v in self.layers.values():
-            shape = "x".join(map(str, v.shape))
-            lines.append(f"| {v.name} | {shape} | {v.numel} | {v.n_zero} | {v.sparsity:.2%} |")
+        rows = [
+            {"layer": v.name, "shape": "x".join(map(str, v.shape)), "weights": v.numel,
+             "zeros": v.n_zero, "sparsity": f"{v.sparsity:.2%}"}
+            for v in self.layers.values()
+        ]
+        if rows:
+            lines += ["", markdown_table(rows, right=("weights", "zeros", "sparsity"))]
         if self.skipped:
-            lines += ["", "| skipped | reason |", "|---|---|"]
-            lines += [f"| {k} | {r} |" for k, r in self.skipped.items()]
+            skipped = [{"skipped": k, "reason": r} for k, r in self.skipped.items()]
+            lines += ["", markdown_table(skipped)]
         for note in self.notes:
             lines += ["", f"_note: {note}_"]
         return "\n".join(lines)

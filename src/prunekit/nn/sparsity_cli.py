@@ -272,12 +272,14 @@ def register(nn_app: typer.Typer) -> None:
             progress=not quiet,
         )
         report = row["report"]
-        summary = (
-            f"| model | method | criterion | pattern | sparsity | dense acc | pruned acc | "
-            f"file ratio | seconds |\n|---|---|---|---|---:|---:|---:|---:|---:|\n"
-            f"| {model} | {method} | {criterion} | {pattern} | {_fmt(row['sparsity'], True)} | "
-            f"{_fmt(row['dense_accuracy'])} | {_fmt(row['accuracy'])} | "
-            f"{_fmt(row['file_ratio'])} | {row['seconds']:.1f} |"
+        from prunekit.metrics import markdown_table
+
+        summary = markdown_table(
+            [{"model": model, "method": method, "criterion": criterion, "pattern": pattern,
+              "sparsity": _fmt(row["sparsity"], True), "dense acc": _fmt(row["dense_accuracy"]),
+              "pruned acc": _fmt(row["accuracy"]), "file ratio": _fmt(row["file_ratio"]),
+              "seconds": f"{row['seconds']:.1f}"}],
+            right=("sparsity", "dense acc", "pruned acc", "file ratio", "seconds"),
         )
         typer.echo(summary)
         typer.echo("")
@@ -291,6 +293,7 @@ def register(nn_app: typer.Typer) -> None:
         path: Path = typer.Argument(..., help="A file written by prunekit.nn.save_compact."),
     ) -> None:
         """Show how each tensor of a compact sparse file is stored, and the file's size."""
+        from prunekit.metrics import markdown_table
         from prunekit.nn.io import read_compact_metadata
 
         if not path.exists():
@@ -299,12 +302,13 @@ def register(nn_app: typer.Typer) -> None:
         typer.echo(
             f"{path}: {path.stat().st_size} bytes, format {header['format']} v{header['version']}"
         )
-        typer.echo("| tensor | shape | dtype | encoding |\n|---|---|---|---|")
+        rows = []
         for name, info in header["tensors"].items():
             enc = info["enc"] + (f" {info['n']}:{info['m']}" if info["enc"] == "nm" else "")
             enc += " int8" if info.get("int8") else ""
             shape = "x".join(map(str, info["shape"])) or "scalar"
-            typer.echo(f"| {name} | {shape} | {info['dtype']} | {enc} |")
+            rows.append({"tensor": name, "shape": shape, "dtype": info["dtype"], "encoding": enc})
+        typer.echo(markdown_table(rows))
         if header.get("user"):
             typer.echo(json.dumps(header["user"], indent=2))
 

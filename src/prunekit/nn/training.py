@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
+from prunekit._modes import eval_mode
 from prunekit._progress import ProgressBar
+from prunekit.errors import InvalidParameterError
 
 StepCallback = Callable[[int], None]
 
@@ -17,6 +20,8 @@ def make_optimizer(model: nn.Module, name: str = "adam", lr: float = 1e-3) -> to
     from prunekit._validation import check_choice
 
     check_choice("optimizer", name, ("adam", "adamw", "sgd"))
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0:
+        raise InvalidParameterError(f"lr must be a number > 0, got {lr!r}")
     params = [p for p in model.parameters() if p.requires_grad]
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
@@ -46,6 +51,8 @@ def train_classifier(
     from prunekit._validation import check_positive_int
 
     check_positive_int("epochs", epochs)
+    if max_steps is not None:
+        check_positive_int("max_steps", max_steps)
     opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
     loss_fn = loss_fn or nn.functional.cross_entropy
     losses: list[float] = []
@@ -79,11 +86,9 @@ def evaluate_accuracy(
     model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
 ) -> float:
     """Top-1 accuracy of ``model`` over ``loader`` (eval mode; restores the previous mode)."""
-    was_training = model.training
-    model.eval()
     correct = total = 0
-    for xb, yb in loader:
-        correct += int((model(xb).argmax(dim=1) == yb).sum())
-        total += len(yb)
-    model.train(was_training)
+    with eval_mode(model):
+        for xb, yb in loader:
+            correct += int((model(xb).argmax(dim=1) == yb).sum())
+            total += len(yb)
     return correct / max(total, 1)

@@ -93,6 +93,10 @@ class Report:
 
         With ``close=True`` a pyplot-managed figure is closed after rendering.
         """
+        if not callable(getattr(fig, "savefig", None)):
+            raise InvalidParameterError(
+                f"fig must be a matplotlib Figure, got {type(fig).__name__}"
+            )
         png = figure_to_png(fig)
         if data is None:
             data = plots.figure_data(fig)

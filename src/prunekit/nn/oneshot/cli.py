@@ -145,10 +145,12 @@ def run_oneshot(
         f"peak memory +{report.peak_memory_bytes / 2**20:.1f} MiB"
     )
     typer.echo("")
-    typer.echo("| metric | dense | pruned |")
-    typer.echo("|---|---|---|")
-    for r in rows:
-        typer.echo(f"| {r['metric']} | {r['dense']:.4f} | {r['pruned']:.4f} |")
+    from prunekit.metrics import markdown_table
+
+    typer.echo(markdown_table([
+        {"metric": r["metric"], "dense": f"{r['dense']:.4f}", "pruned": f"{r['pruned']:.4f}"}
+        for r in rows
+    ]))
     if output is not None:
         save_pruned(model, output, report)
         typer.echo(f"\nsaved {output} ({output.stat().st_size / 2**20:.2f} MiB)")

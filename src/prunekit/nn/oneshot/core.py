@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit._modes import eval_mode
 from prunekit._progress import ProgressBar
 from prunekit._validation import check_choice, check_positive_int, check_sparsity
 from prunekit.errors import (
@@ -110,6 +111,8 @@ class OneShotReport:
 
     def to_markdown(self) -> str:
         """A short Markdown summary with one row per pruned layer."""
+        from prunekit.metrics import markdown_table
+
         lines = [
             f"**one-shot {self.method}**, pattern {self.pattern}, target sparsity "
             f"{self.target_sparsity:.2f}, achieved {self.sparsity:.4f} over {len(self.layers)} "
@@ -117,14 +120,14 @@ class OneShotReport:
             f"({self.n_calibration_tokens} tokens); {self.time_s:.2f} s; peak memory "
             f"{self.peak_memory_bytes / 2**20:.1f} MiB ({self.memory_method})",
             "",
-            "| layer | block | shape | sparsity | time (s) |",
-            "|---|---|---|---|---|",
         ]
-        for r in self.layers:
-            lines.append(
-                f"| {r.name} | {r.block} | {r.shape[0]}x{r.shape[1]} | {r.sparsity:.4f} "
-                f"| {r.time_s:.3f} |"
-            )
+        rows = [
+            {"layer": r.name, "block": r.block, "shape": f"{r.shape[0]}x{r.shape[1]}",
+             "sparsity": f"{r.sparsity:.4f}", "time (s)": f"{r.time_s:.3f}"}
+            for r in self.layers
+        ]
+        if rows:
+            lines.append(markdown_table(rows))
         if self.skipped:
             lines += ["", "Skipped:"] + [f"- {name}: {why}" for name, why in self.skipped]
         return "\n".join(lines)
@@ -586,71 +589,66 @@ def oneshot(
             )
 
     needs_data = method != "magnitude" or owl
-    was_training = model.training
-    model.eval()
     start = time.perf_counter()
     device = _model_device(model)
-    try:
-        with PeakMemory(device) as mem, torch.no_grad():
-            batches: list[_Batch] = []
-            if needs_data:
-                batches = prepare_calibration(
-                    model, calibration_data, tokenizer=tokenizer, max_length=max_length,
-                    batch_size=batch_size,
-                )
-                report.n_calibration_batches = len(batches)
-                report.n_calibration_samples = sum(_batch_len(b) for b in batches)
-                report.n_calibration_tokens = sum(_n_tokens(b) for b in batches)
-            n_steps = len(block_list) * (2 if owl else 1)
-            with ProgressBar(n_steps, f"one-shot {method}", enabled=progress) as bar:
-                if owl:
-                    ratios = _owl_ratios(model, block_list, block_layers, batches, owl_m, bar)
-                    with_layers = [i for i, layers in enumerate(block_layers) if layers]
-                    owl_s = owl_sparsities([ratios[i] for i in with_layers], target, owl_lambda)
-                    report.block_sparsities = [target] * len(block_list)
-                    for i, s in zip(with_layers, owl_s, strict=True):
-                        report.block_sparsities[i] = s
-                else:
-                    report.block_sparsities = [target] * len(block_list)
-                model_inputs = [_Batch(b.args, dict(b.kwargs), b.token_mask) for b in batches]
-                if needs_data and blockwise:
-                    _capture_block_inputs(model, block_list[0], batches)
-                    report.activation_bytes = _nbytes(batches)
-                for bi, block in enumerate(block_list):
-                    layers = block_layers[bi]
-                    collector = _Collector(layers, hessian=method == "sparsegpt")
-                    if method != "magnitude" and layers:
-                        with collector:
-                            if blockwise:
-                                for b in batches:
-                                    collector.token_mask = b.token_mask
-                                    block(*b.args, **b.kwargs)
-                            else:
-                                _run_full_until(model, block, model_inputs, collector)
-                    stats_bytes = sum(
-                        st.sq.numel() * 4 + (st.xtx.numel() * 4 if st.xtx is not None else 0)
-                        for st in collector.stats.values()
-                    )
-                    param_bytes = sum(p.numel() * p.element_size() for p in block.parameters())
-                    report.working_set_bytes = max(
-                        report.working_set_bytes,
-                        _nbytes(batches) + stats_bytes * (method != "magnitude") + param_bytes,
-                    )
-                    for name, layer in layers:
-                        rep = _prune_layer(
-                            name, layer, bi, method, report.block_sparsities[bi], pat, row,
-                            collector.stats[name], blocksize, mask_blocksize, percdamp,
-                        )
-                        if isinstance(rep, str):
-                            report.skipped.append((name, rep))
+    with eval_mode(model), PeakMemory(device) as mem, torch.no_grad():
+        batches: list[_Batch] = []
+        if needs_data:
+            batches = prepare_calibration(
+                model, calibration_data, tokenizer=tokenizer, max_length=max_length,
+                batch_size=batch_size,
+            )
+            report.n_calibration_batches = len(batches)
+            report.n_calibration_samples = sum(_batch_len(b) for b in batches)
+            report.n_calibration_tokens = sum(_n_tokens(b) for b in batches)
+        n_steps = len(block_list) * (2 if owl else 1)
+        with ProgressBar(n_steps, f"one-shot {method}", enabled=progress) as bar:
+            if owl:
+                ratios = _owl_ratios(model, block_list, block_layers, batches, owl_m, bar)
+                with_layers = [i for i, layers in enumerate(block_layers) if layers]
+                owl_s = owl_sparsities([ratios[i] for i in with_layers], target, owl_lambda)
+                report.block_sparsities = [target] * len(block_list)
+                for i, s in zip(with_layers, owl_s, strict=True):
+                    report.block_sparsities[i] = s
+            else:
+                report.block_sparsities = [target] * len(block_list)
+            model_inputs = [_Batch(b.args, dict(b.kwargs), b.token_mask) for b in batches]
+            if needs_data and blockwise:
+                _capture_block_inputs(model, block_list[0], batches)
+                report.activation_bytes = _nbytes(batches)
+            for bi, block in enumerate(block_list):
+                layers = block_layers[bi]
+                collector = _Collector(layers, hessian=method == "sparsegpt")
+                if method != "magnitude" and layers:
+                    with collector:
+                        if blockwise:
+                            for b in batches:
+                                collector.token_mask = b.token_mask
+                                block(*b.args, **b.kwargs)
                         else:
-                            report.layers.append(rep)
-                    if needs_data and blockwise and bi + 1 < len(block_list):
-                        for b in batches:
-                            _set_hidden(b, block(*b.args, **b.kwargs))
-                    bar.advance(description=f"one-shot {method}: block {bi + 1}/{len(block_list)}")
-    finally:
-        model.train(was_training)
+                            _run_full_until(model, block, model_inputs, collector)
+                stats_bytes = sum(
+                    st.sq.numel() * 4 + (st.xtx.numel() * 4 if st.xtx is not None else 0)
+                    for st in collector.stats.values()
+                )
+                param_bytes = sum(p.numel() * p.element_size() for p in block.parameters())
+                report.working_set_bytes = max(
+                    report.working_set_bytes,
+                    _nbytes(batches) + stats_bytes * (method != "magnitude") + param_bytes,
+                )
+                for name, layer in layers:
+                    rep = _prune_layer(
+                        name, layer, bi, method, report.block_sparsities[bi], pat, row,
+                        collector.stats[name], blocksize, mask_blocksize, percdamp,
+                    )
+                    if isinstance(rep, str):
+                        report.skipped.append((name, rep))
+                    else:
+                        report.layers.append(rep)
+                if needs_data and blockwise and bi + 1 < len(block_list):
+                    for b in batches:
+                        _set_hidden(b, block(*b.args, **b.kwargs))
+                bar.advance(description=f"one-shot {method}: block {bi + 1}/{len(block_list)}")
     report.time_s = time.perf_counter() - start
     report.peak_memory_bytes = mem.peak_bytes
     report.memory_method = mem.method

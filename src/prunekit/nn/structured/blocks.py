@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit._modes import eval_mode
 from prunekit._validation import check_fraction, check_positive_int
 from prunekit.errors import InvalidParameterError
 
@@ -86,16 +87,13 @@ def block_influence(model: nn.Module, example_inputs: Any, names: list[str]) -> 
 
     for name in names:
         hooks.append(model.get_submodule(name).register_forward_hook(make(name)))
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
             model(*inputs)
     finally:
         for h in hooks:
             h.remove()
-        model.train(was)
     return scores
 
 

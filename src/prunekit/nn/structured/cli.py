@@ -168,10 +168,11 @@ def groups_cmd(
 
     net, x = build_model(model, image_size=image_size)
     graph = dependency_groups(net.eval(), x, ignore)
-    typer.echo("| group | units | layers |\n|---:|---:|---|")
-    for g in graph.groups:
-        names = sorted({n for n, _ in g.uses})
-        typer.echo(f"| {g.id} | {g.n_units} | {', '.join(names)} |")
+    from prunekit.metrics import markdown_table
+
+    rows = [{"group": g.id, "units": g.n_units, "layers": ", ".join(sorted({n for n, _ in g.uses}))}
+            for g in graph.groups]
+    typer.echo(markdown_table(rows, right=("group", "units")))
     typer.echo(f"\n{graph.frozen_units} units are fixed (inputs, outputs, untracked ops).")
     for note in graph.notes:
         typer.echo(f"- {note}")

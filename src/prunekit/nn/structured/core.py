@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from prunekit._io import atomic_write_json
+from prunekit._modes import eval_mode
 from prunekit._validation import check_choice, check_fraction, check_positive_int
 from prunekit.errors import InvalidParameterError, PrunekitError, ShapeMismatchError
-from prunekit.metrics import count_macs, measure_latency, serialized_size
+from prunekit.metrics import count_macs, markdown_table, measure_latency, serialized_size
 
 from .graph import DependencyGraph, Group, analyze
 from .handlers import get_owner, handler_for, prune_param
@@ -95,16 +96,20 @@ class StructuredReport:
             f"Structured pruning: criterion `{self.criterion}`, allocation `{self.allocation}`, "
             f"ratio {self.ratio:.3f}",
             "",
-            "| metric | before | after | ratio |",
-            "|---|---:|---:|---:|",
         ]
+        table = []
         for name, b, a in rows:
             fb, fa = (f"{b:,}", f"{a:,}") if isinstance(b, int) else (f"{b:.3f}", f"{a:.3f}")
-            lines.append(f"| {name} | {fb} | {fa} | {b / max(a, 1e-12):.2f}x |")
-        lines += ["", "| group | units | removed | layers |", "|---:|---:|---:|---|"]
-        for g in self.groups:
-            layers = ", ".join(g["layers"][:4]) + (" ..." if len(g["layers"]) > 4 else "")
-            lines.append(f"| {g['id']} | {g['units']} | {g['removed']} | {layers} |")
+            table.append({"metric": name, "before": fb, "after": fa,
+                          "ratio": f"{b / max(a, 1e-12):.2f}x"})
+        lines.append(markdown_table(table, right=("before", "after", "ratio")))
+        groups = [
+            {"group": g["id"], "units": g["units"], "removed": g["removed"],
+             "layers": ", ".join(g["layers"][:4]) + (" ..." if len(g["layers"]) > 4 else "")}
+            for g in self.groups
+        ]
+        if groups:
+            lines += ["", markdown_table(groups, right=("group", "units", "removed"))]
         if self.skipped:
             lines += ["", "Kept unchanged:"] + [f"- {s}" for s in self.skipped]
         if self.notes:
@@ -297,9 +302,14 @@ def save_plan(plan: dict[str, Any], path: str | os.PathLike[str]) -> None:
 
 def load_plan(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a plan written by :func:`save_plan`."""
-    with open(path, encoding="utf-8") as fh:
-        plan = json.load(fh)
-    if plan.get("format") != PLAN_FORMAT:
+    if not os.path.isfile(path):
+        raise InvalidParameterError(f"path={os.fspath(path)!r} is not an existing file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            plan = json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidParameterError(f"{os.fspath(path)!r} is not a JSON plan: {exc}") from exc
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
         raise InvalidParameterError(f"{os.fspath(path)!r} is not a prunekit structured plan")
     return plan
 
@@ -358,8 +368,11 @@ def prune(
 
     work = copy.deepcopy(model)
     inputs = _as_tuple(example_inputs)
-    with torch.no_grad():
-        ref_out = _out_shapes(work, inputs)
+    try:
+        with torch.no_grad():
+            ref_out = _out_shapes(work, inputs)
+    except (RuntimeError, TypeError, ValueError) as exc:  # the model rejects example_inputs
+        raise ShapeMismatchError(f"the model cannot run on example_inputs: {exc}") from exc
     graph = analyze(work, inputs, ignored_layers)
     grads = gradients(work, data, loss_fn) if criterion == "taylor" else None
     scores, notes = unit_scores(work, graph, criterion, grads=grads, seed=seed)
@@ -428,10 +441,8 @@ def _goal(name: str, value: float, base: float) -> float:
 
 
 def _out_shapes(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
-    was = model.training
-    model.eval()
-    out = model(*inputs)
-    model.train(was)
+    with eval_mode(model):
+        out = model(*inputs)
     return _shapes(out)
 
 

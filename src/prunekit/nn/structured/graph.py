@@ -24,6 +24,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from prunekit._modes import eval_mode
 from prunekit.errors import UnsupportedModelError
 
 # ----------------------------------------------------------------------------- union-find
@@ -972,11 +973,9 @@ def analyze(
     gm = trace(model, leaves=ignored)
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     an = _Analyzer(gm, ignored)
-    was_training = model.training
-    gm.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
+        gm.eval()
         an.run(*inputs)
-    model.train(was_training)
     S = an.S
     # a channel dim split into several dims must stay rectangular: unless each row is already
     # one unit (whole attention heads), remove the same offset from every row

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunekit._modes import eval_mode
+
 from .graph import BN, DependencyGraph
 from .handlers import Slice, get_owner, handler_for, per_position, slice_tensor
 
@@ -66,20 +68,18 @@ def gradients(
     loss_fn = loss_fn or nn.functional.cross_entropy
     params = dict(model.named_parameters())
     acc = {k: torch.zeros_like(p) for k, p in params.items()}
-    was = model.training
-    model.eval()
-    for i, batch in enumerate(data):
-        if i >= max_batches:
-            break
-        x, y = batch[0], batch[1]
+    with eval_mode(model):
+        for i, batch in enumerate(data):
+            if i >= max_batches:
+                break
+            x, y = batch[0], batch[1]
+            model.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            for k, p in params.items():
+                if p.grad is not None:
+                    acc[k] += p.grad.detach()
         model.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        for k, p in params.items():
-            if p.grad is not None:
-                acc[k] += p.grad.detach()
-    model.zero_grad(set_to_none=True)
-    model.train(was)
     return acc
 
 
