@@ -102,6 +102,10 @@ def run_oneshot(
         raise InvalidParameterError(
             f"--method {method!r} is not supported; accepted values: {', '.join(METHODS)}"
         )
+    if quiet:
+        from prunekit.nn.oneshot._hf import import_transformers
+
+        import_transformers().utils.logging.disable_progress_bar()
     model, tok, causal = _load(model_dir)
     text, paras = _texts(calibration)
     dense = copy.deepcopy(model)
