@@ -10,6 +10,12 @@ Part 2 (accuracy): DigitsCNN on digits and MnistCNN on MNIST-5k, trained, pruned
 tools, then fine-tuned with the same budget (same epochs, optimiser, data order); prunekit is also
 shown with knowledge distillation from the unpruned model.
 
+Part 3 (Hugging Face, no tracing): the bundled pretrained all-MiniLM-L6-v2 with half of every
+layer's attention heads and FFN neurons removed by ``prune_transformer`` (no fine-tuning):
+parameters, MACs and batch-32 x 128-token latency (interleaved with the dense model), and the
+agreement of sentence embeddings with the dense model on the built-in sentences, per criterion
+(``random`` is the baseline; ``taylor`` calibrates on stdlib docstrings, not on those sentences).
+
 Usage: python benchmarks/structured.py [--quick] [--threads 2]
 """
 
@@ -29,6 +35,7 @@ from torch import nn
 
 from prunekit._compat import import_torchvision, optional_import
 from prunekit._io import atomic_write_json
+from prunekit.errors import PrunekitError
 from prunekit.metrics import count_macs, markdown_table
 from prunekit.nn.structured import count_params, prune
 
@@ -160,6 +167,54 @@ def accuracy_part(tp: Any, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def transformer_part(quick: bool) -> list[dict[str, Any]]:
+    """Part 3: prune_transformer on the pretrained MiniLM (skipped without the extra)."""
+    try:
+        from prunekit.metrics import measure_latency_pair
+        from prunekit.nn.oneshot.corpus import builtin_sentences, stdlib_text
+        from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement, load_minilm
+        from prunekit.nn.structured.transformers import prune_transformer
+
+        model, tok = load_minilm()
+    except PrunekitError as exc:
+        print(f"  MiniLM part skipped: {exc}", file=sys.stderr)
+        return []
+    sents = builtin_sentences()
+    dense = embed_sentences(model, tok, sents)
+    calib = [s.strip() for s in stdlib_text().split(". ") if len(s.split()) > 5][:32]
+    data = [dict(tok(calib[i:i + 16], padding=True, truncation=True, max_length=64,
+                     return_tensors="pt")) for i in range(0, len(calib), 16)]
+    batch = 8 if quick else 32
+    enc = tok((sents * 2)[:batch], padding="max_length", truncation=True, max_length=128,
+              return_tensors="pt")
+    x = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    x1 = {k: v[:1] for k, v in x.items()}
+    rows: list[dict[str, Any]] = []
+    lat: tuple[float, float] | None = None
+    for crit in ("l2", "l1", "taylor", "random"):
+        t0 = time.perf_counter()
+        slim, rep = prune_transformer(model, head_ratio=0.5, ffn_ratio=0.5, criterion=crit,
+                                      data=data if crit == "taylor" else None,
+                                      example_inputs=x1)
+        t_prune = time.perf_counter() - t0
+        agree = embedding_agreement(dense, embed_sentences(slim, tok, sents))
+        if lat is None:  # every criterion gives the same shapes: time once
+            la, lb = measure_latency_pair(model, slim, x, warmup=1, repeats=2 if quick else 5)
+            lat = (la.median_s, lb.median_s)
+        rows.append({
+            "model": "all-MiniLM-L6-v2", "criterion": crit, "head_ratio": 0.5, "ffn_ratio": 0.5,
+            "heads": f"{rep.heads_before}->{rep.heads_after}",
+            "ffn": f"{rep.neurons_before}->{rep.neurons_after}",
+            "params_M": rep.params_after / 1e6, "params_x": rep.params_before / rep.params_after,
+            "macs_M": (rep.macs_after or 0) / 1e6,
+            "macs_x": (rep.macs_before or 0) / max(rep.macs_after or 1, 1),
+            "lat_batch": batch, "dense_lat_ms": lat[0] * 1e3, "lat_ms": lat[1] * 1e3,
+            "lat_x": lat[0] / lat[1], "prune_s": t_prune, **agree,
+        })
+    print("  MiniLM: done", file=sys.stderr)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
@@ -174,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     speed = speed_part(tp, args.quick, repeats)
     acc = accuracy_part(tp, args.quick)
+    hf = transformer_part(args.quick)
     wall = time.perf_counter() - t0
 
     lines = [
@@ -203,13 +259,27 @@ def main(argv: list[str] | None = None) -> int:
         right=[title for title, _, _ in acc_cols],
     )]
     lines.append(f"\nFine-tuning: {acc[0]['finetune_epochs']} epochs, Adam lr 1e-3, same data "
-                 f"order for every tool. Wall time {wall:.0f} s.")
+                 f"order for every tool.")
+    if hf:
+        hf_cols = [("params (M)", "params_M", ".2f"), ("params x", "params_x", ".2f"),
+                   ("MACs x", "macs_x", ".2f"), ("latency ms", "lat_ms", ".0f"),
+                   ("latency x", "lat_x", ".2f"), ("emb. cosine", "mean_cosine", ".3f"),
+                   ("NN agree", "nn_agreement", ".2f")]
+        lines += ["", f"Hugging Face MiniLM (pretrained), prune_transformer head_ratio=0.5 "
+                  f"ffn_ratio=0.5, no fine-tuning; latency: batch {hf[0]['lat_batch']} x 128 "
+                  f"tokens, dense {hf[0]['dense_lat_ms']:.0f} ms; MACs per 128-token sequence",
+                  "", markdown_table(
+                      [{"criterion": r["criterion"], "heads": r["heads"], "FFN": r["ffn"],
+                        **{t: format(r[k], f) for t, k, f in hf_cols}} for r in hf],
+                      right=[t for t, _, _ in hf_cols])]
+    lines.append(f"\nWall time {wall:.0f} s.")
     print("\n".join(lines))
     out = RESULTS.with_name("structured_quick.json") if args.quick else RESULTS
     atomic_write_json(out, {
         "quick": args.quick, "threads": args.threads, "repeats": repeats,
         "torch": torch.__version__, "torch_pruning": tp.__version__,
         "python": platform.python_version(), "speed": speed, "accuracy": acc,
+        "transformer": hf,
         "wall_s": wall,
     })
     return 0

@@ -6,6 +6,8 @@
 
 Groups of coupled dimensions come from a torch.fx trace (:mod:`.graph`), per-layer removal
 from small registered handlers (:mod:`.handlers`), unit importance from :mod:`.importance`.
+Hugging Face transformers (which do not trace) have :func:`prune_transformer`
+(:mod:`.transformers`): attention heads and FFN neurons found by module structure.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .core import (
 from .graph import DependencyGraph, Group
 from .handlers import Handler, Slice, register_handler
 from .importance import CRITERIA, unit_scores
+from .transformers import TransformerPruneReport, apply_transformer_plan, prune_transformer
 
 __all__ = [
     "CRITERIA",
@@ -33,12 +36,15 @@ __all__ = [
     "Handler",
     "Slice",
     "StructuredReport",
+    "TransformerPruneReport",
     "apply_plan",
+    "apply_transformer_plan",
     "count_params",
     "dependency_groups",
     "drop_blocks",
     "load_plan",
     "prune",
+    "prune_transformer",
     "register_handler",
     "save_plan",
     "select_units",
