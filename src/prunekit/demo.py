@@ -106,6 +106,15 @@ def _lookup(module: str, attr: str) -> tuple[Any | None, str]:
     return obj, ""
 
 
+def _require(module: str, attr: str, res: SectionResult, rep: Report) -> Any | None:
+    """``module.attr`` if importable; otherwise mark ``res`` skipped, say why in ``rep``, None."""
+    obj, why = _lookup(module, attr)
+    if obj is None:
+        res.status, res.note = "skipped", f"section skipped: {module} not available"
+        rep.add_text(f"*{res.note}* ({why})")
+    return obj
+
+
 def _headline(name: str, cmp: Any, what: str) -> dict[str, Any]:
     key = "accuracy" if "accuracy" in cmp.before_metrics else next(iter(cmp.before_metrics))
     sr = cmp.size_ratio
@@ -127,10 +136,8 @@ def _section_trees(cfg: _Config, rep: Report) -> SectionResult:
 
     res = SectionResult("1. decision tree")
     rep.add_text("## 1. Decision tree on breast_cancer")
-    prune_tree, why = _lookup("prunekit.trees", "prune_tree")
+    prune_tree = _require("prunekit.trees", "prune_tree", res, rep)
     if prune_tree is None:
-        res.status, res.note = "skipped", "section skipped: prunekit.trees not available"
-        rep.add_text(f"*{res.note}* ({why})")
         return res
     d = load_dataset("breast_cancer", seed=cfg.seed)
     tree = DecisionTreeClassifier(random_state=cfg.seed).fit(d.X_train, d.y_train)
@@ -198,10 +205,8 @@ def _section_ensemble(cfg: _Config, rep: Report) -> SectionResult:
 
     res = SectionResult("2. random forest")
     rep.add_text("## 2. Random forest on breast_cancer")
-    prune_ensemble, why = _lookup("prunekit.ensembles", "prune_ensemble")
+    prune_ensemble = _require("prunekit.ensembles", "prune_ensemble", res, rep)
     if prune_ensemble is None:
-        res.status, res.note = "skipped", "section skipped: prunekit.ensembles not available"
-        rep.add_text(f"*{res.note}* ({why})")
         return res
     d = load_dataset("breast_cancer", seed=cfg.seed)
     forest = RandomForestClassifier(n_estimators=cfg.rf_trees, random_state=cfg.seed, n_jobs=1)
@@ -313,10 +318,8 @@ def _section_unstructured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, s
     res = SectionResult("3. CNN, unstructured")
     rep.add_text("## 3. Unstructured pruning of a CNN on digits")
     model, d, train, model_name = net
-    prune_model, why = _lookup("prunekit.nn", "prune_model")
+    prune_model = _require("prunekit.nn", "prune_model", res, rep)
     if prune_model is None:
-        res.status, res.note = "skipped", "section skipped: prunekit.nn not available"
-        rep.add_text(f"*{res.note}* ({why})")
         return res
     X_test = d.images(d.X_test)
 
@@ -409,10 +412,8 @@ def _section_structured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, str
 
     res = SectionResult("4. CNN, structured")
     rep.add_text("## 4. Structured pruning: channels removed")
-    prune, why = _lookup("prunekit.nn.structured", "prune")
+    prune = _require("prunekit.nn.structured", "prune", res, rep)
     if prune is None:
-        res.status, res.note = "skipped", "section skipped: prunekit.nn.structured not available"
-        rep.add_text(f"*{res.note}* ({why})")
         return res
     model, d, train, model_name = net
     X_test = d.images(d.X_test)
