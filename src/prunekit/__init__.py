@@ -12,7 +12,6 @@ from typing import Any
 
 from prunekit.errors import (
     InvalidParameterError,
-    NotFittedError,
     OptionalDependencyError,
     PrunekitError,
     ShapeMismatchError,
@@ -36,6 +35,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "NotFittedError":  # built on first use, see prunekit.errors
+        from prunekit import errors
+
+        return errors.NotFittedError
     if name in _SUBMODULES:
         return importlib.import_module(f"prunekit.{name}")
     raise AttributeError(f"module 'prunekit' has no attribute {name!r}")

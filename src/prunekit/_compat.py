@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from pathlib import Path
 from types import ModuleType
 
 from prunekit.errors import OptionalDependencyError
@@ -18,34 +20,55 @@ def optional_import(module: str, extra: str) -> ModuleType:
         ) from exc
 
 
-def import_torchvision() -> ModuleType:
-    """Import torchvision, working around a C extension that does not load on the CPU torch.
+def ensure_torchvision_ops() -> bool:
+    """Make ``import torchvision`` work when its compiled ops do not load beside this torch.
 
-    torchvision 0.28's compiled ops do not load beside the CPU build of torch 2.13; importing it
-    then fails because the op schemas ``torchvision::nms`` and ``torchvision::qnms`` are missing.
-    If (and only if) that happens, define those schemas and import again: the pure-Python parts
-    (models, transforms) then work; the detection ops stay unavailable.
+    torchvision 0.28's C extension does not load beside the CPU build of torch 2.13; importing
+    torchvision then fails because the op schemas ``torchvision::nms`` and ``torchvision::qnms``
+    are missing. This loads the extension the way torchvision does and, only if that fails,
+    defines those two schemas (the pure-Python parts -- models, transforms -- then work; the
+    detection ops stay unavailable). Torchvision itself is not imported. Returns True when the
+    schemas had to be defined. Called on ``import prunekit.nn``; safe to call many times.
     """
     global _TV_LIBRARY
-    try:
-        return importlib.import_module("torchvision")
-    except ImportError as exc:
-        raise OptionalDependencyError(
-            "'torchvision' is needed here; install it with: pip install 'prunekit[bench]'"
-        ) from exc
-    except RuntimeError as exc:
-        if "torchvision::nms" not in str(exc) or _TV_LIBRARY is not None:
-            raise
-    import sys
-
+    if _TV_LIBRARY is not None:
+        return True
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return False
     import torch
 
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]
+    if _has_schema(torch, "torchvision::nms"):
+        return False
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    for lib_path in sorted(folder.glob("_C*.so")) + sorted(folder.glob("_C*.pyd")):
+        try:
+            torch.ops.load_library(str(lib_path))
+            return False
+        except (ImportError, OSError):
+            break
     lib = torch.library.Library("torchvision", "DEF")
     lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _TV_LIBRARY = lib
+    return True
+
+
+def _has_schema(torch: ModuleType, name: str) -> bool:
+    try:
+        torch._C._get_schema(name, "")
+    except RuntimeError:
+        return False
+    return True
+
+
+def import_torchvision() -> ModuleType:
+    """Import torchvision (see :func:`ensure_torchvision_ops`), or name the extra to install."""
+    if importlib.util.find_spec("torchvision") is None:
+        raise OptionalDependencyError(
+            "'torchvision' is needed here; install it with: pip install 'prunekit[bench]'"
+        )
+    ensure_torchvision_ops()
     return importlib.import_module("torchvision")
 
 

@@ -11,8 +11,18 @@ class InvalidParameterError(PrunekitError, ValueError):
     """An argument has a value outside the accepted ones; the message names both."""
 
 
-class NotFittedError(PrunekitError, ValueError):
-    """A model must be fitted (trained) before it can be pruned or evaluated."""
+def _make_not_fitted_error() -> type:
+    # A subclass of scikit-learn's NotFittedError (itself a ValueError and AttributeError) so that
+    # the ``except`` clauses users already write keep working. Built on first use: importing
+    # scikit-learn here would make ``import prunekit`` (and ``prunekit --help``) slow.
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(PrunekitError, SklearnNotFittedError):
+        """A model must be fitted (trained) before it can be pruned or evaluated."""
+
+    NotFittedError.__module__ = __name__
+    NotFittedError.__qualname__ = "NotFittedError"
+    return NotFittedError
 
 
 class UnsupportedModelError(PrunekitError, TypeError):
@@ -25,3 +35,11 @@ class ShapeMismatchError(PrunekitError, ValueError):
 
 class OptionalDependencyError(PrunekitError, ImportError):
     """A feature needs an optional extra that is not installed."""
+
+
+def __getattr__(name: str) -> type:
+    if name == "NotFittedError":
+        cls = _make_not_fitted_error()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,12 +10,19 @@ Main entry points (weight-level sparsity, this package):
   :func:`import_torch_prune` / :func:`export_torch_prune` — ``torch.nn.utils.prune`` interop.
 
 Subpackages :mod:`prunekit.nn.structured` and :mod:`prunekit.nn.oneshot` load lazily.
+
+Importing this package also makes a plain ``import torchvision`` work where torchvision's compiled
+ops do not load beside the installed torch (see :func:`prunekit._compat.ensure_torchvision_ops`).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from prunekit._compat import ensure_torchvision_ops
+
+ensure_torchvision_ops()
 
 _EXPORTS = {
     # sparsity
