@@ -21,11 +21,11 @@ demo: $(STAMP)
 	$(VENV)/bin/prunekit demo --output-dir prunekit-demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff check src tests benchmarks scripts examples
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff check src tests benchmarks scripts examples
 
 bench: $(STAMP)
 	$(PY) benchmarks/trees.py
