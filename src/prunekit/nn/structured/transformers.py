@@ -10,14 +10,29 @@ Their blocks are regular, though: this module finds them by module structure and
   the second (McCarley et al., "Structured Pruning of a BERT-based Question Answering Model",
   2019; Kwon et al., "A Fast Post-Training Pruning Framework for Transformers", NeurIPS 2022).
 
-Recognised layouts: BERT family (``query``/``key``/``value`` ``nn.Linear`` in ``X.self`` with
-the output projection in ``X.output.dense``; FFN ``intermediate.dense`` / ``output.dense``:
-BERT, RoBERTa, ELECTRA, MiniLM, ...) and GPT-2 (fused ``c_attn`` / ``c_proj`` ``Conv1D`` whose
-weights are ``[in, out]``; FFN ``mlp.c_fc`` / ``mlp.c_proj``). Head counts are written to each
-attention module's own attributes (``num_attention_heads``/``all_head_size``, or
-``num_heads``/``split_size``), which the forward passes read, so layers may keep different
-head counts. ``model.config`` is left unchanged: rebuild a pruned architecture with
-:func:`apply_transformer_plan` before ``load_state_dict``.
+Layouts are recognised by module structure, not by class or model name, so unknown
+architectures built the same way work too:
+
+* attention -- BERT family (``X.self.{query,key,value}`` + ``X.output.dense``), GPT-2 (fused
+  ``c_attn``/``c_proj`` ``Conv1D``), GPT-NeoX (``query_key_value`` interleaved per head +
+  ``dense``), and separate ``nn.Linear`` projections named ``q_proj``..``o_proj``
+  (Llama/Mistral/Qwen2/Qwen3/Gemma, grouped-query attention), ``q_proj``..``out_proj``
+  (OPT/BART/Whisper), ``q_lin``..``out_lin`` (DistilBERT) or ``q``/``k``/``v``/``o`` (T5);
+* FFN -- ``gate_proj``+``up_proj``/``down_proj``, fused ``gate_up_proj``, ``wi``/``wo`` and
+  gated ``wi_0``+``wi_1``/``wo`` (T5), ``lin1``/``lin2``, ``fc1``/``fc2``, ``c_fc``/``c_proj``,
+  ``dense_h_to_4h``/``dense_4h_to_h``, BERT ``intermediate.dense``/``output.dense``.
+
+Whole heads are removed, never parts of one, so ``head_dim`` and the softmax scale are
+unchanged. Under grouped-query attention a KV head is removed with all its query heads, or the
+same number of query heads leaves every group (``gqa=``). Per-head tables inside an attention
+module (T5's relative position bias) lose the removed heads' columns; T5 layers that share one
+position bias keep the same heads. Every attribute that carries a width (``num_heads``,
+``num_key_value_heads``, ``num_key_value_groups``, ``n_heads``, ``inner_dim``,
+``all_head_size``, ``split_size``, ``intermediate_size``, ``in/out_features``, ...) is
+updated in each module, which the forward passes read, so layers may keep different counts.
+``model.config`` is left unchanged: rebuild a pruned architecture with
+:func:`apply_transformer_plan` before ``load_state_dict``, or save and reload it with
+:func:`prunekit.nn.structured.save_pruned_pretrained` / ``load_pruned_pretrained``.
 
 Importance (per head / neuron, summed over every weight and bias the unit owns):
 ``"l1"`` sum ``|w|``, ``"l2"`` sum ``w**2`` (Li et al., ICLR 2017), ``"taylor"`` sum ``|w * g|``
