@@ -31,7 +31,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
+from prunekit.errors import (
+    InvalidParameterError,
+    PrunekitError,
+    ShapeMismatchError,
+    UnsupportedModelError,
+)
 
 from .transformers import (
     _DIM_ATTRS,
@@ -158,7 +163,8 @@ def pruned_config(model: nn.Module, ignored: list[str] | tuple[str, ...] = ()) -
                 setattr(cand, key, new)
                 changed = True
     heads_now = [s for s in now if s.kind == "heads"]
-    if heads_now and hasattr(cand, "head_dim"):
+    if heads_now and len({s.unit_size for s in heads_now}) == 1:
+        # many decoders read getattr(config, "head_dim", hidden // heads): pin it (checked below)
         cand.head_dim = heads_now[0].unit_size
     if not changed:
         return None
@@ -326,6 +332,8 @@ def load_pruned_pretrained(directory: str | os.PathLike[str], *, model_class: An
         model, info = build.from_pretrained(
             str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False,
             output_loading_info=True)
+    except PrunekitError:
+        raise
     except (RuntimeError, ValueError, KeyError) as e:
         raise ShapeMismatchError(f"cannot load the pruned weights of {str(folder)!r}: "
                                  f"{type(e).__name__}: {str(e)[:300]}") from e
