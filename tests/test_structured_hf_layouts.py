@@ -250,3 +250,35 @@ def test_plan_that_breaks_gqa_is_refused():
         plan["sites"][0]["keep"] = bad
         with pytest.raises(InvalidParameterError, match="keep"):
             apply_transformer_plan(build("llama"), plan)
+
+
+def test_vit_and_clip_vision_found_by_structure():
+    """Vision transformers share the layouts: ViT (BERT-like, ``attention.query``) and CLIP
+    (``q_proj``..``out_proj``, ``fc1``/``fc2``) prune with no model-specific code."""
+    vit_cfg = tr.ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=64)
+    clip_cfg = tr.CLIPVisionConfig(image_size=16, patch_size=8, hidden_size=32,
+                                   num_hidden_layers=2, num_attention_heads=4,
+                                   intermediate_size=64)
+    pix = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for cfg in (vit_cfg, clip_cfg):
+        torch.manual_seed(0)
+        m = tr.AutoModel.from_config(cfg).eval()
+        ratio = zero_for(m, None)
+        p, rep = prune_transformer(m, head_ratio=ratio, ffn_ratio=0.25, criterion="l1",
+                                   example_inputs={"pixel_values": pix})
+        assert rep.heads_after == 6 and rep.neurons_after == 96
+        with torch.no_grad():
+            a, b = m(pixel_values=pix).last_hidden_state, p(pixel_values=pix).last_hidden_state
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+
+
+def test_layout_that_fails_after_pruning_gets_a_clear_error():
+    """Bloom's ALiBi table is built from config.n_head outside the attention modules: the
+    forward check turns the shape error into an UnsupportedModelError naming the sites."""
+    cfg = tr.BloomConfig(vocab_size=V, hidden_size=32, n_layer=2, n_head=4)
+    m = tr.AutoModel.from_config(cfg).eval()
+    with pytest.raises(UnsupportedModelError, match=r"forward check.*h\.0\.self_attention"):
+        prune_transformer(m, head_ratio=0.5, example_inputs=torch.randint(0, V, (1, 6)))
+    p, _ = prune_transformer(m, ffn_ratio=0.5, example_inputs=torch.randint(0, V, (1, 6)))
+    assert p.h[0].mlp.dense_h_to_4h.out_features == 64  # its FFN alone still prunes

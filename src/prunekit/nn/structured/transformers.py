@@ -13,7 +13,8 @@ Their blocks are regular, though: this module finds them by module structure and
 Layouts are recognised by module structure, not by class or model name, so unknown
 architectures built the same way work too:
 
-* attention -- BERT family (``X.self.{query,key,value}`` + ``X.output.dense``), GPT-2 (fused
+* attention -- BERT family and ViT (``X.self.{query,key,value}`` or
+  ``X.attention.{query,key,value}`` + ``X.output.dense``), GPT-2 (fused
   ``c_attn``/``c_proj`` ``Conv1D``), GPT-NeoX (``query_key_value`` interleaved per head +
   ``dense``), and separate ``nn.Linear`` projections named ``q_proj``..``o_proj``
   (Llama/Mistral/Qwen2/Qwen3/Gemma, grouped-query attention), ``q_proj``..``out_proj``
@@ -155,24 +156,30 @@ def _head_dim(m: nn.Module, q_width: int) -> int | None:
 
 
 def _bert_attention(name: str, m: nn.Module) -> Site | None:
-    """``X.self.{query,key,value}`` + ``X.output.dense`` (BERT-family attention)."""
-    s, o = getattr(m, "self", None), getattr(m, "output", None)
-    if not isinstance(s, nn.Module) or not isinstance(o, nn.Module):
+    """``X.{self|attention}.{query,key,value}`` + ``X.output.dense`` (BERT family, ViT)."""
+    o = getattr(m, "output", None)
+    dense = getattr(o, "dense", None)
+    if not _is_linear(dense):
         return None
-    q, k, v, dense = (getattr(s, "query", None), getattr(s, "key", None),
-                      getattr(s, "value", None), getattr(o, "dense", None))
-    if not all(_is_linear(x) for x in (q, k, v, dense)):
-        return None
-    heads = getattr(s, "num_attention_heads", None)
-    d = getattr(s, "attention_head_size", None)
-    if not isinstance(heads, int) or not isinstance(d, int) or heads * d != q.out_features:
-        return None
-    p = _prefix(name)
-    cuts = [Cut(f"{p}self.{x}.{a}", 0) for x in ("query", "key", "value")
-            for a in ("weight", "bias")]
-    cuts.append(Cut(f"{p}output.dense.weight", 1))
-    return Site(name, "heads", heads, d, cuts, _count_attrs(f"{p}self", s, heads, heads, d),
-                layout="bert", members=[name])
+    for child in ("self", "attention"):
+        s = getattr(m, child, None)
+        if not isinstance(s, nn.Module):
+            continue
+        q, k, v = (getattr(s, x, None) for x in ("query", "key", "value"))
+        if not all(_is_linear(x) for x in (q, k, v)):
+            continue
+        heads = getattr(s, "num_attention_heads", None)
+        d = getattr(s, "attention_head_size", None)
+        if not isinstance(heads, int) or not isinstance(d, int) or heads * d != q.out_features:
+            return None
+        p = _prefix(name)
+        cuts = [Cut(f"{p}{child}.{x}.{a}", 0) for x in ("query", "key", "value")
+                for a in ("weight", "bias") if getattr(getattr(s, x), a, None) is not None]
+        cuts.append(Cut(f"{p}output.dense.weight", 1))
+        return Site(name, "heads", heads, d, cuts,
+                    _count_attrs(f"{p}{child}", s, heads, heads, d), layout="bert",
+                    members=[name])
+    return None
 
 
 def _gpt2_attention(name: str, m: nn.Module) -> Site | None:
