@@ -253,8 +253,9 @@ def test_plan_that_breaks_gqa_is_refused():
 
 
 def test_vit_and_clip_vision_found_by_structure():
-    """Vision transformers share the layouts: ViT (BERT-like, ``attention.query``) and CLIP
-    (``q_proj``..``out_proj``, ``fc1``/``fc2``) prune with no model-specific code."""
+    """Vision transformers share the layouts: ViT (``q_proj``..``o_proj``,
+    ``intermediate.dense``/``output.dense``) and CLIP (``q_proj``..``out_proj``,
+    ``fc1``/``fc2``) prune with no model-specific code."""
     vit_cfg = tr.ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=2,
                            num_attention_heads=4, intermediate_size=64)
     clip_cfg = tr.CLIPVisionConfig(image_size=16, patch_size=8, hidden_size=32,
