@@ -283,3 +283,21 @@ def test_layout_that_fails_after_pruning_gets_a_clear_error():
         prune_transformer(m, head_ratio=0.5, example_inputs=torch.randint(0, V, (1, 6)))
     p, _ = prune_transformer(m, ffn_ratio=0.5, example_inputs=torch.randint(0, V, (1, 6)))
     assert p.h[0].mlp.dense_h_to_4h.out_features == 64  # its FFN alone still prunes
+
+
+def test_mobilevit_attention_child_layout():
+    """MobileViT nests BERT-style attention as ``attention.attention.{query,key,value}`` +
+    ``attention.output.dense`` inside convolutional blocks: found by structure too."""
+    cfg = tr.MobileViTConfig(image_size=32, hidden_sizes=[16, 24, 32], num_attention_heads=4,
+                             neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64])
+    torch.manual_seed(0)
+    m = tr.AutoModel.from_config(cfg).eval()
+    ratio = zero_for(m, None)
+    pix = {"pixel_values": torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))}
+    p, rep = prune_transformer(m, head_ratio=ratio, ffn_ratio=0.25, criterion="l1",
+                               example_inputs=pix)
+    assert {r["layout"] for r in rep.layers if r["kind"] == "heads"} == {"bert"}
+    assert rep.heads_after == rep.heads_before * 3 // 4
+    with torch.no_grad():
+        a, b = m(**pix).last_hidden_state, p(**pix).last_hidden_state
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
