@@ -64,6 +64,38 @@ def config(layout: str):
                              encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
                              dropout=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                              decoder_start_token_id=2, forced_eos_token_id=None)
+    return _more_config(layout)
+
+
+def _more_config(layout: str):
+    small = {"vocab_size": V, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "max_position_embeddings": 64}
+    ids = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
+    if layout == "gemma2":
+        return tr.Gemma2Config(**DEC, head_dim=8)
+    if layout == "starcoder2":
+        return tr.Starcoder2Config(**DEC)
+    if layout == "phi":  # q_proj/k_proj/v_proj + dense
+        return tr.PhiConfig(**small, **ids)
+    if layout == "gptj":  # fc_in/fc_out
+        return tr.GPTJConfig(vocab_size=V, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                             rotary_dim=4, **ids)
+    if layout == "falcon":  # per-head interleaved query_key_value
+        return tr.FalconConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=4, new_decoder_architecture=False,
+                               multi_query=False, **ids)
+    if layout == "whisper":
+        return tr.WhisperConfig(vocab_size=V, d_model=32, encoder_layers=2, decoder_layers=2,
+                                encoder_attention_heads=4, decoder_attention_heads=4,
+                                encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=8,
+                                max_source_positions=16, max_target_positions=16,
+                                decoder_start_token_id=1, **ids)
+    if layout == "umt5":  # relative bias in every layer
+        return tr.UMT5Config(**T5)
+    if layout == "deberta-v2":  # query_proj.. + separate pos_key_proj/pos_query_proj
+        return tr.DebertaV2Config(**small, relative_attention=True, share_att_key=False,
+                                  pos_att_type=["p2c", "c2p"], position_buckets=8,
+                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     raise KeyError(layout)
 
 
@@ -78,6 +110,9 @@ def build(layout: str, attn: str = "eager", head: bool = False, seed: int = 0):
 
 def inputs(model):
     g = torch.Generator().manual_seed(1)
+    if model.config.model_type == "whisper":
+        return {"input_features": torch.randn(2, 8, 32, generator=g),
+                "decoder_input_ids": torch.randint(3, V, (2, 5), generator=g)}
     ids = torch.randint(3, V, (2, 9), generator=g)
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0  # padding on the right of the second sequence
@@ -106,16 +141,13 @@ def zero(model, site, units=(), groups=()):
             t.index_fill_(cut.dim, _positions(idx, n, cut.size or site.unit_size, cut.chunks), 0)
 
 
-NEURONS = list(range(10, 26))  # 16 of 64: ffn_ratio 0.25
-
-
 def zero_for(model, gqa):
     """Zero what ``prune_transformer(criterion="l1", head_ratio, ffn_ratio=0.25)`` removes;
     returns head_ratio."""
     ratio = 0.25
     for site in find_sites(model):
-        if site.kind == "neurons":
-            zero(model, site, NEURONS)
+        if site.kind == "neurons":  # a quarter of them: ffn_ratio 0.25
+            zero(model, site, list(range(10, 10 + site.n_units // 4)))
         elif site.group_size == 1:
             zero(model, site, [1])
         elif gqa == "groups":  # KV group 1 with its query heads
@@ -148,6 +180,33 @@ def test_removing_zeroed_units_keeps_outputs(layout, gqa, attn):
     fresh = apply_transformer_plan(build(layout, attn, seed=3), rep.plan)
     fresh.load_state_dict(p.state_dict())
     torch.testing.assert_close(out(fresh, x), out(p, x))
+
+
+MORE = ["gemma2", "starcoder2", "phi", "gptj", "falcon", "whisper", "umt5", "deberta-v2"]
+
+
+@pytest.mark.parametrize("layout", MORE)
+def test_more_architectures_by_structure(layout):
+    """Architectures with no code of their own in prune_transformer: the shared layouts
+    cover them, exactly (zeroed units removed, output unchanged, plan replays)."""
+    m = build(layout)
+    ratio = zero_for(m, "groups")
+    x = inputs(m)
+    p, rep = prune_transformer(m, head_ratio=ratio, ffn_ratio=0.25, criterion="l1",
+                               example_inputs=x)
+    assert rep.heads_after < rep.heads_before and rep.neurons_after < rep.neurons_before
+    torch.testing.assert_close(out(p, x), out(m, x), atol=1e-5, rtol=1e-5)
+    fresh = apply_transformer_plan(build(layout, seed=3), rep.plan)
+    fresh.load_state_dict(p.state_dict())
+    torch.testing.assert_close(out(fresh, x), out(p, x))
+
+
+def test_moe_without_known_ffn_warns():
+    cfg = tr.MixtralConfig(**DEC, num_local_experts=2, num_experts_per_tok=1)
+    m = tr.AutoModel.from_config(cfg).eval()
+    with pytest.warns(UserWarning, match="no FFN neurons were found"):
+        p, rep = prune_transformer(m, head_ratio=0.5, ffn_ratio=0.5, example_inputs=inputs(m))
+    assert rep.heads_after == 4 and any("no FFN neurons" in n for n in rep.notes)
 
 
 def test_removing_live_heads_changes_outputs():

@@ -160,12 +160,11 @@ def pruned_config(model: nn.Module, ignored: list[str] | tuple[str, ...] = ()) -
         for key in keys:
             v = getattr(cand, key, None)
             if v == old or (key == "n_inner" and v is None and "n_embd" in cand.to_dict()):
-                setattr(cand, key, new)
-                changed = True
+                changed = _set(cand, key, new) or changed
     heads_now = [s for s in now if s.kind == "heads"]
     if heads_now and len({s.unit_size for s in heads_now}) == 1:
         # many decoders read getattr(config, "head_dim", hidden // heads): pin it (checked below)
-        cand.head_dim = heads_now[0].unit_size
+        _set(cand, "head_dim", heads_now[0].unit_size)
     if not changed:
         return None
     try:
@@ -174,6 +173,14 @@ def pruned_config(model: nn.Module, ignored: list[str] | tuple[str, ...] = ()) -
     except (ShapeMismatchError, UnsupportedModelError, ValueError):
         return None
     return cand if _width_attrs(rebuilt) == _width_attrs(model) else None
+
+
+def _set(config: Any, key: str, value: int) -> bool:
+    try:  # some configs derive a value through a read-only property (Falcon's head_dim)
+        setattr(config, key, value)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return getattr(config, key, None) == value
 
 
 # ----------------------------------------------------------------------------- save

@@ -45,6 +45,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -156,7 +157,8 @@ def _head_dim(m: nn.Module, q_width: int) -> int | None:
 
 
 def _bert_attention(name: str, m: nn.Module) -> Site | None:
-    """``X.{self|attention}.{query,key,value}`` + ``X.output.dense`` (BERT family, ViT)."""
+    """``X.{self|attention}.{query,key,value}`` (or ``query_proj``.., DeBERTa) +
+    ``X.output.dense`` (BERT family, RoBERTa, ELECTRA, DeBERTa, MobileViT, ...)."""
     o = getattr(m, "output", None)
     dense = getattr(o, "dense", None)
     if not _is_linear(dense):
@@ -165,16 +167,20 @@ def _bert_attention(name: str, m: nn.Module) -> Site | None:
         s = getattr(m, child, None)
         if not isinstance(s, nn.Module):
             continue
-        q, k, v = (getattr(s, x, None) for x in ("query", "key", "value"))
-        if not all(_is_linear(x) for x in (q, k, v)):
+        for names in (("query", "key", "value"), ("query_proj", "key_proj", "value_proj")):
+            q, k, v = (getattr(s, x, None) for x in names)
+            if all(_is_linear(x) for x in (q, k, v)):
+                break
+        else:
             continue
         heads = getattr(s, "num_attention_heads", None)
         d = getattr(s, "attention_head_size", None)
         if not isinstance(heads, int) or not isinstance(d, int) or heads * d != q.out_features:
             return None
         p = _prefix(name)
-        cuts = [Cut(f"{p}{child}.{x}.{a}", 0) for x in ("query", "key", "value")
+        cuts = [Cut(f"{p}{child}.{x}.{a}", 0) for x in names
                 for a in ("weight", "bias") if getattr(getattr(s, x), a, None) is not None]
+        cuts += _extra_cuts(f"{p}{child}", s, {id(q), id(k), id(v)}, heads, heads, d)
         cuts.append(Cut(f"{p}output.dense.weight", 1))
         return Site(name, "heads", heads, d, cuts,
                     _count_attrs(f"{p}{child}", s, heads, heads, d), layout="bert",
@@ -222,39 +228,49 @@ def _fused_qkv_attention(name: str, m: nn.Module) -> Site | None:
             f"pass ignored_layers=[{name!r}] to leave it unchanged")
     heads = width // d
     p = _prefix(name)
-    cuts = [Cut(f"{p}query_key_value.weight", 0, size=3 * d),
-            Cut(f"{p}query_key_value.bias", 0, size=3 * d), Cut(f"{p}dense.weight", 1)]
+    cuts = [Cut(f"{p}query_key_value.{a}", 0, size=3 * d) for a in ("weight", "bias")
+            if getattr(qkv, a, None) is not None]
+    cuts.append(Cut(f"{p}dense.weight", 1))
     return Site(name, "heads", heads, d, cuts, _count_attrs(name, m, heads, heads, d),
                 layout="fused-qkv", members=[name])
 
 
 _QKVO_NAMES = (("q_proj", "k_proj", "v_proj", "o_proj"), ("q_proj", "k_proj", "v_proj", "out_proj"),
-               ("q_lin", "k_lin", "v_lin", "out_lin"), ("q", "k", "v", "o"))
+               ("q_proj", "k_proj", "v_proj", "dense"), ("q_lin", "k_lin", "v_lin", "out_lin"),
+               ("q", "k", "v", "o"))
 
 
 def _extra_cuts(name: str, m: nn.Module, skip: set[int], heads: int, kv: int,
                 d: int) -> list[Cut]:
-    """Cuts for the attention module's other parameters: per-head tables (T5's relative
-    position bias, attention sinks) lose the removed heads' entries; per-``head_dim``
-    parameters (Qwen3/Gemma3 ``q_norm``) are shared by all heads and kept whole. Anything
-    else (a norm over all heads, an unknown projection) is refused."""
+    """Cuts for the attention module's other parameters: further per-head projections
+    (``nn.Linear`` with ``heads * head_dim`` outputs, e.g. DeBERTa's ``pos_key_proj``) and
+    per-head tables (T5's relative position bias, attention sinks) lose the removed heads;
+    per-``head_dim`` parameters (Qwen3/Gemma3 ``q_norm``) are shared by all heads and kept
+    whole. Anything else (a norm over all heads, an unknown projection) is refused."""
     cuts: list[Cut] = []
     p = _prefix(name)
-    for pname, t in m.named_parameters():
-        owner = pname.rsplit(".", 1)[0] if "." in pname else ""
-        if owner and id(m.get_submodule(owner)) in skip:
+    for mname, sub in m.named_modules():
+        if id(sub) in skip:
             continue
-        if t.dim() == 1 and t.shape[0] == d:
+        q = f"{p}{mname}." if mname else p
+        if _is_linear(sub) and sub.out_features in (heads * d, kv * d):
+            space = "units" if sub.out_features == heads * d else "groups"
+            cuts += [Cut(f"{q}{a}", 0, space=space) for a in ("weight", "bias")
+                     if getattr(sub, a, None) is not None]
             continue
-        if t.dim() in (1, 2) and t.shape[-1] == heads and (t.dim() == 2 or heads != kv * d):
-            cuts.append(Cut(f"{p}{pname}", t.dim() - 1, size=1))
-            continue
-        what = ("normalises across all heads (removing heads would change it)"
-                if t.dim() == 1 and t.shape[0] in (heads * d, kv * d) else
-                f"has shape {tuple(t.shape)}, which prune_transformer cannot relate to heads")
-        raise UnsupportedModelError(
-            f"prune_transformer: parameter {p}{pname} of attention {name!r} "
-            f"({type(m).__name__}) {what}; pass ignored_layers=[{name!r}] to leave it unchanged")
+        for pname, t in sub.named_parameters(recurse=False):
+            if t.dim() == 1 and t.shape[0] == d:
+                continue
+            if t.dim() in (1, 2) and t.shape[-1] == heads and (t.dim() == 2 or heads != kv * d):
+                cuts.append(Cut(f"{q}{pname}", t.dim() - 1, size=1))
+                continue
+            what = ("normalises across all heads (removing heads would change it)"
+                    if t.dim() == 1 and t.shape[0] in (heads * d, kv * d) else
+                    f"has shape {tuple(t.shape)}, which prune_transformer cannot relate to heads")
+            raise UnsupportedModelError(
+                f"prune_transformer: parameter {q}{pname} of attention {name!r} "
+                f"({type(m).__name__}) {what}; pass ignored_layers=[{name!r}] to leave it "
+                "unchanged")
     return cuts
 
 
@@ -300,6 +316,7 @@ _FFN_PATTERNS = (
     (("wi",), "wo", 1),
     (("lin1",), "lin2", 1),
     (("fc1",), "fc2", 1),
+    (("fc_in",), "fc_out", 1),
     (("c_fc",), "c_proj", 1),
     (("dense_h_to_4h",), "dense_4h_to_h", 1),
     (("w1", "w3"), "w2", 1),
@@ -819,6 +836,26 @@ def _choose(site: Site, scores: np.ndarray, ratio: float, round_to: int | None,
     return keep, row
 
 
+def _coverage_notes(layers: list[dict[str, Any]], head_ratio: float,
+                    ffn_ratio: float) -> list[str]:
+    """Say (and warn) when a ratio was asked but nothing of that kind could be removed."""
+    notes = []
+    for kind, ratio, what in (("head", head_ratio, "attention heads"),
+                              ("ffn", ffn_ratio, "FFN neurons")):
+        rows = [r for r in layers if r["kind"] == ("heads" if kind == "head" else "neurons")]
+        if ratio <= 0:
+            continue
+        if not rows:
+            notes.append(f"{kind}_ratio={ratio} but no {what} were found in a known layout "
+                         "(e.g. mixture-of-experts FFNs with fused expert weights): kept")
+        elif all(r["after"] == r["before"] for r in rows):
+            notes.append(f"{kind}_ratio={ratio} removed no {what} (too few units per layer or "
+                         "KV group for that ratio, or gqa='groups' with one KV head)")
+    for n in notes:
+        warnings.warn(f"prune_transformer: {n}", stacklevel=3)
+    return notes
+
+
 def _checked_call(model: nn.Module, inputs: Any, sites: list[Site]) -> Any:
     """Run the pruned model once; a failure means a layout detected by structure that this
     module does not fully understand: say so, naming the sites, not a raw traceback."""
@@ -910,6 +947,7 @@ def prune_transformer(
     notes = ["model.config is unchanged (it still states the original head count and FFN "
              "width); rebuild with apply_transformer_plan(fresh_model, report.plan) before "
              "load_state_dict"]
+    notes += _coverage_notes(layers, head_ratio, ffn_ratio)
     if any(s.group_size > 1 for s in sites):
         notes.append("grouped-query attention: see each layer's mode (kv groups removed whole, "
                      "or the same number of query heads per group); the KV cache follows the "
@@ -921,7 +959,7 @@ def prune_transformer(
     report = TransformerPruneReport(
         criterion=criterion, head_ratio=head_ratio, ffn_ratio=ffn_ratio, layers=layers,
         params_before=_n_params(work), params_after=_n_params(pruned),
-        macs_before=count_macs(work, inputs), macs_after=count_macs(pruned, inputs),
+        macs_before=_safe_macs(work, inputs, notes), macs_after=_safe_macs(pruned, inputs, []),
         skipped=[f"{n}: in ignored_layers" for n in ignored]
         + [f"{k}: shares a position bias with an ignored layer" for k in stacks],
         notes=notes, plan=plan,
@@ -930,6 +968,16 @@ def prune_transformer(
         la, lb = measure_latency_pair(work, pruned, inputs, warmup=2, repeats=10)
         report.latency_before_s, report.latency_after_s = la.median_s, lb.median_s
     return pruned, report
+
+
+def _safe_macs(model: nn.Module, inputs: Any, notes: list[str]) -> int | None:
+    """MACs of one forward pass, or ``None`` (with a note) when the counter cannot run it."""
+    try:
+        return count_macs(model, inputs)
+    except Exception as e:  # noqa: BLE001 - the count is informative, pruning still stands
+        notes.append(f"MACs not counted: the FLOP counter failed on this model "
+                     f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
+        return None
 
 
 def _main(out: Any) -> torch.Tensor | None:
