@@ -13,15 +13,17 @@ Their blocks are regular, though: this module finds them by module structure and
 Layouts are recognised by module structure, not by class or model name, so unknown
 architectures built the same way work too:
 
-* attention -- BERT family and ViT (``X.self.{query,key,value}`` or
-  ``X.attention.{query,key,value}`` + ``X.output.dense``), GPT-2 (fused
-  ``c_attn``/``c_proj`` ``Conv1D``), GPT-NeoX (``query_key_value`` interleaved per head +
-  ``dense``), and separate ``nn.Linear`` projections named ``q_proj``..``o_proj``
-  (Llama/Mistral/Qwen2/Qwen3/Gemma, grouped-query attention), ``q_proj``..``out_proj``
-  (OPT/BART/Whisper), ``q_lin``..``out_lin`` (DistilBERT) or ``q``/``k``/``v``/``o`` (T5);
+* attention -- BERT family (``X.self.{query,key,value}``, MobileViT's ``X.attention...``,
+  DeBERTa's ``query_proj``.. + ``X.output.dense``), GPT-2 (fused ``c_attn``/``c_proj``
+  ``Conv1D``), GPT-NeoX/Falcon (``query_key_value`` interleaved per head + ``dense``), and
+  separate ``nn.Linear`` projections named ``q_proj``..``o_proj`` (Llama/Mistral/Qwen/Gemma/
+  ViT, grouped-query attention), ``q_proj``..``out_proj`` (OPT/BART/Whisper/CLIP/GPT-J),
+  ``q_proj``..``dense`` (Phi), ``q_lin``..``out_lin`` (DistilBERT) or ``q``/``k``/``v``/``o``
+  (T5); further per-head projections in the module (DeBERTa's ``pos_key_proj``) follow;
 * FFN -- ``gate_proj``+``up_proj``/``down_proj``, fused ``gate_up_proj``, ``wi``/``wo`` and
-  gated ``wi_0``+``wi_1``/``wo`` (T5), ``lin1``/``lin2``, ``fc1``/``fc2``, ``c_fc``/``c_proj``,
-  ``dense_h_to_4h``/``dense_4h_to_h``, BERT ``intermediate.dense``/``output.dense``.
+  gated ``wi_0``+``wi_1``/``wo`` (T5), ``lin1``/``lin2``, ``fc1``/``fc2``, ``fc_in``/``fc_out``,
+  ``c_fc``/``c_proj``, ``dense_h_to_4h``/``dense_4h_to_h``, ``intermediate.dense``/
+  ``output.dense``.
 
 Whole heads are removed, never parts of one, so ``head_dim`` and the softmax scale are
 unchanged. Under grouped-query attention a KV head is removed with all its query heads, or the
@@ -371,10 +373,11 @@ _ATTENTION_DETECTORS = (_bert_attention, _gpt2_attention, _fused_qkv_attention, 
 _ATTENTION_HINTS = ("q_proj", "k_proj", "v_proj", "qkv_proj", "query_key_value", "Wqkv", "q_lin",
                     "in_proj_weight", "c_attn")
 SUPPORTED_LAYOUTS = (
-    "BERT-family self.query/key/value + output.dense; GPT-2 c_attn/c_proj; fused "
-    "query_key_value/dense (GPT-NeoX); separate q/k/v/o projections named q_proj..o_proj "
-    "(Llama/Mistral/Qwen2, grouped-query attention), q_proj..out_proj (OPT/BART), "
-    "q_lin..out_lin (DistilBERT) or q/k/v/o (T5)")
+    "BERT-family {self|attention}.{query,key,value|query_proj,..} + output.dense; GPT-2 "
+    "c_attn/c_proj; fused per-head query_key_value/dense (GPT-NeoX, Falcon); separate q/k/v/o "
+    "projections named q_proj..o_proj (Llama/Mistral/Qwen/Gemma, grouped-query attention), "
+    "q_proj..out_proj (OPT/BART/Whisper/CLIP), q_proj..dense (Phi), q_lin..out_lin "
+    "(DistilBERT) or q/k/v/o (T5)")
 
 
 def _ignored_names(model: nn.Module, ignored: Sequence[str | nn.Module]) -> set[str]:
