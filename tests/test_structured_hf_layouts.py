@@ -201,6 +201,14 @@ def test_more_architectures_by_structure(layout):
     torch.testing.assert_close(out(fresh, x), out(p, x))
 
 
+def test_unusable_example_inputs_named():
+    m = build("whisper")  # needs input_features, not the default token ids
+    with pytest.raises(InvalidParameterError, match="default example.*example_inputs="):
+        prune_transformer(m, head_ratio=0.5)
+    with pytest.raises(InvalidParameterError, match="fails on example_inputs"):
+        prune_transformer(m, head_ratio=0.5, example_inputs={"nonsense": torch.zeros(1)})
+
+
 def test_moe_without_known_ffn_warns():
     cfg = tr.MixtralConfig(**DEC, num_local_experts=2, num_experts_per_tok=1)
     m = tr.AutoModel.from_config(cfg).eval()

@@ -938,8 +938,16 @@ def prune_transformer(
     plan = {"format": PLAN_FORMAT, "sites": records, "ignored": ignored}
 
     inputs = _example(work) if example_inputs is None else example_inputs
-    with torch.no_grad(), eval_mode(work):
-        ref = _call(work, inputs)
+    try:
+        with torch.no_grad(), eval_mode(work):
+            ref = _call(work, inputs)
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as e:
+        what = "the default example (token ids)" if example_inputs is None else "example_inputs"
+        raise InvalidParameterError(
+            f"prune_transformer: the unpruned {type(model).__name__} fails on {what} "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); pass "
+            "example_inputs= a batch it accepts (a tensor, a tuple or a dict of keyword "
+            "tensors, e.g. {'pixel_values': ...} or {'input_features': ...})") from e
     pruned = apply_transformer_plan(work, plan)
     new = _checked_call(pruned, inputs, sites)
     a, b = _main(ref), _main(new)
@@ -948,8 +956,8 @@ def prune_transformer(
                                  f"to {tuple(b.shape)}; please report it")
     pruned.train(model.training)
     notes = ["model.config is unchanged (it still states the original head count and FFN "
-             "width); rebuild with apply_transformer_plan(fresh_model, report.plan) before "
-             "load_state_dict"]
+             "width): save with save_pruned_pretrained, or rebuild with "
+             "apply_transformer_plan(fresh_model, report.plan) before load_state_dict"]
     notes += _coverage_notes(layers, head_ratio, ffn_ratio)
     if any(s.group_size > 1 for s in sites):
         notes.append("grouped-query attention: see each layer's mode (kv groups removed whole, "
