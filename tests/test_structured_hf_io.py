@@ -135,6 +135,20 @@ def test_untrusted_directories_are_validated(tmp_path):
         load_pruned_pretrained(tmp_path / "nothing")
 
 
+def test_unknown_attention_left_unpruned_saves_with_ignored_layers(tmp_path):
+    from test_structured_hf_layouts import DEC, tr
+
+    m = tr.AutoModel.from_config(tr.Phi3Config(**DEC)).eval()  # fused qkv_proj: unknown
+    ign = [f"layers.{i}.self_attn" for i in range(2)]
+    x = {"input_ids": torch.randint(3, 50, (1, 6))}
+    p, rep = prune_transformer(m, ffn_ratio=0.5, ignored_layers=ign, example_inputs=x)
+    with pytest.raises(UnsupportedModelError, match="qkv_proj"):
+        save_pruned_pretrained(p, tmp_path / "a")
+    for kw in ({"report": rep}, {"ignored_layers": ign}):
+        path = save_pruned_pretrained(p, tmp_path / "b", **kw)
+        torch.testing.assert_close(out(load_pruned_pretrained(path), x), out(p, x))
+
+
 def test_weights_that_do_not_fit_the_plan_are_refused(tmp_path):
     m = build("distilbert")
     p, _ = prune_transformer(m, head_ratio=0.5, example_inputs=inputs(m))

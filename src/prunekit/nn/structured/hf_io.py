@@ -214,14 +214,17 @@ def _check_target(target: Path) -> None:
 
 def save_pruned_pretrained(model: nn.Module, directory: str | os.PathLike[str],
                            tokenizer: Any = None,
-                           report: TransformerPruneReport | None = None) -> Path:
+                           report: TransformerPruneReport | None = None, *,
+                           ignored_layers: list[str] | tuple[str, ...] = ()) -> Path:
     """Save a structurally pruned transformers model so that :func:`load_pruned_pretrained`
     (and, when the config can express it, plain ``from_pretrained``) rebuilds it.
 
     Writes ``save_pretrained`` output (safetensors), ``tokenizer`` when given, and
     ``prunekit_pruned.json`` (the rebuild plan, the per-layer sizes and, with ``report``, its
     summary) into ``directory`` atomically: everything goes to a temporary folder beside it,
-    renamed into place at the end (a previous save there is replaced). Returns the path.
+    renamed into place at the end (a previous save there is replaced). ``ignored_layers``:
+    module names whose layout is not recognised and that were left unpruned (taken from
+    ``report`` when given). Returns the path.
     """
     if not isinstance(model, nn.Module) or not hasattr(model, "save_pretrained"):
         raise InvalidParameterError(
@@ -231,7 +234,8 @@ def save_pruned_pretrained(model: nn.Module, directory: str | os.PathLike[str],
             f"report must be a TransformerPruneReport, got {type(report).__name__}")
     target = Path(directory).expanduser().absolute()
     _check_target(target)
-    ignored = list(report.plan.get("ignored", [])) if report is not None else []
+    ignored = sorted(set(report.plan.get("ignored", []) if report is not None else [])
+                     | {str(n) for n in ignored_layers})
     plan = shape_plan(model, ignored)
     cand = pruned_config(model, ignored) if plan["sites"] else None
     meta: dict[str, Any] = {
