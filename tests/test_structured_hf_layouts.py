@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prunekit.errors import InvalidParameterError, UnsupportedModelError
 
@@ -368,3 +370,25 @@ def test_mobilevit_attention_child_layout():
     with torch.no_grad():
         a, b = m(**pix).last_hidden_state, p(**pix).last_hidden_state
     torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(groups=st.integers(1, 6), group_size=st.integers(1, 6),
+       ratio=st.floats(0.0, 0.95), step=st.sampled_from([1, 2, 4]),
+       mode=st.sampled_from(["auto", "groups", "heads"]), seed=st.integers(0, 3))
+def test_select_heads_keeps_gqa_consistent(groups, group_size, ratio, step, mode, seed):
+    """Whatever the mode, ratio and rounding: sorted distinct heads, at least one, the same
+    count in every kept KV group, never more removed than asked (up to rounding)."""
+    n = groups * group_size
+    scores = np.random.default_rng(seed).random(n)
+    keep, used = select_heads(scores, group_size, ratio, step, gqa=mode)
+    assert keep == sorted(set(keep)) and 1 <= len(keep) <= n and keep[-1] < n
+    counts = {}
+    for i in keep:
+        counts[i // group_size] = counts.get(i // group_size, 0) + 1
+    assert len(set(counts.values())) == 1
+    assert n - len(keep) <= int(np.floor(n * ratio + 1e-9))
+    if used == "groups" and group_size > 1:
+        assert set(counts.values()) == {group_size}
+    elif group_size > 1:
+        assert len(counts) == groups
