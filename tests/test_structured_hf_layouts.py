@@ -392,3 +392,35 @@ def test_select_heads_keeps_gqa_consistent(groups, group_size, ratio, step, mode
         assert set(counts.values()) == {group_size}
     elif group_size > 1:
         assert len(counts) == groups
+
+
+@pytest.mark.parametrize("layout", ["llama", "t5", "neox"])
+def test_activation_criterion_finds_dead_units(layout):
+    """criterion="activation" scores a unit by its output weights times its calibration
+    activations: units whose output weights alone are zero (dead to the output, yet with
+    large q/k/v or first-layer weights, so l2 keeps them) are the ones removed."""
+    m = build(layout)
+    x = inputs(m)
+    dead_heads = [1, 3] if layout == "llama" else [1]  # llama: one per KV group (gqa="heads")
+    dead = list(range(10, 26))
+    with torch.no_grad():
+        for site in find_sites(m):
+            for cut in site.cuts:
+                owner_name, attr = cut.param.rsplit(".", 1)
+                t = getattr(m.get_submodule(owner_name), attr)
+                units = dead_heads if site.kind == "heads" else dead
+                pos = _positions(units, site.n_units, cut.size or site.unit_size, cut.chunks)
+                if cut.dim == 1 and attr == "weight" and cut.space == "units" and cut.size is None:
+                    t.index_fill_(1, pos, 0.0)  # output projection: contributes nothing
+                elif cut.space == "units":
+                    t.index_fill_(cut.dim, pos, 0.0)
+                    t.index_add_(cut.dim, pos, torch.full_like(t.index_select(cut.dim, pos), 5.0))
+    ratio = 0.25 if layout != "llama" else 0.5
+    pa, ra = prune_transformer(m, head_ratio=ratio, ffn_ratio=0.25, criterion="activation",
+                               data=[x], example_inputs=x, gqa="heads")
+    torch.testing.assert_close(out(pa, x), out(m, x), atol=1e-4, rtol=1e-4)
+    pl, _ = prune_transformer(m, head_ratio=ratio, ffn_ratio=0.25, criterion="l2",
+                              example_inputs=x, gqa="heads")
+    assert not torch.allclose(out(pl, x), out(m, x), atol=1e-3)
+    with pytest.raises(InvalidParameterError, match="activation"):
+        prune_transformer(m, head_ratio=0.5, criterion="activation")

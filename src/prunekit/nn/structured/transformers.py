@@ -39,7 +39,8 @@ updated in each module, which the forward passes read, so layers may keep differ
 
 Importance (per head / neuron, summed over every weight and bias the unit owns):
 ``"l1"`` sum ``|w|``, ``"l2"`` sum ``w**2`` (Li et al., ICLR 2017), ``"taylor"`` sum ``|w * g|``
-with gradients from ``data`` (Molchanov et al., CVPR 2019), ``"random"`` (baseline).
+with gradients from ``data`` (Molchanov et al., CVPR 2019), ``"activation"`` (output-weight
+norm x calibration activation norm of the unit, Wanda-style), ``"random"`` (baseline).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from prunekit.metrics import count_macs, markdown_table, measure_latency_pair
 from .handlers import _take, get_owner
 
 PLAN_FORMAT = "prunekit.transformers/1"
-HF_CRITERIA = ("l1", "l2", "taylor", "random")
+HF_CRITERIA = ("l1", "l2", "taylor", "activation", "random")
 
 
 
@@ -789,6 +790,57 @@ def _loss(out: Any) -> torch.Tensor:
     return states.float().pow(2).mean()
 
 
+def _output_projections(model: nn.Module, site: Site) -> list[tuple[str, nn.Module]]:
+    """The modules whose *inputs* are the site's units: attention output projections, FFN
+    second layers (``nn.Linear`` cut along its inputs, or ``Conv1D`` along dim 0)."""
+    found = []
+    for cut in site.cuts:
+        owner, attr = get_owner(model, cut.param)
+        if attr == "weight" and ((_is_linear(owner) and cut.dim == 1)
+                                 or (_is_conv1d(owner) and cut.dim == 0)):
+            found.append((cut.param.rsplit(".", 1)[0], owner))
+    return found
+
+
+def activation_scores(model: nn.Module, sites: list[Site], data: Iterable[Any],
+                      max_batches: int) -> dict[str, np.ndarray]:
+    """Per unit: the norm of its contribution bound, ``sqrt(sum_j ||W[:, j]||^2 * sum x_j^2)``
+    over the unit's input features ``j`` of the output projection and the calibration tokens
+    (the neuron/head analogue of Wanda, Sun et al. 2023; cf. Kwon et al. 2022's use of
+    calibration activations). Keyed by site name."""
+    sq: dict[str, torch.Tensor] = {}
+    hooks = []
+    for site in sites:
+        for name, mod in _output_projections(model, site):
+            def hook(m: nn.Module, inp: Any, out: Any, key: str = name) -> None:
+                x = inp[0].detach().double()
+                x = x.reshape(-1, x.shape[-1])
+                sq[key] = sq.get(key, 0) + x.pow(2).sum(0).cpu()
+            hooks.append(mod.register_forward_hook(hook))
+    n = 0
+    try:
+        with torch.no_grad(), eval_mode(model):
+            for batch in data:
+                if n >= max_batches:
+                    break
+                _call(model, batch)
+                n += 1
+    finally:
+        for h in hooks:
+            h.remove()
+    if n == 0:
+        raise InvalidParameterError("data= yielded no batches for criterion='activation'")
+    out = {}
+    for site in sites:
+        total = torch.zeros(site.n_units, dtype=torch.float64)
+        for name, mod in _output_projections(model, site):
+            w = mod.weight.detach().double()
+            col = (w.pow(2).sum(0) if _is_linear(mod) else w.pow(2).sum(1)).cpu()
+            total += (col * sq.get(name, torch.zeros_like(col))).reshape(site.n_units, -1).sum(1)
+        out[site.name] = total.sqrt().numpy()
+    return out
+
+
 def _gradients(model: nn.Module, data: Iterable[Any], max_batches: int) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
     acc = {k: torch.zeros_like(p) for k, p in params.items()}
@@ -896,8 +948,10 @@ def prune_transformer(
     (each attention keeps at least one head). ``criterion``: ``"l1"``, ``"l2"``, ``"taylor"``
     (needs ``data``: batches -- dicts of keyword tensors, tuples or ``input_ids`` tensors; the
     loss is ``output.loss`` when the model returns one, e.g. with ``labels``, otherwise the mean
-    squared ``last_hidden_state``) or ``"random"``. ``round_to``: kept FFN widths and kept
-    attention widths (heads x head_dim) are multiples of it where possible.
+    squared ``last_hidden_state``), ``"activation"`` (needs ``data``: the unit's output-weight
+    norm times its calibration activation norm, :func:`activation_scores`) or ``"random"``.
+    ``round_to``: kept FFN widths and kept attention widths (heads x head_dim) are multiples of
+    it where possible.
     ``ignored_layers``: names or modules left unchanged (with their submodules).
     ``example_inputs`` (default: one 128-token sequence of ids, also as decoder ids for
     encoder-decoder models) is used for a forward check, the MACs count and, with
@@ -916,19 +970,26 @@ def prune_transformer(
     if round_to is not None:
         round_to = check_positive_int("round_to", round_to)
     max_batches = check_positive_int("max_batches", max_batches)
-    if criterion == "taylor" and data is None:
+    if criterion in ("taylor", "activation") and data is None:
         raise InvalidParameterError(
-            "criterion='taylor' needs data= (batches: dicts of tensors, tuples or input ids)")
+            f"criterion={criterion!r} needs data= (batches: dicts of tensors, tuples or input "
+            "ids)")
 
     work = copy.deepcopy(model)
     stacks: list[str] = []
     sites = find_sites(work, ignored_layers, stacks)
     grads = _gradients(work, data, max_batches) if criterion == "taylor" else None
+    acts = activation_scores(work, sites, data, max_batches) if criterion == "activation" \
+        else {}
     rng = np.random.default_rng(seed)
     records, layers = [], []
     for site in sites:
-        scores = (rng.random(site.n_units) if criterion == "random"
-                  else site_scores(work, site, criterion, grads))
+        if criterion == "random":
+            scores = rng.random(site.n_units)
+        elif criterion == "activation":
+            scores = acts[site.name]
+        else:
+            scores = site_scores(work, site, criterion, grads)
         keep, row = _choose(site, scores, head_ratio if site.kind == "heads" else ffn_ratio,
                             round_to, gqa)
         records.append({"name": site.name, "kind": site.kind, "units": site.n_units,
