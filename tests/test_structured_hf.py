@@ -185,12 +185,13 @@ def test_bad_parameters(tr):
 def test_unsupported_models(tr):
     with pytest.raises(UnsupportedModelError, match="no recognised transformer"):
         prune_transformer(nn.Sequential(nn.Linear(4, 4)), head_ratio=0.5)
-    cfg = tr.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4)
-    llama = tr.LlamaModel(cfg)
+    cfg = tr.Phi3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, pad_token_id=0,
+                        num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4)
+    phi = tr.Phi3Model(cfg)  # fused qkv_proj: not a known layout
     with pytest.raises(UnsupportedModelError, match=r"layers\.0\.self_attn.*ignored_layers"):
-        prune_transformer(llama, head_ratio=0.5)
-    assert find_sites(llama, ignored_layers=["layers.0.self_attn"]) == []
+        prune_transformer(phi, head_ratio=0.5)
+    assert [s.name for s in find_sites(phi, ignored_layers=["layers.0.self_attn"])] == [
+        "layers.0.mlp"]  # its fused gate_up_proj FFN is still pruned
 
 
 def test_real_minilm_shapes():

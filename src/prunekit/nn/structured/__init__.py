@@ -25,6 +25,7 @@ from .core import (
 )
 from .graph import DependencyGraph, Group
 from .handlers import Handler, Slice, register_handler
+from .hf_io import load_pruned_pretrained, save_pruned_pretrained
 from .importance import CRITERIA, unit_scores
 from .transformers import TransformerPruneReport, apply_transformer_plan, prune_transformer
 
@@ -43,10 +44,12 @@ __all__ = [
     "dependency_groups",
     "drop_blocks",
     "load_plan",
+    "load_pruned_pretrained",
     "prune",
     "prune_transformer",
     "register_handler",
     "save_plan",
+    "save_pruned_pretrained",
     "select_units",
     "unit_scores",
 ]
