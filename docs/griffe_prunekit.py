@@ -5,7 +5,10 @@ roles such as ``:func:`prune_tree```. Markdown would render the first as nested 
 print the second literally, so before mkdocstrings parses a docstring this extension
 
 - wraps each run of ``>>>`` / ``...`` lines in a ``pycon`` code fence (doctest flags removed), and
-- replaces ``:role:`~a.b.name``` with the code span ``name`` (``a.b.name`` without the ``~``).
+- replaces ``:role:`~a.b.name``` with the code span ``name`` (``a.b.name`` without the ``~``),
+- reads numpydoc sections written as prose the way a reader means them: ``name : a sentence``
+  becomes a parameter with that description (not a type), and a ``Returns`` section that is only
+  a sentence becomes a "**Returns:** ..." paragraph.
 
 Only the docs build loads this file (``mkdocs.yml``: ``extensions``); the package never imports it.
 """
@@ -17,7 +20,8 @@ from typing import Any
 
 import griffe
 
-_ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|obj|exc|const|ref|term):`(~?)([^`]+)`")
+_ROLES = "func|class|mod|meth|attr|data|obj|exc|const|ref|term"
+_ROLE = re.compile(rf":(?:py:)?(?:{_ROLES}):`(~?)([^`]+)`")
 _DOCTEST_FLAG = re.compile(r"\s*#\s*doctest:.*$")
 _PROMPT = re.compile(r"^(\s*)(>>>|\.\.\.)(\s|$)")
 
@@ -63,9 +67,58 @@ def _fence_doctests(lines: list[str]) -> list[str]:
     return out
 
 
+_TITLES = {"Parameters", "Other Parameters", "Returns", "Yields", "Raises", "Attributes"}
+_DASHES = re.compile(r"^\s*-{3,}\s*$")
+_ITEM = re.compile(r"^(\s*)([\w*][\w, *]*?)\s+:\s+(.+)$")
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _is_prose(text: str) -> bool:
+    return len(text.split()) >= 5 or text.rstrip().endswith(".")
+
+
+def _prose_block(lines: list[str], start: int, base: str) -> int:
+    """End (exclusive) of the paragraph at ``start`` whose lines are all at indent ``base``."""
+    end = start
+    while end < len(lines) and lines[end].strip() and _indent(lines[end]) == base:
+        end += 1
+    return end
+
+
+def _fix_numpy_sections(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    section, base, i = None, "", 0
+    while i < len(lines):
+        line = lines[i]
+        if line.strip() in _TITLES and i + 1 < len(lines) and _DASHES.match(lines[i + 1]):
+            section, base = line.strip(), _indent(line)
+            start = i + 2
+            end = _prose_block(lines, start, base)
+            prose_only = end > start and (end == len(lines) or not lines[end].strip())
+            if section in ("Returns", "Yields") and prose_only and _is_prose(lines[start]):
+                out.append(f"{base}**{section}:** {lines[start].strip()}")
+                out.extend(lines[start + 1 : end])
+                section, i = None, end
+                continue
+            out.extend(lines[i : i + 2])
+            i += 2
+            continue
+        item = _ITEM.match(line) if section in ("Parameters", "Other Parameters") else None
+        if item and item.group(1) == base and _is_prose(item.group(3)):
+            out.append(f"{base}{item.group(2)}")
+            out.append(f"{base}    {item.group(3)}")
+        else:
+            out.append(line)
+        i += 1
+    return out
+
+
 def markdownify(text: str) -> str:
-    """Return ``text`` with doctest runs fenced and Sphinx roles turned into code spans."""
-    lines = _fence_doctests(text.splitlines())
+    """Return ``text`` as Markdown: see the module docstring for what changes."""
+    lines = _fence_doctests(_fix_numpy_sections(text.splitlines()))
     return "\n".join(_ROLE.sub(_role, line) for line in lines)
 
 
