@@ -4,6 +4,8 @@
 - ``<!-- api-rest: prunekit.trees -->`` becomes a ``:::`` mkdocstrings entry for every class and
   function in that package's ``__all__`` that the page does not already document, so a new
   public name appears in the reference without anyone editing the page.
+- ``<!-- api-modules -->`` becomes a ``:::`` entry for every public module of ``prunekit`` and
+  ``prunekit.nn`` that no page documents, so a new module is never missing from the site.
 
 The package is imported from ``src/`` next to ``mkdocs.yml``.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import pkgutil
 import re
 import sys
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 
 _CLI = re.compile(r"<!--\s*cli-help:\s*([a-z0-9 _-]*?)\s*-->")
 _REST = re.compile(r"<!--\s*api-rest:\s*([A-Za-z0-9_.]+)\s*-->")
+_MODULES = re.compile(r"<!--\s*api-modules\s*-->")
 _DIRECTIVE = re.compile(r"^:::\s*([A-Za-z0-9_.]+)", re.MULTILINE)
 _SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -78,6 +82,33 @@ def _rest(package: str, markdown: str) -> str:
     return "### Other public names\n\n" + "\n\n".join(entries)
 
 
-def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+def _public_modules() -> list[str]:
+    names = []
+    for package in ("prunekit", "prunekit.nn"):
+        path = Path(_SRC, *package.split("."))
+        for info in pkgutil.iter_modules([str(path)]):
+            if not info.name.startswith("_") and not info.name.endswith("cli"):
+                names.append(f"{package}.{info.name}")
+    return sorted(names)
+
+
+def _undocumented_modules(docs_dir: Path, page: str) -> str:
+    done: set[str] = set()
+    for md in docs_dir.glob("*.md"):
+        if md.name != page:
+            done |= _documented(md.read_text(encoding="utf-8"))
+    missing = [m for m in _public_modules()
+               if m != "prunekit.nn" and not any(d == m or d.startswith(m + ".") for d in done)]
+    if not missing:
+        return "Every public module is documented on the pages above."
+    return "\n\n".join(f"::: {m}\n    options:\n      heading_level: 2" for m in missing)
+
+
+def on_page_markdown(markdown: str, *, page: Any = None, config: Any = None, **kwargs: Any) -> str:
     markdown = _CLI.sub(_render_cli, markdown)
-    return _REST.sub(lambda m: _rest(m.group(1), markdown), markdown)
+    markdown = _REST.sub(lambda m: _rest(m.group(1), markdown), markdown)
+    if _MODULES.search(markdown):
+        docs_dir = Path(config["docs_dir"])
+        name = Path(page.file.src_path).name
+        markdown = _MODULES.sub(lambda m: _undocumented_modules(docs_dir, name), markdown)
+    return markdown

@@ -105,6 +105,25 @@ def test_api_reference_is_generated(site: Path, page: str) -> None:
     assert "<blockquote>\n<blockquote>" not in html, page
 
 
+def test_every_public_module_is_on_the_site(site: Path) -> None:
+    html = "".join(p.read_text(encoding="utf-8") for p in site.glob("*/index.html"))
+    for module in ("prunekit.data", "prunekit.errors", "prunekit.metrics", "prunekit.report",
+                   "prunekit.trees", "prunekit.ensembles", "prunekit.nn.structured",
+                   "prunekit.nn.oneshot", "prunekit.nn.lightning", *_public_modules()):
+        assert f'id="{module}' in html, f"{module} is documented nowhere on the site"
+
+
+def _public_modules() -> list[str]:
+    names = []
+    for package in ("prunekit", "prunekit.nn"):
+        for path in sorted((ROOT / "src" / package.replace(".", "/")).iterdir()):
+            name = path.stem if path.suffix == ".py" else path.name
+            is_module = path.suffix == ".py" or (path / "__init__.py").is_file()
+            if is_module and not name.startswith("_") and not name.endswith("cli"):
+                names.append(f"{package}.{name}")
+    return [n for n in names if n != "prunekit.nn"]
+
+
 def test_which_method_when_on_every_domain_page() -> None:
     for page in ("trees", "ensembles", "nn-sparsity", "structured", "oneshot"):
         text = (DOCS / f"{page}.md").read_text(encoding="utf-8")
