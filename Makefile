@@ -3,9 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.prunekit-installed
-EXTRAS ?= dev,mnist,bench,transformers
+EXTRAS ?= dev,mnist,bench,transformers,docs
 
-.PHONY: demo test lint bench env clean
+.PHONY: demo test lint bench docs env clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/nn_sparsity.py
 	$(PY) benchmarks/structured.py
 	$(PY) benchmarks/oneshot.py
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict -d site
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info prunekit-demo
