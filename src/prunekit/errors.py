@@ -25,3 +25,7 @@ class ShapeMismatchError(PrunekitError, ValueError):
 
 class OptionalDependencyError(PrunekitError, ImportError):
     """A feature needs an optional extra that is not installed."""
+
+
+class CorruptFileError(PrunekitError, ValueError):
+    """A file is truncated, mutated or not of the expected format; nothing was allocated for it."""

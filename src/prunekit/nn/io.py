@@ -40,7 +40,11 @@ import torch
 from torch import nn
 
 from prunekit._io import atomic_path
-from prunekit.errors import InvalidParameterError, PrunekitError, UnsupportedModelError
+from prunekit.errors import (
+    CorruptFileError,
+    InvalidParameterError,
+    UnsupportedModelError,
+)
 
 __all__ = [
     "FORMAT_NAME",
@@ -192,46 +196,163 @@ def _encode(
     return tensors, {**info, "enc": "nm", "n": n, "m": m, "int8": quant}
 
 
-def _decode(name: str, info: Mapping[str, Any], store: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    try:
-        dtype = getattr(torch, info["dtype"])
-        shape = tuple(info["shape"])
-        enc = info["enc"]
-        quant = bool(info.get("int8", False))
-        numel = math.prod(shape)
-        if enc == "dense":
-            if not quant:
-                return store[name]
-            return _dequantize_rows(
-                store[name + _SEP + "values"].reshape(shape), store[name + _SEP + "scale"], dtype
-            )
-        values = store[name + _SEP + "values"]
-        if enc == "bitmask":
-            nz = _unpack_bits(store[name + _SEP + "mask"], numel)
-            out = torch.zeros(numel, dtype=values.dtype)
-            out[nz] = values
-            out = out.reshape(shape)
-        elif enc == "nm":
-            n, m = int(info["n"]), int(info["m"])
-            idx_bits = max(1, math.ceil(math.log2(m)))
-            bits = _unpack_bits(store[name + _SEP + "index"], values.numel() * idx_bits)
-            weights = 1 << torch.arange(idx_bits)
-            idx = (bits.reshape(-1, idx_bits).long() * weights).sum(-1)
-            rows = shape[0] if len(shape) >= 2 else 1
-            idx = idx.reshape(rows, -1, n)
-            out = torch.zeros(rows, numel // rows // m, m, dtype=values.dtype)
-            out.scatter_(-1, idx, values.reshape(rows, -1, n))
-            out = out.reshape(shape)
-        else:
-            raise PrunekitError(f"unknown encoding {enc!r} for tensor {name!r}")
-        neg = store.get(name + _SEP + "negzero")
-        if neg is not None and not quant:
-            out.reshape(-1)[neg] = -0.0
-        if quant:
-            return _dequantize_rows(out, store[name + _SEP + "scale"], dtype)
-        return out
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise PrunekitError(f"corrupt compact file: cannot decode tensor {name!r} ({exc})") from exc
+# ------------------------------------------------------------------------- validated decoding
+# Every claim of the header (shapes, dtypes, encodings, pattern fields) is checked against the
+# bytes actually present before anything is allocated: a tensor's dense size is only trusted
+# once the stored blobs that encode it have exactly the lengths that size implies, so a file
+# costs at most a small multiple of its verified dense size.
+_DTYPES: dict[str, torch.dtype] = {
+    name: getattr(torch, name)
+    for name in (
+        "float16", "bfloat16", "float32", "float64", "float8_e4m3fn", "float8_e5m2",
+        "complex64", "complex128", "bool", "uint8", "int8", "int16", "int32", "int64",
+        "uint16", "uint32", "uint64",
+    )
+    if isinstance(getattr(torch, name, None), torch.dtype)
+}
+_ENCODINGS = ("dense", "bitmask", "nm")
+_INFO_KEYS = {"shape", "dtype", "enc", "int8", "n", "m"}
+_MAX_NDIM = 64
+_MAX_M = 1 << 16
+
+
+def _corrupt(name: str, msg: str) -> CorruptFileError:
+    return CorruptFileError(f"corrupt compact file: tensor {name!r}: {msg}")
+
+
+def _check_info(name: Any, info: Any) -> tuple[tuple[int, ...], torch.dtype, str, bool]:
+    """Schema of one header entry: ``(shape, dtype, encoding, int8)``; raises CorruptFileError."""
+    if not isinstance(name, str) or not name or _SEP in name:
+        raise _corrupt(str(name)[:80], "invalid tensor name")
+    if not isinstance(info, Mapping):
+        raise _corrupt(name, "header entry is not an object")
+    unknown = set(info) - _INFO_KEYS
+    if unknown:
+        raise _corrupt(name, f"unknown header fields {sorted(unknown)}")
+    shape = info.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_NDIM
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise _corrupt(name, f"shape must be a list of non-negative integers, got {shape!r}")
+    dtype = _DTYPES.get(info.get("dtype")) if isinstance(info.get("dtype"), str) else None
+    if dtype is None:
+        raise _corrupt(name, f"dtype {info.get('dtype')!r} is not one of {sorted(_DTYPES)}")
+    enc = info.get("enc")
+    if enc not in _ENCODINGS:
+        raise _corrupt(name, f"encoding {enc!r} is not one of {list(_ENCODINGS)}")
+    quant = info.get("int8", False)
+    if not isinstance(quant, bool):
+        raise _corrupt(name, f"int8 must be true or false, got {quant!r}")
+    if (quant or enc != "dense") and not (dtype.is_floating_point and len(shape) >= 1):
+        raise _corrupt(name, f"encoding {enc!r} (int8={quant}) needs a floating tensor")
+    if quant and len(shape) < 2:
+        raise _corrupt(name, "int8 needs a tensor with two or more dimensions")
+    if enc == "nm":
+        n, m = info.get("n"), info.get("m")
+        if type(n) is not int or type(m) is not int or not 0 < n < m <= _MAX_M:
+            raise _corrupt(name, f"N:M fields need 0 < n < m <= {_MAX_M}, got n={n!r}, m={m!r}")
+        if len(shape) < 2 or math.prod(shape) == 0 or math.prod(shape[1:]) % m:
+            raise _corrupt(name, f"N:M {n}:{m} does not fit shape {shape}")
+    elif "n" in info or "m" in info:
+        raise _corrupt(name, "n/m fields only belong to the 'nm' encoding")
+    return tuple(shape), dtype, enc, quant
+
+
+def _stored(
+    store: Mapping[str, torch.Tensor],
+    key: str,
+    dtype: torch.dtype,
+    shape: tuple[int, ...] | None = None,
+    numel: int | None = None,
+) -> torch.Tensor:
+    """A stored tensor with exactly the dtype and shape (or 1-D length) the header implies."""
+    t = store.get(key)
+    name = key.split(_SEP)[0]
+    if t is None:
+        raise _corrupt(name, f"stored tensor {key!r} is missing")
+    if t.dtype != dtype:
+        raise _corrupt(name, f"{key!r} has dtype {t.dtype}, expected {dtype}")
+    if shape is not None and tuple(t.shape) != shape:
+        raise _corrupt(name, f"{key!r} has shape {tuple(t.shape)}, header says {shape}")
+    if numel is not None and (t.ndim != 1 or t.numel() != numel):
+        raise _corrupt(name, f"{key!r} has shape {tuple(t.shape)}, expected ({numel},)")
+    return t
+
+
+def _rows(shape: tuple[int, ...]) -> int:
+    return shape[0] if len(shape) >= 2 else 1
+
+
+def _checked_mask(name: str, packed: torch.Tensor, numel: int) -> torch.Tensor:
+    """Unpack a verified-length bitmask; its padding bits must be zero."""
+    bits = _unpack_bits(packed, numel)
+    tail = numel % 8
+    if tail and int(packed[-1]) >> tail:
+        raise _corrupt(name, "bitmask has bits set beyond the tensor's size")
+    return bits
+
+
+def _decode(name: str, info: Any, store: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Decode one tensor after checking every stored blob against the header's claims."""
+    shape, dtype, enc, quant = _check_info(name, info)
+    numel = math.prod(shape)
+    vdtype = torch.int8 if quant else dtype
+    scale = None
+    if quant:
+        scale = _stored(store, name + _SEP + "scale", torch.float32, numel=_rows(shape))
+    if enc == "dense":
+        if not quant:
+            return _stored(store, name, dtype, shape=shape)
+        values = _stored(store, name + _SEP + "values", torch.int8, shape=shape)
+        return _dequantize_rows(values, scale, dtype)  # type: ignore[arg-type]
+    if enc == "bitmask":
+        packed = _stored(store, name + _SEP + "mask", torch.uint8, numel=math.ceil(numel / 8))
+        nz = _checked_mask(name, packed, numel)
+        values = _stored(store, name + _SEP + "values", vdtype, numel=int(nz.sum()))
+        out = torch.zeros(numel, dtype=vdtype)
+        out[nz] = values
+        out = out.reshape(shape)
+    else:
+        out = _decode_nm(name, info, shape, vdtype, store)
+    neg_key = name + _SEP + "negzero"
+    if neg_key in store:
+        neg = store[neg_key]
+        if quant or neg.dtype != torch.int64 or neg.ndim != 1 or neg.numel() > numel:
+            raise _corrupt(name, f"{neg_key!r} is not a list of at most {numel} int64 indices")
+        if neg.numel() and (int(neg.min()) < 0 or int(neg.max()) >= numel):
+            raise _corrupt(name, f"{neg_key!r} holds indices outside [0, {numel})")
+        out.reshape(-1)[neg] = -0.0
+    if quant:
+        return _dequantize_rows(out, scale, dtype)  # type: ignore[arg-type]
+    return out
+
+
+def _decode_nm(
+    name: str,
+    info: Mapping[str, Any],
+    shape: tuple[int, ...],
+    vdtype: torch.dtype,
+    store: Mapping[str, torch.Tensor],
+) -> torch.Tensor:
+    n, m = info["n"], info["m"]
+    numel = math.prod(shape)
+    rows = _rows(shape)
+    kept = numel // m * n
+    idx_bits = max(1, math.ceil(math.log2(m)))
+    values = _stored(store, name + _SEP + "values", vdtype, numel=kept)
+    packed = _stored(
+        store, name + _SEP + "index", torch.uint8, numel=math.ceil(kept * idx_bits / 8)
+    )
+    bits = _checked_mask(name, packed, kept * idx_bits)
+    idx = (bits.reshape(-1, idx_bits).long() << torch.arange(idx_bits)).sum(-1)
+    idx = idx.reshape(rows, -1, n)
+    if kept and (int(idx.max()) >= m or (n > 1 and not bool((idx.diff(dim=-1) > 0).all()))):
+        raise _corrupt(name, f"N:M positions must be increasing and below m={m}")
+    out = torch.zeros(rows, numel // rows // m, m, dtype=vdtype)
+    out.scatter_(-1, idx, values.reshape(rows, -1, n))
+    return out.reshape(shape)
 
 
 def _as_state_dict(
@@ -314,35 +435,90 @@ def save_compact(
     return path
 
 
-def read_compact_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON header of a compact file: encodings per tensor and the user ``metadata``."""
-    from safetensors import safe_open
-
-    if not Path(path).is_file():
+def _check_file(path: str | os.PathLike[str]) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidParameterError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    if not p.is_file():
         raise InvalidParameterError(f"path {str(path)!r} is not a file")
+    return p
+
+
+def _check_header(path: Path, raw: Any) -> dict[str, Any]:
+    """Parse and validate the ``prunekit`` JSON header (schema of every entry included)."""
+    if not isinstance(raw, str):
+        raise CorruptFileError(f"{path}: not a prunekit compact file (no 'prunekit' metadata)")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types
-        raise PrunekitError(f"{path}: not a safetensors file ({exc})") from exc
-    if "prunekit" not in meta:
-        raise PrunekitError(f"{path}: not a prunekit compact file (no 'prunekit' metadata)")
-    header = json.loads(meta["prunekit"])
-    if header.get("format") != FORMAT_NAME or int(header.get("version", 0)) > FORMAT_VERSION:
-        raise PrunekitError(
-            f"{path}: unsupported compact format {header.get('format')!r} "
-            f"version {header.get('version')!r}"
+        header = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError, RecursionError-free: json nests iteratively
+        raise CorruptFileError(f"{path}: corrupt compact header (invalid JSON: {exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        fmt = header.get("format") if isinstance(header, dict) else None
+        raise CorruptFileError(f"{path}: not a prunekit compact file (format {fmt!r})")
+    version = header.get("version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise CorruptFileError(
+            f"{path}: unsupported compact format version {version!r} (this prunekit reads "
+            f"versions 1 to {FORMAT_VERSION}; a newer file needs a newer prunekit)"
         )
+    tensors, user = header.get("tensors"), header.get("user", {})
+    if not isinstance(tensors, dict):
+        raise CorruptFileError(f"{path}: corrupt compact header ('tensors' is not an object)")
+    if not isinstance(user, dict) or not all(isinstance(v, str) for v in user.values()):
+        raise CorruptFileError(f"{path}: corrupt compact header ('user' must map str to str)")
+    try:
+        for name, info in tensors.items():
+            _check_info(name, info)
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"{path}: {exc}") from None
     return header
 
 
+def read_compact_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The validated JSON header of a compact file: encodings per tensor and user ``metadata``.
+
+    Raises :class:`~prunekit.errors.CorruptFileError` for a file that is not a valid compact
+    file (not safetensors, no or malformed header, unknown version or fields).
+    """
+    from safetensors import safe_open
+
+    p = _check_file(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise CorruptFileError(f"{path}: not a safetensors file ({exc})") from None
+    if "prunekit" not in meta:
+        raise CorruptFileError(f"{path}: not a prunekit compact file (no 'prunekit' metadata)")
+    return _check_header(p, meta["prunekit"])
+
+
+_PARTS = ("values", "mask", "index", "scale", "negzero")
+
+
 def load_compact(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Load a compact file back into a dense state dict (bit-exact unless saved with int8)."""
-    from safetensors.torch import load_file
+    """Load a compact file back into a dense state dict (bit-exact unless saved with int8).
+
+    Every claim of the file is checked against its bytes before anything is allocated; a
+    truncated, mutated or malformed file raises :class:`~prunekit.errors.CorruptFileError`.
+    """
+    from safetensors.torch import load
 
     header = read_compact_metadata(path)
-    store = load_file(str(path))
-    return {name: _decode(name, info, store) for name, info in header["tensors"].items()}
+    try:
+        store = load(Path(path).read_bytes())  # bounded by the file's size
+    except Exception as exc:  # safetensors raises its own error types
+        raise CorruptFileError(f"{path}: not a valid safetensors file ({exc})") from None
+    expected = {n for n in header["tensors"]} | {
+        f"{n}{_SEP}{part}" for n in header["tensors"] for part in _PARTS
+    }
+    stray = sorted(set(store) - expected)
+    if stray:
+        raise CorruptFileError(f"{path}: corrupt compact file: unexpected tensors {stray[:5]}")
+    try:
+        return {name: _decode(name, info, store) for name, info in header["tensors"].items()}
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"{path}: {exc}") from None
 
 
 def load_compact_into(
