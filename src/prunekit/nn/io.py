@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunekit._io import atomic_path
+from prunekit._io import atomic_write_bytes, check_output_path
 from prunekit.errors import (
     CorruptFileError,
     InvalidParameterError,
@@ -407,8 +407,9 @@ def save_compact(
     ``nm``; otherwise N:M is auto-detected for M in 4, 8, 16 and used when smallest. Models pruned
     with ``torch.nn.utils.prune`` are saved with their masks folded in. The write is atomic.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
+    check_output_path(path)  # before the work: a bad destination fails at once
     sd = _as_state_dict(model_or_state_dict)
     if metadata is not None and not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
@@ -429,10 +430,9 @@ def save_compact(
         "tensors": entries,
         "user": dict(metadata or {}),
     }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"prunekit": json.dumps(header)})
-    return path
+    # serialise in memory and write through our one atomic temp file (safetensors' save_file
+    # would create a second temporary file of its own)
+    return atomic_write_bytes(path, save(tensors, metadata={"prunekit": json.dumps(header)}))
 
 
 def _check_file(path: str | os.PathLike[str]) -> Path:
