@@ -358,6 +358,22 @@ def _decode_nm(
 def _as_state_dict(
     model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
 ) -> dict[str, torch.Tensor]:
+    sd = _state_dict_of(model_or_state_dict)
+    bad_names = [k for k in sd if not isinstance(k, str) or not k]
+    if bad_names:
+        raise InvalidParameterError(f"state dict keys must be non-empty strings: {bad_names[:5]}")
+    meta = [k for k, v in sd.items() if v.is_meta]
+    if meta:
+        raise UnsupportedModelError(
+            f"tensors {meta[:5]} are on the meta device (they hold no data); materialise the "
+            "model before saving"
+        )
+    return sd
+
+
+def _state_dict_of(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
     if isinstance(model_or_state_dict, nn.Module):
         return state_dict_with_torch_prune_applied(model_or_state_dict.state_dict())
     if isinstance(model_or_state_dict, Mapping):

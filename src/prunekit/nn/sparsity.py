@@ -16,7 +16,8 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from prunekit._validation import check_choice, check_fraction, check_sparsity
-from prunekit.errors import InvalidParameterError, UnsupportedModelError
+from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
 from prunekit.nn.importance import CRITERIA, get_criterion
 from prunekit.nn.patterns import Pattern, global_masks, mask_from_scores, parse_pattern
 from prunekit.nn.schedules import SCHEDULES, OneShot, Schedule, make_schedule
@@ -230,6 +231,40 @@ def model_sparsity(model: nn.Module) -> float:
     return zeros / total if total else 0.0
 
 
+def _checked_scores(
+    scores: Any, params: Mapping[str, torch.Tensor]
+) -> Mapping[str, torch.Tensor]:
+    """A criterion's output: one finite score tensor per parameter, of the parameter's size."""
+    if not isinstance(scores, Mapping):
+        raise InvalidParameterError(
+            f"the criterion must return a dict {{param name: scores}}, got {type(scores).__name__}"
+        )
+    missing = [n for n in params if n not in scores]
+    if missing:
+        raise InvalidParameterError(f"criterion returned no scores for {missing}")
+    for name, p in params.items():
+        s = scores[name]
+        if not isinstance(s, torch.Tensor) or s.numel() != p.numel():
+            what = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+            raise ShapeMismatchError(
+                f"criterion scores for layer {name!r} must be a tensor of shape "
+                f"{tuple(p.shape)}, got {what}"
+            )
+        if s.is_complex() or not bool(torch.isfinite(s.detach().double()).all()):
+            bad = int((~torch.isfinite(s.detach().double())).sum()) if not s.is_complex() else -1
+            raise InvalidParameterError(
+                f"criterion returned non-finite scores (NaN or inf) for layer {name!r} "
+                f"({bad} of {s.numel()}); masks from them would be arbitrary. Check the "
+                "criterion, the data= batches and the weights for NaN/inf"
+            )
+    return scores
+
+
+def _scope_key_matches(key: str, module_name: str) -> bool:
+    key_mod = key.removesuffix(".weight")
+    return key_mod == module_name or fnmatch.fnmatchcase(module_name, key_mod)
+
+
 def _matches(name: str, module: nn.Module, patterns: Iterable[str]) -> bool:
     tname = type(module).__name__
     return any(p == tname or fnmatch.fnmatchcase(name, p) or name == p for p in patterns)
@@ -329,10 +364,18 @@ class Pruner:
         self.current_sparsity = 0.0
         self._targets: list[str] | None = None
         self._prepared = False
-        if getattr(self.criterion, "needs_data", False) and data is None:
-            raise InvalidParameterError(
-                f"criterion={config.criterion!r} needs data=<DataLoader of (inputs, targets)>"
-            )
+        if getattr(self.criterion, "needs_data", False):
+            if data is None:
+                raise InvalidParameterError(
+                    f"criterion={config.criterion!r} needs data=<DataLoader of (inputs, targets)>"
+                )
+            if isinstance(data, Sized) and len(data) == 0:
+                raise InvalidParameterError(
+                    f"data= is empty; criterion={config.criterion!r} needs at least one "
+                    "(inputs, targets) batch"
+                )
+        if loss_fn is not None and not callable(loss_fn):
+            raise InvalidParameterError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -364,6 +407,12 @@ class Pruner:
                 self.skipped[pname] = (
                     f"type {type(module).__name__} is not pruned (add it to include)"
                 )
+        if not candidates:
+            raise UnsupportedModelError(
+                "the model has no prunable layer (Linear/Conv1d/2d/3d, or a module with a weight "
+                "named in include=)"
+            )
+        self._check_names(candidates)
         explicit_names = {
             n
             for n, m in candidates
@@ -394,6 +443,37 @@ class Pruner:
                 + "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
             )
         return targets
+
+    def _check_names(self, candidates: list[tuple[str, nn.Module]]) -> None:
+        """Meta tensors are refused; scope keys must name layers; include/exclude should match."""
+        meta = [n or "<model>" for n, m in candidates if m.weight.is_meta]
+        if meta:
+            raise UnsupportedModelError(
+                f"layers {meta[:5]} have weights on the meta device (no data); materialise the "
+                "model (e.g. load its weights) before pruning"
+            )
+        cfg = self.config
+        if isinstance(cfg.scope, Mapping):
+            names = [n for n, _ in candidates]
+            unknown = [
+                k for k in cfg.scope
+                if not isinstance(k, str)
+                or not any(_scope_key_matches(k, n) for n in names)
+            ]
+            if unknown:
+                raise InvalidParameterError(
+                    f"scope names unknown layers {unknown[:5]}; prunable layers: {names[:20]}"
+                )
+        modules = list(self.model.named_modules())
+        for arg in ("include", "exclude"):
+            for pat in getattr(cfg, arg):
+                if not any(_matches(n, m, [pat]) for n, m in modules):
+                    warnings.warn(
+                        f"{arg} pattern {pat!r} matches no module of the model (module type "
+                        "names like 'Linear' or globs on module names like 'features.*')",
+                        UserWarning,
+                        stacklevel=4,
+                    )
 
     def _explicit(self, module_name: str) -> float | None:
         assert isinstance(self.config.scope, Mapping)
@@ -451,9 +531,7 @@ class Pruner:
             return self.masks
         with torch.enable_grad():
             scores = self.criterion(self.model, params, self.data, self.loss_fn)
-        missing = [n for n in params if n not in scores]
-        if missing:
-            raise InvalidParameterError(f"criterion returned no scores for {missing}")
+        scores = _checked_scores(scores, params)
         clean: dict[str, torch.Tensor] = {}
         for name, p in params.items():
             s = scores[name].detach().to(torch.float64).reshape(p.shape).clone()
