@@ -24,7 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit._validation import check_choice, check_fraction, check_sparsity
+from prunekit._validation import (
+    check_choice,
+    check_fraction,
+    check_positive_int,
+    check_sparsity,
+)
 from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
 from prunekit.nn.importance import CRITERIA, get_criterion
 from prunekit.nn.patterns import Pattern, global_masks, mask_from_scores, parse_pattern
@@ -43,6 +48,31 @@ __all__ = [
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SCOPES = ("global", "layer")
 NORMALIZATIONS = ("none", "l2", "mean")
+
+
+def _names_arg(name: str, value: Any) -> tuple[str, ...]:
+    """``include``/``exclude``: one pattern or an iterable of patterns (module type names or
+    globs on module names)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidParameterError(
+            f"{name} must be a list of module type names ('Linear') or name globs "
+            f"('features.*'), got {value!r}"
+        )
+    return tuple(value)
+
+
+def _options_arg(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidParameterError(
+            f"criterion_options must be a dict of keyword options, got {value!r}"
+        )
+    return dict(value)
 
 
 def _normalize(scores: torch.Tensor, how: str) -> torch.Tensor:
@@ -112,8 +142,15 @@ class SparsityConfig:
         check_choice("normalize", self.normalize, NORMALIZATIONS)
         if self.min_sparsity > self.max_sparsity:
             raise InvalidParameterError("min_sparsity must be <= max_sparsity")
-        object.__setattr__(self, "include", tuple(self.include or ()))
-        object.__setattr__(self, "exclude", tuple(self.exclude or ()))
+        object.__setattr__(self, "include", _names_arg("include", self.include))
+        object.__setattr__(self, "exclude", _names_arg("exclude", self.exclude))
+        object.__setattr__(self, "criterion_options", _options_arg(self.criterion_options))
+        if not isinstance(self.prune_first_last, bool):
+            raise InvalidParameterError(
+                f"prune_first_last must be True or False, got {self.prune_first_last!r}"
+            )
+        if self.total_steps != 0:
+            check_positive_int("total_steps", self.total_steps)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SparsityConfig:
@@ -333,12 +370,12 @@ class Pruner:
                 pattern=str(parse_pattern(pattern)),
                 scope=scope,
                 schedule=schedule if schedule is not None else "oneshot",
-                include=tuple(include or ()),
-                exclude=tuple(exclude or ()),
+                include=_names_arg("include", include),
+                exclude=_names_arg("exclude", exclude),
                 min_sparsity=min_sparsity,
                 max_sparsity=max_sparsity,
                 prune_first_last=prune_first_last,
-                criterion_options=dict(criterion_options or {}),
+                criterion_options=_options_arg(criterion_options),
                 total_steps=total_steps,
                 normalize=normalize,
             )
