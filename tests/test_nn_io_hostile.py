@@ -20,7 +20,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prunekit.errors import CorruptFileError, PrunekitError
+from prunekit.errors import CorruptFileError, PrunekitError, UnsupportedModelError
 from prunekit.nn.io import load_compact, load_compact_into, read_compact_metadata, save_compact
 from prunekit.nn.patterns import nm_mask
 
@@ -190,7 +190,9 @@ def test_load_compact_into_refuses_corrupt_files(tmp_path: Path, valid: bytes) -
     path = tmp_path / "x.safetensors"
     path.write_bytes(edit_prunekit(valid, _set("sparse", "shape", [2**22, 2**10])))
     with pytest.raises(CorruptFileError), memory_cap():
-        load_compact_into(torch.nn.Linear(2, 2), path)
+        load_compact_into(torch.nn.Linear(2, 2), path, strict=False)
+    with pytest.raises(UnsupportedModelError, match="does not fit"), memory_cap():
+        load_compact_into(torch.nn.Linear(2, 2), path)  # names/shapes compared before decoding
 
 
 @settings(

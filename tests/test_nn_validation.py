@@ -173,3 +173,39 @@ def test_save_compact_refuses_meta_tensors(tmp_path) -> None:  # type: ignore[no
     with pytest.raises(UnsupportedModelError, match="meta"):
         save_compact(meta, tmp_path / "m.safetensors")
     assert not list(tmp_path.iterdir())
+
+
+def test_pruner_load_state_dict_validates() -> None:
+    pruner = Pruner(mlp(), sparsity=0.5).prepare()
+    good = pruner.state_dict()
+    for bad in (
+        None,
+        {"masks": [1, 2]},
+        {"masks": {"2.weight": "x"}},
+        {"masks": {"2.weight": torch.full((16, 16), 0.5)}},
+        {"masks": {"9.weight": torch.ones(16, 16, dtype=torch.bool)}},
+        {**good, "step_count": -1},
+        {**good, "current_sparsity": 3.0},
+    ):
+        with pytest.raises(InvalidParameterError):
+            pruner.load_state_dict(bad)  # type: ignore[arg-type]
+    pruner.load_state_dict(good)
+
+
+def test_lottery_rejects_non_callable_evaluate() -> None:
+    from prunekit.nn.lottery import lottery_ticket
+
+    with pytest.raises(InvalidParameterError, match="evaluate"):
+        lottery_ticket(mlp(), lambda m, on_step: None, 0.5, evaluate=3)  # type: ignore[arg-type]
+
+
+def test_load_compact_into_argument_types(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from prunekit.nn.io import load_compact_into, save_compact
+
+    path = save_compact(mlp(), tmp_path / "m.safetensors")
+    with pytest.raises(UnsupportedModelError):
+        load_compact_into("model", path)  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError, match="strict"):
+        load_compact_into(mlp(), path, strict="yes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError, match="not a file"):
+        load_compact_into(mlp(), tmp_path / "missing.safetensors")

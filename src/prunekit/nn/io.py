@@ -540,7 +540,24 @@ def load_compact(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 def load_compact_into(
     model: nn.Module, path: str | os.PathLike[str], strict: bool = True
 ) -> nn.Module:
-    """Load a compact file into ``model`` (``load_state_dict``); return the model."""
+    """Load a compact file into ``model`` (``load_state_dict``); return the model.
+
+    With ``strict=True`` the stored names and shapes are compared with the model's before any
+    tensor is decoded.
+    """
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(strict, bool):
+        raise InvalidParameterError(f"strict must be True or False, got {strict!r}")
+    if strict:
+        stored = read_compact_metadata(path)["tensors"]
+        wanted = {k: list(v.shape) for k, v in model.state_dict().items()}
+        got = {k: v["shape"] for k, v in stored.items()}
+        if got != wanted:
+            diff = sorted(set(got) ^ set(wanted)) or [k for k in got if got[k] != wanted[k]]
+            raise UnsupportedModelError(
+                f"compact file {path} does not fit the model (names or shapes differ: {diff[:5]})"
+            )
     state = load_compact(path)
     try:
         model.load_state_dict(state, strict=strict)

@@ -50,6 +50,13 @@ SCOPES = ("global", "layer")
 NORMALIZATIONS = ("none", "l2", "mean")
 
 
+def _is_mask(v: Any) -> bool:
+    """A bool tensor, or a real tensor holding only 0 and 1."""
+    if not isinstance(v, torch.Tensor) or v.is_complex():
+        return False
+    return v.dtype == torch.bool or bool(((v == 0) | (v == 1)).all())
+
+
 def _names_arg(name: str, value: Any) -> tuple[str, ...]:
     """``include``/``exclude``: one pattern or an iterable of patterns (module type names or
     globs on module names)."""
@@ -690,11 +697,23 @@ class Pruner:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (masks, step counter, current sparsity)."""
+        if not isinstance(state, Mapping) or not isinstance(state.get("masks"), Mapping):
+            raise InvalidParameterError(
+                "state must be a dict with 'masks' ({param name: bool tensor}), as returned by "
+                "Pruner.state_dict()"
+            )
         masks = dict(state["masks"])
         params = self._params()
         for k, v in masks.items():
+            if not _is_mask(v):
+                raise InvalidParameterError(f"mask {k!r} must be a bool (or 0/1) tensor")
             if k not in params or tuple(v.shape) != tuple(params[k].shape):
                 raise InvalidParameterError(f"mask {k!r} does not match the model's parameters")
+        step, current = state.get("step_count", 0), state.get("current_sparsity", 0.0)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise InvalidParameterError(f"step_count must be an integer >= 0, got {step!r}")
+        check_fraction("current_sparsity", current, high_inclusive=True)
         self.masks = {k: v.to(torch.bool) for k, v in masks.items()}
         self.step_count = int(state.get("step_count", 0))
         self.current_sparsity = float(state.get("current_sparsity", 0.0))
