@@ -92,10 +92,12 @@ def test_negative_zero(tmp_path: Path) -> None:
 def test_nm_packed_indices(tmp_path: Path, n: int, m: int) -> None:
     w = torch.randn(32, 64)
     w = w * nm_mask(w.abs(), n, m)
-    auto = read_compact_metadata(save_compact({"w": w}, tmp_path / "auto.safetensors"))
+    auto = read_compact_metadata(
+        save_compact({"w": w}, tmp_path / "auto.safetensors", compression=None)
+    )
     assert auto["tensors"]["w"]["enc"] == "nm"  # exact N:M: nm is never larger than a bitmask
     w[3, :m] = 0  # a group with fewer than N non-zeros: declare the pattern to keep nm
-    path = save_compact({"w": w}, tmp_path / "nm.safetensors", nm={"w": (n, m)})
+    path = save_compact({"w": w}, tmp_path / "nm.safetensors", nm={"w": (n, m)}, compression=None)
     info = read_compact_metadata(path)["tensors"]["w"]
     assert info["enc"] == "nm" and (info["n"], info["m"]) == (n, m)
     with safe_open(str(path), framework="pt") as f:

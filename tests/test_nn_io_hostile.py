@@ -70,21 +70,39 @@ def edit_prunekit(raw: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
     return join(header, body)
 
 
-@pytest.fixture(scope="module")
-def valid(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A small compact file holding all three encodings, int8 scales and negative zeros."""
+def _example_state() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     sparse = torch.randn(16, 32, generator=g)
     sparse[sparse.abs() < 1.2] = 0
     sparse[0, 0] = -0.0
     nm = torch.randn(8, 16, generator=g)
     nm = nm * nm_mask(nm.abs(), 2, 4)
-    sd = {"sparse": sparse, "nm": nm, "dense": torch.randn(7, generator=g), "n": torch.tensor(3)}
-    path = tmp_path_factory.mktemp("c") / "v.safetensors"
-    save_compact(sd, path, signed_zeros=True)
+    return {"sparse": sparse, "nm": nm, "dense": torch.randn(7, generator=g), "n": torch.tensor(3),
+            "big_dense": torch.randn(40, generator=g)}
+
+
+def _example_file(folder: Path, compression: str | None) -> bytes:
+    """A small compact file holding all three encodings, int8 scales and negative zeros."""
+    path = folder / "v.safetensors"
+    save_compact(_example_state(), path, signed_zeros=True, compression=compression)
     header = read_compact_metadata(path)["tensors"]
     assert {header[k]["enc"] for k in header} == {"bitmask", "nm", "dense"}
     return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Version-1 layout: every part stored as a plain tensor."""
+    return _example_file(tmp_path_factory.mktemp("v1"), None)
+
+
+@pytest.fixture(scope="module", params=["zlib", "lzma"])
+def packed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Version-2 layout: masks, indices and values entropy-coded in byte planes."""
+    raw = _example_file(tmp_path_factory.mktemp("v2"), request.param)
+    meta = json.loads(split(raw)[0]["__metadata__"]["prunekit"])
+    assert meta["version"] == 2 and "packed" in meta["tensors"]["sparse"]
+    return raw
 
 
 def _load(tmp_path: Path, raw: bytes) -> dict[str, torch.Tensor]:
@@ -195,15 +213,65 @@ def test_load_compact_into_refuses_corrupt_files(tmp_path: Path, valid: bytes) -
         load_compact_into(torch.nn.Linear(2, 2), path)  # names/shapes compared before decoding
 
 
+def test_packed_round_trip_is_bit_exact(tmp_path: Path, packed: bytes) -> None:
+    out = _load(tmp_path, packed)
+    for k, v in _example_state().items():
+        assert out[k].dtype == v.dtype and torch.equal(out[k], v)
+    assert torch.signbit(out["sparse"][0, 0])  # -0.0 kept (signed_zeros=True)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (_set("sparse", "shape", [2**22, 2**10]), "decodes to"),  # huge claim, small stream
+        (_set("sparse", "shape", [16, 33]), "decodes to"),
+        (_set("sparse", "packed", {"values": {"codecs": ["zlib"], "lengths": [1]}}), "malformed"),
+        (_set("sparse", "packed", {"index": {}}), "do not belong"),
+        (_set("sparse", "packed", []), "do not belong"),
+        (lambda m: m["tensors"]["sparse"]["packed"]["mask"].update(codecs=["pickle"]), "malformed"),
+        (lambda m: m["tensors"]["sparse"]["packed"]["mask"].update(lengths=[-1]), "malformed"),
+        (lambda m: m["tensors"]["sparse"]["packed"]["values"]["lengths"].reverse(),
+         "decodes|damaged"),
+        (lambda m: m["tensors"]["nm"].pop("packed"), "expected"),
+    ],
+)
+def test_packed_header_claims(
+    tmp_path: Path, packed: bytes, edit: Callable[[dict[str, Any]], None], match: str
+) -> None:
+    with pytest.raises(CorruptFileError, match=match) as info:
+        _load(tmp_path, edit_prunekit(packed, edit))
+    _no_allocation_failure(info.value)
+
+
+def test_decompression_is_capped_at_the_claimed_size(tmp_path: Path) -> None:
+    import zlib
+
+    from safetensors.torch import load, save
+
+    packed = _example_file(tmp_path, "zlib")
+    header, _ = split(packed)
+    meta = json.loads(header["__metadata__"]["prunekit"])
+    store = load(packed)
+    comp = zlib.compressobj(1)
+    chunk = bytes(2**20)
+    bomb = b"".join(comp.compress(chunk) for _ in range(512)) + comp.flush()  # 512 MiB zeros
+    store["sparse::mask"] = torch.frombuffer(bytearray(bomb), dtype=torch.uint8)
+    meta["tensors"]["sparse"]["packed"]["mask"] = {"codecs": ["zlib"], "lengths": [len(bomb)]}
+    raw = save(store, metadata={"prunekit": json.dumps(meta)})
+    with pytest.raises(CorruptFileError, match="decodes to") as info:
+        _load(tmp_path, raw)
+    _no_allocation_failure(info.value)
+
+
 @settings(
     derandomize=True, max_examples=150, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_random_byte_mutations_raise_prunekit_error_in_bounded_memory(
-    tmp_path: Path, valid: bytes, data: st.DataObject
+    tmp_path: Path, valid: bytes, packed: bytes, data: st.DataObject
 ) -> None:
-    raw = bytearray(valid)
+    raw = bytearray(data.draw(st.sampled_from([valid, packed]), label="layout"))
     for _ in range(data.draw(st.integers(1, 4), label="n_mutations")):
         kind = data.draw(st.sampled_from(["flip", "set", "insert", "delete"]), label="kind")
         pos = data.draw(st.integers(0, len(raw) - 1), label="pos")

@@ -14,7 +14,23 @@ describing how each state-dict tensor is stored:
 
 Each tensor gets the smallest of the encodings (ties prefer ``nm``, then ``dense``), so file
 bytes fall with sparsity: at 90 % unstructured sparsity a float32 weight costs
-``1/8 + 0.1 * 4`` bytes per element, about 0.13x dense. Loading is bit-exact (NaN and
+``1/8 + 0.1 * 4`` bytes per element, about 0.13x dense, before entropy coding.
+
+Version 2 (the default, ``compression="zlib"`` or ``"lzma"``) entropy-codes the parts: each
+mask, index and value array of 64 bytes or more is split into byte planes (byte ``k`` of every
+element; the sign/exponent byte of floats is a low-entropy stream of its own), and each plane is
+compressed with stdlib ``zlib``/``lzma`` or kept raw when that does not pay; the header lists
+each plane's codec and stored length (``info["packed"]``). On resnet18 this makes the file
+smaller than ``gzip -6`` of a ``torch.save`` checkpoint at every sparsity from 50 to 95 %
+(``benchmarks/compact.py``). ``compression=None`` writes the plain version-1 layout; both
+versions load.
+
+Loading trusts nothing: the header schema (names, shapes, dtypes from an allow-list, encodings,
+N:M fields) is validated, and every stored part must have exactly the length its claimed shape
+implies (bitmask bytes ``ceil(numel/8)``, value count = popcount of the mask, N:M index bits,
+per-plane decoded sizes, with decompression capped at that size) before the dense tensor is
+allocated, so a file never costs more than a small multiple of its verified dense size.
+Any violation raises :class:`~prunekit.errors.CorruptFileError`. Loading is bit-exact (NaN and
 infinities included) with one exception by default: a negative zero ``-0.0`` (what ``w * mask``
 gives for a negative ``w``) is a zero and loads as ``+0.0`` — numerically equal, so
 ``torch.equal`` holds (the :class:`~prunekit.nn.Pruner` writes ``+0.0``, so its models
@@ -29,8 +45,10 @@ symmetric per-output-row scale (``name::scale``, float32; Jacob et al. 2018). Th
 from __future__ import annotations
 
 import json
+import lzma
 import math
 import os
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,7 +78,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "prunekit.compact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _SEP = "::"
 _NM_CANDIDATE_M = (4, 8, 16)
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -196,6 +214,126 @@ def _encode(
     return tensors, {**info, "enc": "nm", "n": n, "m": m, "int8": quant}
 
 
+# ------------------------------------------------------------------ entropy coding (version 2)
+# A *packed* part (values, mask, index; a dense tensor's data) is one uint8 blob: the part's
+# bytes split into byte planes (plane k holds byte k of every element: the sign/exponent byte
+# of floats is then a low-entropy stream of its own), each plane compressed on its own or kept
+# raw when compression does not pay. ``info["packed"][part] = {"codecs": [...], "lengths": [...]}``
+# lists each plane's codec and stored length; the decoded size of each plane is known from the
+# verified element count, and decompression is capped there (no decompression bomb).
+CODECS = ("zlib", "lzma")
+_PLANE_CODECS = ("raw", *CODECS)
+_PACK_MIN_BYTES = 64
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6}]
+
+
+def _compress(data: bytes, codec: str) -> bytes:
+    if codec == "zlib":
+        return zlib.compress(data, 6)
+    return lzma.compress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+
+
+def _decompress(name: str, data: bytes, codec: str, size: int) -> bytes:
+    """Decompress to exactly ``size`` bytes; never produces more than ``size + 1``."""
+    if codec == "raw":
+        out, complete = data, True
+    elif codec == "zlib":
+        dz = zlib.decompressobj()
+        try:
+            out = dz.decompress(data, size + 1)
+        except zlib.error as exc:
+            raise _corrupt(name, f"zlib stream is damaged ({exc})") from None
+        complete = dz.eof and not dz.unused_data
+    else:
+        dx = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+        try:
+            out = dx.decompress(data, size + 1)
+        except lzma.LZMAError as exc:
+            raise _corrupt(name, f"lzma stream is damaged ({exc})") from None
+        complete = dx.eof and not dx.unused_data
+    if len(out) != size or not complete:
+        raise _corrupt(name, f"a {codec} plane decodes to {len(out)}+ bytes, expected {size}")
+    return out
+
+
+def _pack(t: torch.Tensor, codec: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Byte-plane split + per-plane compression of a 1-D tensor: (uint8 blob, packed info)."""
+    size = t.element_size()
+    raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().reshape(-1, size)
+    codecs, lengths, chunks = [], [], []
+    for k in range(size):
+        plane = np.ascontiguousarray(raw[:, k]).tobytes()
+        packed = _compress(plane, codec)
+        use = (codec, packed) if len(packed) < len(plane) else ("raw", plane)
+        codecs.append(use[0])
+        lengths.append(len(use[1]))
+        chunks.append(use[1])
+    blob = torch.frombuffer(bytearray(b"".join(chunks)), dtype=torch.uint8)
+    return blob, {"codecs": codecs, "lengths": lengths}
+
+
+def _unpack(
+    name: str, blob: torch.Tensor, spec: Any, dtype: torch.dtype, numel: int
+) -> torch.Tensor:
+    """Inverse of :func:`_pack` for ``numel`` elements of ``dtype``, every length checked."""
+    size = torch.empty((), dtype=dtype).element_size()
+    codecs = spec.get("codecs") if isinstance(spec, Mapping) else None
+    lengths = spec.get("lengths") if isinstance(spec, Mapping) else None
+    if (
+        set(spec) != {"codecs", "lengths"}
+        or not isinstance(codecs, list)
+        or not isinstance(lengths, list)
+        or len(codecs) != size
+        or len(lengths) != size
+        or not all(c in _PLANE_CODECS for c in codecs)
+        or not all(type(n) is int and n >= 0 for n in lengths)
+    ):
+        raise _corrupt(name, f"packed part description is malformed: {str(spec)[:120]}")
+    if blob.dtype != torch.uint8 or blob.ndim != 1 or blob.numel() != sum(lengths):
+        raise _corrupt(name, f"packed blob has {blob.numel()} bytes, header says {sum(lengths)}")
+    data = blob.numpy().tobytes()
+    out = np.empty((numel, size), dtype=np.uint8)
+    start = 0
+    for k, (codec, length) in enumerate(zip(codecs, lengths, strict=True)):
+        plane = _decompress(name, data[start : start + length], codec, numel)
+        out[:, k] = np.frombuffer(plane, dtype=np.uint8)
+        start += length
+    return torch.from_numpy(out.reshape(-1)).view(dtype)
+
+
+def _pack_parts(
+    name: str, tensors: dict[str, torch.Tensor], info: dict[str, Any], codec: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Pack the large parts of one encoded tensor (a dense tensor moves to ``name::values``)."""
+    out: dict[str, torch.Tensor] = {}
+    packed: dict[str, Any] = {}
+    for key, t in tensors.items():
+        part = key.split(_SEP)[1] if _SEP in key else "values"
+        big = t.numel() * t.element_size() >= _PACK_MIN_BYTES
+        if part in ("values", "mask", "index") and big:
+            blob, spec = _pack(t.reshape(-1), codec)
+            out[name + _SEP + part] = blob
+            packed[part] = spec
+        else:
+            out[key] = t
+    return out, ({**info, "packed": packed} if packed else info)
+
+
+def _part(
+    store: Mapping[str, torch.Tensor],
+    info: Mapping[str, Any],
+    name: str,
+    part: str,
+    dtype: torch.dtype,
+    numel: int,
+) -> torch.Tensor:
+    """A 1-D part of ``numel`` elements: unpacked if the header says so, else stored as is."""
+    spec = info.get("packed", {}).get(part)
+    if spec is None:
+        return _stored(store, name + _SEP + part, dtype, numel=numel)
+    return _unpack(name, _stored(store, name + _SEP + part, torch.uint8), spec, dtype, numel)
+
+
 # ------------------------------------------------------------------------- validated decoding
 # Every claim of the header (shapes, dtypes, encodings, pattern fields) is checked against the
 # bytes actually present before anything is allocated: a tensor's dense size is only trusted
@@ -211,7 +349,8 @@ _DTYPES: dict[str, torch.dtype] = {
     if isinstance(getattr(torch, name, None), torch.dtype)
 }
 _ENCODINGS = ("dense", "bitmask", "nm")
-_INFO_KEYS = {"shape", "dtype", "enc", "int8", "n", "m"}
+_INFO_KEYS = {"shape", "dtype", "enc", "int8", "n", "m", "packed"}
+_PACKABLE = {"dense": {"values"}, "bitmask": {"values", "mask"}, "nm": {"values", "index"}}
 _MAX_NDIM = 64
 _MAX_M = 1 << 16
 
@@ -257,6 +396,9 @@ def _check_info(name: Any, info: Any) -> tuple[tuple[int, ...], torch.dtype, str
             raise _corrupt(name, f"N:M {n}:{m} does not fit shape {shape}")
     elif "n" in info or "m" in info:
         raise _corrupt(name, "n/m fields only belong to the 'nm' encoding")
+    packed = info.get("packed", {})
+    if not isinstance(packed, dict) or not set(packed) <= _PACKABLE[enc]:
+        raise _corrupt(name, f"packed parts {str(packed)[:80]} do not belong to encoding {enc!r}")
     return tuple(shape), dtype, enc, quant
 
 
@@ -303,14 +445,17 @@ def _decode(name: str, info: Any, store: Mapping[str, torch.Tensor]) -> torch.Te
     if quant:
         scale = _stored(store, name + _SEP + "scale", torch.float32, numel=_rows(shape))
     if enc == "dense":
-        if not quant:
-            return _stored(store, name, dtype, shape=shape)
-        values = _stored(store, name + _SEP + "values", torch.int8, shape=shape)
-        return _dequantize_rows(values, scale, dtype)  # type: ignore[arg-type]
+        if "values" in info.get("packed", {}):
+            values = _part(store, info, name, "values", vdtype, numel).reshape(shape)
+        elif quant:
+            values = _stored(store, name + _SEP + "values", torch.int8, shape=shape)
+        else:
+            values = _stored(store, name, dtype, shape=shape)
+        return _dequantize_rows(values, scale, dtype) if quant else values  # type: ignore[arg-type]
     if enc == "bitmask":
-        packed = _stored(store, name + _SEP + "mask", torch.uint8, numel=math.ceil(numel / 8))
+        packed = _part(store, info, name, "mask", torch.uint8, math.ceil(numel / 8))
         nz = _checked_mask(name, packed, numel)
-        values = _stored(store, name + _SEP + "values", vdtype, numel=int(nz.sum()))
+        values = _part(store, info, name, "values", vdtype, int(nz.sum()))
         out = torch.zeros(numel, dtype=vdtype)
         out[nz] = values
         out = out.reshape(shape)
@@ -341,10 +486,8 @@ def _decode_nm(
     rows = _rows(shape)
     kept = numel // m * n
     idx_bits = max(1, math.ceil(math.log2(m)))
-    values = _stored(store, name + _SEP + "values", vdtype, numel=kept)
-    packed = _stored(
-        store, name + _SEP + "index", torch.uint8, numel=math.ceil(kept * idx_bits / 8)
-    )
+    values = _part(store, info, name, "values", vdtype, kept)
+    packed = _part(store, info, name, "index", torch.uint8, math.ceil(kept * idx_bits / 8))
     bits = _checked_mask(name, packed, kept * idx_bits)
     idx = (bits.reshape(-1, idx_bits).long() << torch.arange(idx_bits)).sum(-1)
     idx = idx.reshape(rows, -1, n)
@@ -412,6 +555,7 @@ def save_compact(
     metadata: Mapping[str, str] | None = None,
     nm: Mapping[str, tuple[int, int]] | None = None,
     signed_zeros: bool = False,
+    compression: str | None = "zlib",
 ) -> Path:
     """Save a (sparse) model or state dict in the compact safetensors format; return the path.
 
@@ -422,11 +566,19 @@ def save_compact(
     pattern of tensors (``{name: (n, m)}``): a tensor that satisfies it is always stored as
     ``nm``; otherwise N:M is auto-detected for M in 4, 8, 16 and used when smallest. Models pruned
     with ``torch.nn.utils.prune`` are saved with their masks folded in. The write is atomic.
+    ``compression`` (``"zlib"``, default; ``"lzma"``: smaller, slower; ``None``: the plain
+    version-1 layout) entropy-codes the masks, indices and values (byte planes, see the module
+    docstring); loading stays bit-exact.
     """
     from safetensors.torch import save
 
     check_output_path(path)  # before the work: a bad destination fails at once
     sd = _as_state_dict(model_or_state_dict)
+    if compression is not None and compression not in CODECS:
+        raise InvalidParameterError(
+            f"compression={compression!r} is not supported; accepted values: "
+            + ", ".join(repr(c) for c in (*CODECS, None))
+        )
     if metadata is not None and not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
@@ -438,11 +590,13 @@ def save_compact(
             raise InvalidParameterError(f"tensor name {name!r} may not contain {_SEP!r}")
         hint = None if nm is None else nm.get(name)
         enc_tensors, info = _encode(name, t, int8, hint, signed_zeros)
+        if compression is not None:
+            enc_tensors, info = _pack_parts(name, enc_tensors, info, compression)
         tensors.update(enc_tensors)
         entries[name] = info
     header = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": 1 if compression is None else FORMAT_VERSION,
         "tensors": entries,
         "user": dict(metadata or {}),
     }
