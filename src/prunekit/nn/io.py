@@ -291,13 +291,17 @@ def _unpack(
         raise _corrupt(name, f"packed part description is malformed: {str(spec)[:120]}")
     if blob.dtype != torch.uint8 or blob.ndim != 1 or blob.numel() != sum(lengths):
         raise _corrupt(name, f"packed blob has {blob.numel()} bytes, header says {sum(lengths)}")
+    if any(c == "raw" and n != numel for c, n in zip(codecs, lengths, strict=True)):
+        raise _corrupt(name, f"a raw plane must hold {numel} bytes, lengths are {lengths}")
     data = blob.numpy().tobytes()
-    out = np.empty((numel, size), dtype=np.uint8)
-    start = 0
-    for k, (codec, length) in enumerate(zip(codecs, lengths, strict=True)):
-        plane = _decompress(name, data[start : start + length], codec, numel)
-        out[:, k] = np.frombuffer(plane, dtype=np.uint8)
+    planes, start = [], 0
+    for codec, length in zip(codecs, lengths, strict=True):
+        # each plane is verified to decode to exactly numel bytes before the output exists
+        planes.append(_decompress(name, data[start : start + length], codec, numel))
         start += length
+    out = np.empty((numel, size), dtype=np.uint8)
+    for k, plane in enumerate(planes):
+        out[:, k] = np.frombuffer(plane, dtype=np.uint8)
     return torch.from_numpy(out.reshape(-1)).view(dtype)
 
 
@@ -639,6 +643,8 @@ def _check_header(path: Path, raw: Any) -> dict[str, Any]:
     try:
         for name, info in tensors.items():
             _check_info(name, info)
+            if version < 2 and "packed" in info:
+                raise _corrupt(name, "packed parts need format version 2")
     except CorruptFileError as exc:
         raise CorruptFileError(f"{path}: {exc}") from None
     return header
