@@ -223,8 +223,8 @@ def test_packed_round_trip_is_bit_exact(tmp_path: Path, packed: bytes) -> None:
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        (_set("sparse", "shape", [2**22, 2**10]), "decodes to"),  # huge claim, small stream
-        (_set("sparse", "shape", [16, 33]), "decodes to"),
+        (_set("sparse", "shape", [2**22, 2**10]), "decodes to|raw plane"),  # huge claim
+        (_set("sparse", "shape", [16, 33]), "decodes to|raw plane"),
         (_set("big_dense", "shape", [2**22, 2**10]), "decodes to|raw plane"),
         (_set("sparse", "packed", {"values": {"codecs": ["zlib"], "lengths": [1]}}), "malformed"),
         (_set("sparse", "packed", {"index": {}}), "do not belong"),
@@ -232,7 +232,7 @@ def test_packed_round_trip_is_bit_exact(tmp_path: Path, packed: bytes) -> None:
         (lambda m: m["tensors"]["sparse"]["packed"]["mask"].update(codecs=["pickle"]), "malformed"),
         (lambda m: m["tensors"]["sparse"]["packed"]["mask"].update(lengths=[-1]), "malformed"),
         (lambda m: m["tensors"]["sparse"]["packed"]["values"]["lengths"].reverse(),
-         "decodes|damaged"),
+         "decodes|damaged|raw plane"),
         (lambda m: m["tensors"]["nm"].pop("packed"), "expected"),
         (lambda m: m.update(version=1), "version 2"),
     ],
