@@ -148,3 +148,11 @@ def test_report_html_is_atomic(tmp_path: Path, monkeypatch) -> None:
     assert not target.exists()
     report.write_html(target)
     assert target.read_text().startswith("<!") and _temps(tmp_path) == []
+
+
+def test_ctrl_c_mid_write_leaves_no_partial_output(tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_text("<html>partial")
+        raise KeyboardInterrupt
+    assert not target.exists() and _temps(tmp_path) == []

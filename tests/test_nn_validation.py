@@ -209,3 +209,24 @@ def test_load_compact_into_argument_types(tmp_path) -> None:  # type: ignore[no-
         load_compact_into(mlp(), path, strict="yes")  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="not a file"):
         load_compact_into(mlp(), tmp_path / "missing.safetensors")
+
+
+def test_pruner_step_and_torch_prune_export_validate() -> None:
+    from prunekit.nn.io import export_torch_prune
+
+    pruner = Pruner(mlp(), sparsity=0.5)
+    for bad in ("3", -1, 2.5, True):
+        with pytest.raises(InvalidParameterError, match="step"):
+            pruner.step(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidParameterError, match="masks"):
+        export_torch_prune(mlp(), [1])  # type: ignore[arg-type]
+    with pytest.raises(ShapeMismatchError, match="shape"):
+        export_torch_prune(mlp(), {"0.weight": torch.ones(3, dtype=torch.bool)})
+
+
+def test_save_pruned_validates_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from prunekit.nn.oneshot.export import save_pruned
+
+    with pytest.raises(InvalidParameterError, match="report"):
+        save_pruned(mlp(), tmp_path / "m.safetensors", report={"sparsity": 0.5})  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())

@@ -61,6 +61,7 @@ from prunekit._io import atomic_write_bytes, check_output_path
 from prunekit.errors import (
     CorruptFileError,
     InvalidParameterError,
+    ShapeMismatchError,
     UnsupportedModelError,
 )
 
@@ -683,11 +684,11 @@ def load_compact(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     Every claim of the file is checked against its bytes before anything is allocated; a
     truncated, mutated or malformed file raises :class:`~prunekit.errors.CorruptFileError`.
     """
-    from safetensors.torch import load
+    from safetensors.torch import load_file
 
     header = read_compact_metadata(path)
     try:
-        store = load(Path(path).read_bytes())  # bounded by the file's size
+        store = load_file(str(path))  # bounded by the file's size (offsets checked by safetensors)
     except Exception as exc:  # safetensors raises its own error types
         raise CorruptFileError(f"{path}: not a valid safetensors file ({exc})") from None
     expected = {n for n in header["tensors"]} | {
@@ -764,11 +765,20 @@ def export_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> n
     """
     from torch.nn.utils import prune
 
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(masks, Mapping):
+        raise InvalidParameterError(f"masks must be a dict {{name: bool tensor}}, got {masks!r}")
     modules = dict(model.named_modules())
     for qual, mask in masks.items():
         mod_name, _, tensor_name = qual.rpartition(".")
         module = modules.get(mod_name)
         if module is None or not isinstance(getattr(module, tensor_name, None), torch.Tensor):
             raise InvalidParameterError(f"masks: {qual!r} is not a tensor of the model")
+        target = getattr(module, tensor_name)
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(target.shape):
+            raise ShapeMismatchError(
+                f"masks: {qual!r} must be a tensor of shape {tuple(target.shape)}"
+            )
         prune.custom_from_mask(module, tensor_name, mask.to(torch.bool))
     return model

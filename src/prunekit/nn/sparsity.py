@@ -637,6 +637,8 @@ class Pruner:
 
         ``step`` sets the step counter explicitly (optional). Returns True if masks changed.
         """
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            raise InvalidParameterError(f"step must be an integer >= 0 or None, got {step!r}")
         if not self._prepared:
             self.prepare()
         accumulate = getattr(self.criterion, "accumulate", None)

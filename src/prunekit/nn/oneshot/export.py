@@ -31,6 +31,12 @@ def save_pruned(
     int8: bool = False,
 ) -> Path:
     """Write ``model`` (pruned) to ``path`` in the compact format; return the path."""
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(f"model must be an nn.Module, got {type(model).__name__}")
+    if report is not None and not isinstance(report, OneShotReport):
+        raise InvalidParameterError(
+            f"report must be the OneShotReport returned by oneshot(), got {type(report).__name__}"
+        )
     meta: dict[str, str] = {}
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "to_json_string"):
