@@ -127,7 +127,7 @@ def test_meta_device_and_models_without_prunable_layers() -> None:
         prune_model("model", 0.5)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("sparsity", [1.0, 1.5, -0.1, math.nan, math.inf, "0.5", True, None])
+@pytest.mark.parametrize("sparsity", [1.0, 1.5, -0.1, math.nan, math.inf, "0.5", True])
 def test_sparsity_out_of_range(sparsity: object) -> None:
     with pytest.raises(InvalidParameterError, match="sparsity"):
         prune_model(mlp(), sparsity)  # type: ignore[arg-type]
@@ -230,3 +230,13 @@ def test_save_pruned_validates_report(tmp_path) -> None:  # type: ignore[no-unty
     with pytest.raises(InvalidParameterError, match="report"):
         save_pruned(mlp(), tmp_path / "m.safetensors", report={"sparsity": 0.5})  # type: ignore[arg-type]
     assert not list(tmp_path.iterdir())
+
+
+def test_sparsity_contradicting_an_nm_pattern_is_reported() -> None:
+    with pytest.warns(UserWarning, match="fixes the sparsity at 0.5"):
+        report = prune_model(mlp(), 0.9, pattern="2:4", prune_first_last=True)
+    assert report.sparsity == 0.5 and any("does not apply" in n for n in report.notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert prune_model(mlp(), pattern="1:4", prune_first_last=True).sparsity == 0.75
+        assert prune_model(mlp(), prune_first_last=True).sparsity == 0.5

@@ -369,6 +369,16 @@ class Pruner:
                     sparsity = max(scope.values(), default=0.0)
                 else:
                     raise InvalidParameterError("sparsity is required (a number in [0, 1))")
+            fixed = parse_pattern(pattern).fixed_sparsity
+            if fixed is not None and check_sparsity(sparsity) != fixed:
+                note = (
+                    f"pattern {parse_pattern(pattern)} fixes the sparsity at {fixed:g}; "
+                    f"sparsity={sparsity!r} does not apply"
+                )
+                warnings.warn(note, UserWarning, stacklevel=3)
+                pending_notes = [note]
+            else:
+                pending_notes = []
             config = SparsityConfig(
                 sparsity=sparsity,
                 criterion=criterion
@@ -389,6 +399,7 @@ class Pruner:
             crit_obj = criterion
         else:
             crit_obj = config.criterion
+            pending_notes = []
         self.config = config
         self.model = model
         self.pattern = parse_pattern(config.pattern)
@@ -403,7 +414,7 @@ class Pruner:
         self.optimizer = optimizer
         self.masks: dict[str, torch.Tensor] = {}
         self.skipped: dict[str, str] = {}
-        self.notes: list[str] = []
+        self.notes: list[str] = list(pending_notes)
         self.step_count = 0
         self.current_sparsity = 0.0
         self._targets: list[str] | None = None
@@ -733,7 +744,7 @@ class Pruner:
 
 def prune_model(
     model: nn.Module,
-    sparsity: float = 0.5,
+    sparsity: float | None = None,
     *,
     criterion: Any = "magnitude",
     pattern: str | Pattern = "unstructured",
@@ -751,8 +762,11 @@ def prune_model(
     """Prune ``model`` once, in place, and return a :class:`SparsityReport`.
 
     The zeros are baked into the plain parameters; fine-tune afterwards with a
-    :class:`Pruner` (``pruner.set_masks(report.masks)``) to keep them at zero.
+    :class:`Pruner` (``pruner.set_masks(report.masks)``) to keep them at zero. ``sparsity``
+    defaults to 0.5, or to the sparsity an N:M ``pattern`` fixes (``1 - N/M``).
     """
+    if sparsity is None and parse_pattern(pattern).kind != "nm" and not isinstance(scope, Mapping):
+        sparsity = 0.5
     pruner = Pruner(
         model,
         sparsity=sparsity,
