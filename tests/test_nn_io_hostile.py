@@ -313,3 +313,32 @@ def test_pruned_transformers_class_must_be_a_model(tmp_path: Path) -> None:
         path.write_bytes(edit_prunekit(raw, lambda m, u=user: m.update(user=u)))
         with pytest.raises(CorruptFileError), memory_cap(2 * CAP):
             load_pruned(path)
+
+
+@pytest.mark.parametrize("codec", ["zlib", "lzma"])
+def test_damaged_compressed_planes(tmp_path: Path, codec: str) -> None:
+    from safetensors.torch import load, save
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(300, 784, generator=g) * 0.2 - 0.1  # uniform, like nn.Linear's init
+    w[w.abs() < 0.09] = 0
+    raw = save_compact({"w": w}, tmp_path / "w.safetensors", compression=codec).read_bytes()
+    header, _ = split(raw)
+    meta = json.loads(header["__metadata__"]["prunekit"])
+    spec = meta["tensors"]["w"]["packed"]["values"]
+    assert codec in spec["codecs"]  # the sign/exponent plane is coded with the chosen codec
+    assert torch.equal(_load(tmp_path, raw)["w"], w)
+    k = spec["codecs"].index(codec)
+    start = sum(spec["lengths"][:k])
+    store = load(raw)
+    blob = store["w::values"].clone()
+    for offset, value in ((2, 0xFF), (spec["lengths"][k] // 2, 0x00), (spec["lengths"][k] - 1, 7)):
+        damaged = blob.clone()
+        damaged[start + offset] ^= value or 0x5A
+        out = save({**store, "w::values": damaged}, metadata=header["__metadata__"])
+        try:
+            got = _load(tmp_path, out)["w"]
+        except CorruptFileError as exc:
+            _no_allocation_failure(exc)
+        else:  # a flip that still decodes can only change values, never sizes
+            assert got.shape == w.shape and torch.equal(got == 0, w == 0)
