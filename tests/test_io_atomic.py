@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -99,6 +100,8 @@ def test_bad_targets_are_refused_before_writing(tmp_path: Path, kind: str) -> No
         target = tmp_path
     elif kind == "devnull":
         target = Path(os.devnull)
+        if not stat.S_ISCHR(os.stat(target).st_mode):  # a shared machine may have broken it
+            pytest.skip("/dev/null is not a character device on this machine right now")
     elif kind == "fifo":
         target = tmp_path / "pipe"
         os.mkfifo(target)
