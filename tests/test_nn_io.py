@@ -92,10 +92,12 @@ def test_negative_zero(tmp_path: Path) -> None:
 def test_nm_packed_indices(tmp_path: Path, n: int, m: int) -> None:
     w = torch.randn(32, 64)
     w = w * nm_mask(w.abs(), n, m)
-    auto = read_compact_metadata(save_compact({"w": w}, tmp_path / "auto.safetensors"))
+    auto = read_compact_metadata(
+        save_compact({"w": w}, tmp_path / "auto.safetensors", compression=None)
+    )
     assert auto["tensors"]["w"]["enc"] == "nm"  # exact N:M: nm is never larger than a bitmask
     w[3, :m] = 0  # a group with fewer than N non-zeros: declare the pattern to keep nm
-    path = save_compact({"w": w}, tmp_path / "nm.safetensors", nm={"w": (n, m)})
+    path = save_compact({"w": w}, tmp_path / "nm.safetensors", nm={"w": (n, m)}, compression=None)
     info = read_compact_metadata(path)["tensors"]["w"]
     assert info["enc"] == "nm" and (info["n"], info["m"]) == (n, m)
     with safe_open(str(path), framework="pt") as f:
@@ -190,3 +192,46 @@ def test_torch_prune_import_export(tmp_path: Path) -> None:
     export_torch_prune(model, masks)
     assert "fc1.weight_mask" in model.state_dict()
     assert torch.equal(model.fc1.weight_mask.bool(), masks["fc1.weight"])
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.8, 0.9, 0.95])
+def test_compact_beats_gzip_of_torch_save(tmp_path: Path, sparsity: float) -> None:
+    import gzip
+    import io
+
+    model = LeNet300100()
+    sparsify(model, sparsity)
+    sd = model.state_dict()
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    gz = len(gzip.compress(buf.getvalue(), compresslevel=6))
+    path = save_compact(model, tmp_path / "m.safetensors")
+    assert path.stat().st_size < gz
+    assert read_compact_metadata(path)["version"] == 2
+    loaded = load_compact(path)
+    for k in sd:
+        assert torch.equal(bits(loaded[k]), bits(sd[k]))
+
+
+@pytest.mark.parametrize("compression", [None, "zlib", "lzma"])
+def test_every_layout_round_trips_bit_exact(tmp_path: Path, compression: str | None) -> None:
+    w = torch.randn(16, 40, dtype=torch.float64)
+    w[w.abs() < 1.0] = 0
+    w[0, :3] = torch.tensor([float("nan"), float("inf"), -0.0])
+    nm = torch.randn(8, 32) * nm_mask(torch.randn(8, 32).abs(), 2, 4)
+    sd = {"w": w, "nm": nm, "b": torch.randn(100).half(), "i": torch.arange(50),
+          "q": torch.randn(8, 16)}
+    path = save_compact(sd, tmp_path / "x.safetensors", compression=compression,
+                        signed_zeros=True)
+    assert read_compact_metadata(path)["version"] == (1 if compression is None else 2)
+    loaded = load_compact(path)
+    for k in sd:
+        assert loaded[k].dtype == sd[k].dtype and torch.equal(bits(loaded[k]), bits(sd[k]))
+    q = load_compact(save_compact(sd, tmp_path / "q.safetensors", int8=True,
+                                  compression=compression))["q"]
+    assert (q - sd["q"]).abs().max() <= sd["q"].abs().max() / 127
+
+
+def test_bad_compression_argument(tmp_path: Path) -> None:
+    with pytest.raises(PrunekitError, match="compression"):
+        save_compact({"w": torch.zeros(3)}, tmp_path / "x.safetensors", compression="gzip")

@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from prunekit.errors import (
+    CorruptFileError,
     InvalidParameterError,
     OptionalDependencyError,
     PrunekitError,
@@ -25,6 +26,7 @@ _SUBMODULES = {"data", "metrics", "report", "trees", "ensembles", "nn"}
 __all__ = [
     "__version__",
     "PrunekitError",
+    "CorruptFileError",
     "InvalidParameterError",
     "NotFittedError",
     "OptionalDependencyError",

@@ -37,6 +37,10 @@ class OptionalDependencyError(PrunekitError, ImportError):
     """A feature needs an optional extra that is not installed."""
 
 
+class CorruptFileError(PrunekitError, ValueError):
+    """A file is truncated, mutated or not of the expected format; nothing was allocated for it."""
+
+
 def __getattr__(name: str) -> type:
     if name == "NotFittedError":
         cls = _make_not_fitted_error()

@@ -28,7 +28,8 @@ cross-entropy), and run the model in eval mode (batch norm statistics frozen).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ from torch import nn
 
 from prunekit._modes import eval_mode
 from prunekit._validation import check_choice, check_positive_int
-from prunekit.errors import InvalidParameterError
+from prunekit.errors import InvalidParameterError, ShapeMismatchError
 
 __all__ = [
     "Criterion",
@@ -82,16 +83,78 @@ def random_scores(weight: torch.Tensor, seed: int = 0) -> torch.Tensor:
 def _batches(
     data: Iterable[Any], max_batches: int | None
 ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """``(inputs, targets)`` of ``data``; raises if ``data`` is missing, malformed or empty."""
     if data is None:
         raise InvalidParameterError(
             "this criterion needs data: pass data=<DataLoader of (inputs, targets)> (and loss_fn)"
         )
+    if isinstance(data, str | bytes) or not isinstance(data, Iterable):
+        raise InvalidParameterError(
+            f"data must be an iterable of (inputs, targets) batches (a DataLoader), got "
+            f"{type(data).__name__}"
+        )
+    if max_batches is not None:
+        check_positive_int("max_batches", max_batches)
+    n = 0
     for i, batch in enumerate(data):
         if max_batches is not None and i >= max_batches:
             break
-        if not isinstance(batch, list | tuple) or len(batch) < 2:
-            raise InvalidParameterError("data must yield (inputs, targets) batches")
+        if (
+            not isinstance(batch, list | tuple)
+            or len(batch) < 2
+            or not isinstance(batch[0], torch.Tensor)
+            or not isinstance(batch[1], torch.Tensor)
+        ):
+            raise InvalidParameterError(
+                f"data must yield (inputs, targets) tensor batches; batch {i} is "
+                f"{type(batch).__name__}"
+            )
+        if len(batch[0]) == 0:
+            raise InvalidParameterError(f"data: batch {i} is empty (0 samples)")
+        n += 1
         yield batch[0], batch[1]
+    if n == 0:
+        raise InvalidParameterError(
+            "data= yielded no batches: a data-driven criterion needs at least one (inputs, "
+            "targets) batch (an empty DataLoader would give all-zero scores)"
+        )
+
+
+def _forward_loss(
+    model: nn.Module, loss_fn: LossFn, xb: torch.Tensor, yb: torch.Tensor
+) -> torch.Tensor:
+    """``loss_fn(model(xb), yb)`` as a scalar; a failure names the data, not a deep traceback."""
+    try:
+        loss = loss_fn(model(xb), yb)
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        raise ShapeMismatchError(
+            f"data=: the model or loss_fn failed on a batch of inputs {tuple(xb.shape)} and "
+            f"targets {tuple(yb.shape)}: {exc}"
+        ) from exc
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise InvalidParameterError("loss_fn must return a scalar tensor")
+    return loss.reshape(())
+
+
+@contextlib.contextmanager
+def _grads_enabled(tensors: Iterable[torch.Tensor]) -> Iterator[None]:
+    """Let frozen parameters (``requires_grad=False``) be differentiated; restore afterwards."""
+    frozen = [t for t in tensors if isinstance(t, nn.Parameter) and not t.requires_grad]
+    for t in frozen:
+        t.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for t in frozen:
+            t.requires_grad_(False)
+
+
+def _loss(loss_fn: LossFn | None) -> LossFn:
+    if loss_fn is None:
+        return nn.functional.cross_entropy
+    if not callable(loss_fn):
+        raise InvalidParameterError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    return loss_fn
 
 
 def _named(model: nn.Module, params: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
@@ -135,13 +198,13 @@ def _grad_accumulate(
     max_batches: int | None,
     mode: str,
 ) -> Scores:
-    loss_fn = loss_fn or nn.functional.cross_entropy
+    loss_fn = _loss(loss_fn)
     named = _named(model, params)
     scores = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in named.items()}
     tensors = list(named.values())
-    with eval_mode(model):
+    with eval_mode(model), _grads_enabled(tensors), torch.enable_grad():
         for xb, yb in _batches(data, max_batches):
-            loss = loss_fn(model(xb), yb)
+            loss = _forward_loss(model, loss_fn, xb, yb)
             grads = torch.autograd.grad(loss, tensors, allow_unused=True)
             for (k, p), g in zip(named.items(), grads, strict=True):
                 if g is None:
@@ -166,7 +229,7 @@ def per_sample_gradients(
     """
     from torch.func import functional_call, grad, vmap
 
-    loss_fn = loss_fn or nn.functional.cross_entropy
+    loss_fn = _loss(loss_fn)
     named = _named(model, params)
     name_of = {id(p): n for n, p in model.named_parameters()}
     wanted = {name_of.get(id(p), k): k for k, p in named.items()}
@@ -188,7 +251,13 @@ def per_sample_gradients(
                     return
                 x = xb[start : start + min(chunk, max_samples - seen)]
                 y = yb[start : start + len(x)]
-                g = per_sample(sel0, x, y)
+                try:
+                    g = per_sample(sel0, x, y)
+                except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                    raise ShapeMismatchError(
+                        f"data=: per-sample gradients failed on inputs {tuple(x.shape)} and "
+                        f"targets {tuple(y.shape)}: {exc}"
+                    ) from exc
                 seen += len(x)
                 yield {wanted[n]: v for n, v in g.items()}
 
@@ -210,7 +279,7 @@ def fisher_diagonal(
             fisher[k] += (v.float() ** 2).sum(0)
         n += next(iter(g.values())).shape[0]
     if n == 0:
-        raise InvalidParameterError("data yielded no samples")
+        raise InvalidParameterError("data= yielded no samples")
     return {k: v / n for k, v in fisher.items()}
 
 
@@ -255,7 +324,7 @@ def woodfisher_inverse(
             acc[k] = acc[k] + outer if k in acc else outer
         n += next(iter(g.values())).shape[0]
     if n == 0:
-        raise InvalidParameterError("data yielded no samples")
+        raise InvalidParameterError("data= yielded no samples")
     out = {}
     for k, f in acc.items():
         f = f / n

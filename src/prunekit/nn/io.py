@@ -14,7 +14,23 @@ describing how each state-dict tensor is stored:
 
 Each tensor gets the smallest of the encodings (ties prefer ``nm``, then ``dense``), so file
 bytes fall with sparsity: at 90 % unstructured sparsity a float32 weight costs
-``1/8 + 0.1 * 4`` bytes per element, about 0.13x dense. Loading is bit-exact (NaN and
+``1/8 + 0.1 * 4`` bytes per element, about 0.13x dense, before entropy coding.
+
+Version 2 (the default, ``compression="zlib"`` or ``"lzma"``) entropy-codes the parts: each
+mask, index and value array of 64 bytes or more is split into byte planes (byte ``k`` of every
+element; the sign/exponent byte of floats is a low-entropy stream of its own), and each plane is
+compressed with stdlib ``zlib`` (run-length + Huffman deflate) or ``lzma``, or kept raw when
+that does not pay; the header lists each plane's codec and stored length
+(``info["packed"]``). On resnet18 this makes the file smaller than ``gzip -6`` of a
+``torch.save`` checkpoint at every sparsity from 50 to 95 % (``benchmarks/compact.py``).
+``compression=None`` writes the plain version-1 layout; both versions load.
+
+Loading trusts nothing: the header schema (names, shapes, dtypes from an allow-list, encodings,
+N:M fields) is validated, and every stored part must have exactly the length its claimed shape
+implies (bitmask bytes ``ceil(numel/8)``, value count = popcount of the mask, N:M index bits,
+per-plane decoded sizes, with decompression capped at that size) before the dense tensor is
+allocated, so a file never costs more than a small multiple of its verified dense size.
+Any violation raises :class:`~prunekit.errors.CorruptFileError`. Loading is bit-exact (NaN and
 infinities included) with one exception by default: a negative zero ``-0.0`` (what ``w * mask``
 gives for a negative ``w``) is a zero and loads as ``+0.0`` — numerically equal, so
 ``torch.equal`` holds (the :class:`~prunekit.nn.Pruner` writes ``+0.0``, so its models
@@ -29,8 +45,10 @@ symmetric per-output-row scale (``name::scale``, float32; Jacob et al. 2018). Th
 from __future__ import annotations
 
 import json
+import lzma
 import math
 import os
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,8 +57,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunekit._io import atomic_path
-from prunekit.errors import InvalidParameterError, PrunekitError, UnsupportedModelError
+from prunekit._io import atomic_write_bytes, check_output_path
+from prunekit.errors import (
+    CorruptFileError,
+    InvalidParameterError,
+    ShapeMismatchError,
+    UnsupportedModelError,
+)
 
 __all__ = [
     "FORMAT_NAME",
@@ -56,7 +79,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "prunekit.compact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _SEP = "::"
 _NM_CANDIDATE_M = (4, 8, 16)
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -192,49 +215,321 @@ def _encode(
     return tensors, {**info, "enc": "nm", "n": n, "m": m, "int8": quant}
 
 
-def _decode(name: str, info: Mapping[str, Any], store: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    try:
-        dtype = getattr(torch, info["dtype"])
-        shape = tuple(info["shape"])
-        enc = info["enc"]
-        quant = bool(info.get("int8", False))
-        numel = math.prod(shape)
-        if enc == "dense":
-            if not quant:
-                return store[name]
-            return _dequantize_rows(
-                store[name + _SEP + "values"].reshape(shape), store[name + _SEP + "scale"], dtype
-            )
-        values = store[name + _SEP + "values"]
-        if enc == "bitmask":
-            nz = _unpack_bits(store[name + _SEP + "mask"], numel)
-            out = torch.zeros(numel, dtype=values.dtype)
-            out[nz] = values
-            out = out.reshape(shape)
-        elif enc == "nm":
-            n, m = int(info["n"]), int(info["m"])
-            idx_bits = max(1, math.ceil(math.log2(m)))
-            bits = _unpack_bits(store[name + _SEP + "index"], values.numel() * idx_bits)
-            weights = 1 << torch.arange(idx_bits)
-            idx = (bits.reshape(-1, idx_bits).long() * weights).sum(-1)
-            rows = shape[0] if len(shape) >= 2 else 1
-            idx = idx.reshape(rows, -1, n)
-            out = torch.zeros(rows, numel // rows // m, m, dtype=values.dtype)
-            out.scatter_(-1, idx, values.reshape(rows, -1, n))
-            out = out.reshape(shape)
+# ------------------------------------------------------------------ entropy coding (version 2)
+# A *packed* part (values, mask, index; a dense tensor's data) is one uint8 blob: the part's
+# bytes split into byte planes (plane k holds byte k of every element: the sign/exponent byte
+# of floats is then a low-entropy stream of its own), each plane compressed on its own or kept
+# raw when compression does not pay. ``info["packed"][part] = {"codecs": [...], "lengths": [...]}``
+# lists each plane's codec and stored length; the decoded size of each plane is known from the
+# verified element count, and decompression is capped there (no decompression bomb).
+CODECS = ("zlib", "lzma")
+_PLANE_CODECS = ("raw", *CODECS)
+_PACK_MIN_BYTES = 64
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6}]
+
+
+def _compress(data: bytes, codec: str) -> bytes:
+    if codec == "zlib":
+        # run-length + Huffman deflate: byte planes and sparse masks have little long-range
+        # structure, so Z_RLE codes them smaller than the default strategy and ~10x faster;
+        # the stream is plain deflate (any zlib decodes it)
+        comp = zlib.compressobj(6, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+        return comp.compress(data) + comp.flush()
+    return lzma.compress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+
+
+def _decompress(name: str, data: bytes, codec: str, size: int) -> bytes:
+    """Decompress to exactly ``size`` bytes; never produces more than ``size + 1``."""
+    if codec == "raw":
+        out, complete = data, True
+    elif codec == "zlib":
+        dz = zlib.decompressobj()
+        try:
+            out = dz.decompress(data, size + 1)
+        except zlib.error as exc:
+            raise _corrupt(name, f"zlib stream is damaged ({exc})") from None
+        complete = dz.eof and not dz.unused_data
+    else:
+        dx = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+        try:
+            out = dx.decompress(data, size + 1)
+        except lzma.LZMAError as exc:
+            raise _corrupt(name, f"lzma stream is damaged ({exc})") from None
+        complete = dx.eof and not dx.unused_data
+    if len(out) != size or not complete:
+        raise _corrupt(name, f"a {codec} plane decodes to {len(out)}+ bytes, expected {size}")
+    return out
+
+
+def _pack(t: torch.Tensor, codec: str) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Byte-plane split + per-plane compression of a 1-D tensor: (uint8 blob, packed info)."""
+    size = t.element_size()
+    raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().reshape(-1, size)
+    codecs, lengths, chunks = [], [], []
+    for k in range(size):
+        plane = np.ascontiguousarray(raw[:, k]).tobytes()
+        use = ("raw", plane)
+        rle = _compress(plane, "zlib")  # fast; also the probe for whether the plane compresses
+        if len(rle) < len(plane):
+            use = ("zlib", rle)
+        if codec == "lzma" and len(rle) < 0.97 * len(plane):
+            packed = _compress(plane, "lzma")
+            if len(packed) < len(use[1]):
+                use = ("lzma", packed)
+        codecs.append(use[0])
+        lengths.append(len(use[1]))
+        chunks.append(use[1])
+    blob = torch.frombuffer(bytearray(b"".join(chunks)), dtype=torch.uint8)
+    return blob, {"codecs": codecs, "lengths": lengths}
+
+
+def _unpack(
+    name: str, blob: torch.Tensor, spec: Any, dtype: torch.dtype, numel: int
+) -> torch.Tensor:
+    """Inverse of :func:`_pack` for ``numel`` elements of ``dtype``, every length checked."""
+    size = torch.empty((), dtype=dtype).element_size()
+    codecs = spec.get("codecs") if isinstance(spec, Mapping) else None
+    lengths = spec.get("lengths") if isinstance(spec, Mapping) else None
+    if (
+        set(spec) != {"codecs", "lengths"}
+        or not isinstance(codecs, list)
+        or not isinstance(lengths, list)
+        or len(codecs) != size
+        or len(lengths) != size
+        or not all(c in _PLANE_CODECS for c in codecs)
+        or not all(type(n) is int and n >= 0 for n in lengths)
+    ):
+        raise _corrupt(name, f"packed part description is malformed: {str(spec)[:120]}")
+    if blob.dtype != torch.uint8 or blob.ndim != 1 or blob.numel() != sum(lengths):
+        raise _corrupt(name, f"packed blob has {blob.numel()} bytes, header says {sum(lengths)}")
+    if any(c == "raw" and n != numel for c, n in zip(codecs, lengths, strict=True)):
+        raise _corrupt(name, f"a raw plane must hold {numel} bytes, lengths are {lengths}")
+    data = blob.numpy().tobytes()
+    planes, start = [], 0
+    for codec, length in zip(codecs, lengths, strict=True):
+        # each plane is verified to decode to exactly numel bytes before the output exists
+        planes.append(_decompress(name, data[start : start + length], codec, numel))
+        start += length
+    out = np.empty((numel, size), dtype=np.uint8)
+    for k, plane in enumerate(planes):
+        out[:, k] = np.frombuffer(plane, dtype=np.uint8)
+    return torch.from_numpy(out.reshape(-1)).view(dtype)
+
+
+def _pack_parts(
+    name: str, tensors: dict[str, torch.Tensor], info: dict[str, Any], codec: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Pack the large parts of one encoded tensor (a dense tensor moves to ``name::values``)."""
+    out: dict[str, torch.Tensor] = {}
+    packed: dict[str, Any] = {}
+    for key, t in tensors.items():
+        part = key.split(_SEP)[1] if _SEP in key else "values"
+        big = t.numel() * t.element_size() >= _PACK_MIN_BYTES
+        if part in ("values", "mask", "index") and big:
+            blob, spec = _pack(t.reshape(-1), codec)
+            out[name + _SEP + part] = blob
+            packed[part] = spec
         else:
-            raise PrunekitError(f"unknown encoding {enc!r} for tensor {name!r}")
-        neg = store.get(name + _SEP + "negzero")
-        if neg is not None and not quant:
-            out.reshape(-1)[neg] = -0.0
-        if quant:
-            return _dequantize_rows(out, store[name + _SEP + "scale"], dtype)
-        return out
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise PrunekitError(f"corrupt compact file: cannot decode tensor {name!r} ({exc})") from exc
+            out[key] = t
+    return out, ({**info, "packed": packed} if packed else info)
+
+
+def _part(
+    store: Mapping[str, torch.Tensor],
+    info: Mapping[str, Any],
+    name: str,
+    part: str,
+    dtype: torch.dtype,
+    numel: int,
+) -> torch.Tensor:
+    """A 1-D part of ``numel`` elements: unpacked if the header says so, else stored as is."""
+    spec = info.get("packed", {}).get(part)
+    if spec is None:
+        return _stored(store, name + _SEP + part, dtype, numel=numel)
+    return _unpack(name, _stored(store, name + _SEP + part, torch.uint8), spec, dtype, numel)
+
+
+# ------------------------------------------------------------------------- validated decoding
+# Every claim of the header (shapes, dtypes, encodings, pattern fields) is checked against the
+# bytes actually present before anything is allocated: a tensor's dense size is only trusted
+# once the stored blobs that encode it have exactly the lengths that size implies, so a file
+# costs at most a small multiple of its verified dense size.
+_DTYPES: dict[str, torch.dtype] = {
+    name: getattr(torch, name)
+    for name in (
+        "float16", "bfloat16", "float32", "float64", "float8_e4m3fn", "float8_e5m2",
+        "complex64", "complex128", "bool", "uint8", "int8", "int16", "int32", "int64",
+        "uint16", "uint32", "uint64",
+    )
+    if isinstance(getattr(torch, name, None), torch.dtype)
+}
+_ENCODINGS = ("dense", "bitmask", "nm")
+_INFO_KEYS = {"shape", "dtype", "enc", "int8", "n", "m", "packed"}
+_PACKABLE = {"dense": {"values"}, "bitmask": {"values", "mask"}, "nm": {"values", "index"}}
+_MAX_NDIM = 64
+_MAX_M = 1 << 16
+
+
+def _corrupt(name: str, msg: str) -> CorruptFileError:
+    return CorruptFileError(f"corrupt compact file: tensor {name!r}: {msg}")
+
+
+def _check_info(name: Any, info: Any) -> tuple[tuple[int, ...], torch.dtype, str, bool]:
+    """Schema of one header entry: ``(shape, dtype, encoding, int8)``; raises CorruptFileError."""
+    if not isinstance(name, str) or not name or _SEP in name:
+        raise _corrupt(str(name)[:80], "invalid tensor name")
+    if not isinstance(info, Mapping):
+        raise _corrupt(name, "header entry is not an object")
+    unknown = set(info) - _INFO_KEYS
+    if unknown:
+        raise _corrupt(name, f"unknown header fields {sorted(unknown)}")
+    shape = info.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_NDIM
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise _corrupt(name, f"shape must be a list of non-negative integers, got {shape!r}")
+    dtype = _DTYPES.get(info.get("dtype")) if isinstance(info.get("dtype"), str) else None
+    if dtype is None:
+        raise _corrupt(name, f"dtype {info.get('dtype')!r} is not one of {sorted(_DTYPES)}")
+    enc = info.get("enc")
+    if enc not in _ENCODINGS:
+        raise _corrupt(name, f"encoding {enc!r} is not one of {list(_ENCODINGS)}")
+    quant = info.get("int8", False)
+    if not isinstance(quant, bool):
+        raise _corrupt(name, f"int8 must be true or false, got {quant!r}")
+    if (quant or enc != "dense") and not (dtype.is_floating_point and len(shape) >= 1):
+        raise _corrupt(name, f"encoding {enc!r} (int8={quant}) needs a floating tensor")
+    if quant and len(shape) < 2:
+        raise _corrupt(name, "int8 needs a tensor with two or more dimensions")
+    if enc == "nm":
+        n, m = info.get("n"), info.get("m")
+        if type(n) is not int or type(m) is not int or not 0 < n < m <= _MAX_M:
+            raise _corrupt(name, f"N:M fields need 0 < n < m <= {_MAX_M}, got n={n!r}, m={m!r}")
+        if len(shape) < 2 or math.prod(shape) == 0 or math.prod(shape[1:]) % m:
+            raise _corrupt(name, f"N:M {n}:{m} does not fit shape {shape}")
+    elif "n" in info or "m" in info:
+        raise _corrupt(name, "n/m fields only belong to the 'nm' encoding")
+    packed = info.get("packed", {})
+    if not isinstance(packed, dict) or not set(packed) <= _PACKABLE[enc]:
+        raise _corrupt(name, f"packed parts {str(packed)[:80]} do not belong to encoding {enc!r}")
+    return tuple(shape), dtype, enc, quant
+
+
+def _stored(
+    store: Mapping[str, torch.Tensor],
+    key: str,
+    dtype: torch.dtype,
+    shape: tuple[int, ...] | None = None,
+    numel: int | None = None,
+) -> torch.Tensor:
+    """A stored tensor with exactly the dtype and shape (or 1-D length) the header implies."""
+    t = store.get(key)
+    name = key.split(_SEP)[0]
+    if t is None:
+        raise _corrupt(name, f"stored tensor {key!r} is missing")
+    if t.dtype != dtype:
+        raise _corrupt(name, f"{key!r} has dtype {t.dtype}, expected {dtype}")
+    if shape is not None and tuple(t.shape) != shape:
+        raise _corrupt(name, f"{key!r} has shape {tuple(t.shape)}, header says {shape}")
+    if numel is not None and (t.ndim != 1 or t.numel() != numel):
+        raise _corrupt(name, f"{key!r} has shape {tuple(t.shape)}, expected ({numel},)")
+    return t
+
+
+def _rows(shape: tuple[int, ...]) -> int:
+    return shape[0] if len(shape) >= 2 else 1
+
+
+def _checked_mask(name: str, packed: torch.Tensor, numel: int) -> torch.Tensor:
+    """Unpack a verified-length bitmask; its padding bits must be zero."""
+    bits = _unpack_bits(packed, numel)
+    tail = numel % 8
+    if tail and int(packed[-1]) >> tail:
+        raise _corrupt(name, "bitmask has bits set beyond the tensor's size")
+    return bits
+
+
+def _decode(name: str, info: Any, store: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Decode one tensor after checking every stored blob against the header's claims."""
+    shape, dtype, enc, quant = _check_info(name, info)
+    numel = math.prod(shape)
+    vdtype = torch.int8 if quant else dtype
+    scale = None
+    if quant:
+        scale = _stored(store, name + _SEP + "scale", torch.float32, numel=_rows(shape))
+    if enc == "dense":
+        if "values" in info.get("packed", {}):
+            values = _part(store, info, name, "values", vdtype, numel).reshape(shape)
+        elif quant:
+            values = _stored(store, name + _SEP + "values", torch.int8, shape=shape)
+        else:
+            values = _stored(store, name, dtype, shape=shape)
+        return _dequantize_rows(values, scale, dtype) if quant else values  # type: ignore[arg-type]
+    if enc == "bitmask":
+        packed = _part(store, info, name, "mask", torch.uint8, math.ceil(numel / 8))
+        nz = _checked_mask(name, packed, numel)
+        values = _part(store, info, name, "values", vdtype, int(nz.sum()))
+        out = torch.zeros(numel, dtype=vdtype)
+        out[nz] = values
+        out = out.reshape(shape)
+    else:
+        out = _decode_nm(name, info, shape, vdtype, store)
+    neg_key = name + _SEP + "negzero"
+    if neg_key in store:
+        neg = store[neg_key]
+        if quant or neg.dtype != torch.int64 or neg.ndim != 1 or neg.numel() > numel:
+            raise _corrupt(name, f"{neg_key!r} is not a list of at most {numel} int64 indices")
+        if neg.numel() and (int(neg.min()) < 0 or int(neg.max()) >= numel):
+            raise _corrupt(name, f"{neg_key!r} holds indices outside [0, {numel})")
+        out.reshape(-1)[neg] = -0.0
+    if quant:
+        return _dequantize_rows(out, scale, dtype)  # type: ignore[arg-type]
+    return out
+
+
+def _decode_nm(
+    name: str,
+    info: Mapping[str, Any],
+    shape: tuple[int, ...],
+    vdtype: torch.dtype,
+    store: Mapping[str, torch.Tensor],
+) -> torch.Tensor:
+    n, m = info["n"], info["m"]
+    numel = math.prod(shape)
+    rows = _rows(shape)
+    kept = numel // m * n
+    idx_bits = max(1, math.ceil(math.log2(m)))
+    values = _part(store, info, name, "values", vdtype, kept)
+    packed = _part(store, info, name, "index", torch.uint8, math.ceil(kept * idx_bits / 8))
+    bits = _checked_mask(name, packed, kept * idx_bits)
+    idx = (bits.reshape(-1, idx_bits).long() << torch.arange(idx_bits)).sum(-1)
+    idx = idx.reshape(rows, -1, n)
+    if kept and (int(idx.max()) >= m or (n > 1 and not bool((idx.diff(dim=-1) > 0).all()))):
+        raise _corrupt(name, f"N:M positions must be increasing and below m={m}")
+    out = torch.zeros(rows, numel // rows // m, m, dtype=vdtype)
+    out.scatter_(-1, idx, values.reshape(rows, -1, n))
+    return out.reshape(shape)
 
 
 def _as_state_dict(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    sd = _state_dict_of(model_or_state_dict)
+    bad_names = [k for k in sd if not isinstance(k, str) or not k]
+    if bad_names:
+        raise InvalidParameterError(f"state dict keys must be non-empty strings: {bad_names[:5]}")
+    meta = [k for k, v in sd.items() if v.is_meta]
+    if meta:
+        raise UnsupportedModelError(
+            f"tensors {meta[:5]} are on the meta device (they hold no data); materialise the "
+            "model before saving"
+        )
+    return sd
+
+
+def _state_dict_of(
     model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
 ) -> dict[str, torch.Tensor]:
     if isinstance(model_or_state_dict, nn.Module):
@@ -275,6 +570,7 @@ def save_compact(
     metadata: Mapping[str, str] | None = None,
     nm: Mapping[str, tuple[int, int]] | None = None,
     signed_zeros: bool = False,
+    compression: str | None = "zlib",
 ) -> Path:
     """Save a (sparse) model or state dict in the compact safetensors format; return the path.
 
@@ -285,10 +581,21 @@ def save_compact(
     pattern of tensors (``{name: (n, m)}``): a tensor that satisfies it is always stored as
     ``nm``; otherwise N:M is auto-detected for M in 4, 8, 16 and used when smallest. Models pruned
     with ``torch.nn.utils.prune`` are saved with their masks folded in. The write is atomic.
+    ``compression`` (``"zlib"``, default: run-length + Huffman deflate; ``"lzma"``: tries
+    lzma on the planes that compress and keeps whichever codec is smaller — slower, at most
+    ~1 % smaller in our measurements; ``None``: the plain version-1
+    layout) entropy-codes the masks, indices and values (byte planes, see the module
+    docstring); loading stays bit-exact.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
+    check_output_path(path)  # before the work: a bad destination fails at once
     sd = _as_state_dict(model_or_state_dict)
+    if compression is not None and compression not in CODECS:
+        raise InvalidParameterError(
+            f"compression={compression!r} is not supported; accepted values: "
+            + ", ".join(repr(c) for c in (*CODECS, None))
+        )
     if metadata is not None and not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
@@ -300,55 +607,130 @@ def save_compact(
             raise InvalidParameterError(f"tensor name {name!r} may not contain {_SEP!r}")
         hint = None if nm is None else nm.get(name)
         enc_tensors, info = _encode(name, t, int8, hint, signed_zeros)
+        if compression is not None:
+            enc_tensors, info = _pack_parts(name, enc_tensors, info, compression)
         tensors.update(enc_tensors)
         entries[name] = info
     header = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": 1 if compression is None else FORMAT_VERSION,
         "tensors": entries,
         "user": dict(metadata or {}),
     }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"prunekit": json.dumps(header)})
-    return path
+    # serialise in memory and write through our one atomic temp file (safetensors' save_file
+    # would create a second temporary file of its own)
+    return atomic_write_bytes(path, save(tensors, metadata={"prunekit": json.dumps(header)}))
 
 
-def read_compact_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON header of a compact file: encodings per tensor and the user ``metadata``."""
-    from safetensors import safe_open
-
-    if not Path(path).is_file():
+def _check_file(path: str | os.PathLike[str]) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidParameterError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    if not p.is_file():
         raise InvalidParameterError(f"path {str(path)!r} is not a file")
+    return p
+
+
+def _check_header(path: Path, raw: Any) -> dict[str, Any]:
+    """Parse and validate the ``prunekit`` JSON header (schema of every entry included)."""
+    if not isinstance(raw, str):
+        raise CorruptFileError(f"{path}: not a prunekit compact file (no 'prunekit' metadata)")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types
-        raise PrunekitError(f"{path}: not a safetensors file ({exc})") from exc
-    if "prunekit" not in meta:
-        raise PrunekitError(f"{path}: not a prunekit compact file (no 'prunekit' metadata)")
-    header = json.loads(meta["prunekit"])
-    if header.get("format") != FORMAT_NAME or int(header.get("version", 0)) > FORMAT_VERSION:
-        raise PrunekitError(
-            f"{path}: unsupported compact format {header.get('format')!r} "
-            f"version {header.get('version')!r}"
+        header = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError, RecursionError-free: json nests iteratively
+        raise CorruptFileError(f"{path}: corrupt compact header (invalid JSON: {exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        fmt = header.get("format") if isinstance(header, dict) else None
+        raise CorruptFileError(f"{path}: not a prunekit compact file (format {fmt!r})")
+    version = header.get("version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise CorruptFileError(
+            f"{path}: unsupported compact format version {version!r} (this prunekit reads "
+            f"versions 1 to {FORMAT_VERSION}; a newer file needs a newer prunekit)"
         )
+    tensors, user = header.get("tensors"), header.get("user", {})
+    if not isinstance(tensors, dict):
+        raise CorruptFileError(f"{path}: corrupt compact header ('tensors' is not an object)")
+    if not isinstance(user, dict) or not all(isinstance(v, str) for v in user.values()):
+        raise CorruptFileError(f"{path}: corrupt compact header ('user' must map str to str)")
+    try:
+        for name, info in tensors.items():
+            _check_info(name, info)
+            if version < 2 and "packed" in info:
+                raise _corrupt(name, "packed parts need format version 2")
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"{path}: {exc}") from None
     return header
 
 
+def read_compact_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The validated JSON header of a compact file: encodings per tensor and user ``metadata``.
+
+    Raises :class:`~prunekit.errors.CorruptFileError` for a file that is not a valid compact
+    file (not safetensors, no or malformed header, unknown version or fields).
+    """
+    from safetensors import safe_open
+
+    p = _check_file(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise CorruptFileError(f"{path}: not a safetensors file ({exc})") from None
+    if "prunekit" not in meta:
+        raise CorruptFileError(f"{path}: not a prunekit compact file (no 'prunekit' metadata)")
+    return _check_header(p, meta["prunekit"])
+
+
+_PARTS = ("values", "mask", "index", "scale", "negzero")
+
+
 def load_compact(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Load a compact file back into a dense state dict (bit-exact unless saved with int8)."""
+    """Load a compact file back into a dense state dict (bit-exact unless saved with int8).
+
+    Every claim of the file is checked against its bytes before anything is allocated; a
+    truncated, mutated or malformed file raises :class:`~prunekit.errors.CorruptFileError`.
+    """
     from safetensors.torch import load_file
 
     header = read_compact_metadata(path)
-    store = load_file(str(path))
-    return {name: _decode(name, info, store) for name, info in header["tensors"].items()}
+    try:
+        store = load_file(str(path))  # bounded by the file's size (offsets checked by safetensors)
+    except Exception as exc:  # safetensors raises its own error types
+        raise CorruptFileError(f"{path}: not a valid safetensors file ({exc})") from None
+    expected = {n for n in header["tensors"]} | {
+        f"{n}{_SEP}{part}" for n in header["tensors"] for part in _PARTS
+    }
+    stray = sorted(set(store) - expected)
+    if stray:
+        raise CorruptFileError(f"{path}: corrupt compact file: unexpected tensors {stray[:5]}")
+    try:
+        return {name: _decode(name, info, store) for name, info in header["tensors"].items()}
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"{path}: {exc}") from None
 
 
 def load_compact_into(
     model: nn.Module, path: str | os.PathLike[str], strict: bool = True
 ) -> nn.Module:
-    """Load a compact file into ``model`` (``load_state_dict``); return the model."""
+    """Load a compact file into ``model`` (``load_state_dict``); return the model.
+
+    With ``strict=True`` the stored names and shapes are compared with the model's before any
+    tensor is decoded.
+    """
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(strict, bool):
+        raise InvalidParameterError(f"strict must be True or False, got {strict!r}")
+    if strict:
+        stored = read_compact_metadata(path)["tensors"]
+        wanted = {k: list(v.shape) for k, v in model.state_dict().items()}
+        got = {k: v["shape"] for k, v in stored.items()}
+        if got != wanted:
+            diff = sorted(set(got) ^ set(wanted)) or [k for k in got if got[k] != wanted[k]]
+            raise UnsupportedModelError(
+                f"compact file {path} does not fit the model (names or shapes differ: {diff[:5]})"
+            )
     state = load_compact(path)
     try:
         model.load_state_dict(state, strict=strict)
@@ -390,11 +772,20 @@ def export_torch_prune(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> n
     """
     from torch.nn.utils import prune
 
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModelError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(masks, Mapping):
+        raise InvalidParameterError(f"masks must be a dict {{name: bool tensor}}, got {masks!r}")
     modules = dict(model.named_modules())
     for qual, mask in masks.items():
         mod_name, _, tensor_name = qual.rpartition(".")
         module = modules.get(mod_name)
         if module is None or not isinstance(getattr(module, tensor_name, None), torch.Tensor):
             raise InvalidParameterError(f"masks: {qual!r} is not a tensor of the model")
+        target = getattr(module, tensor_name)
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(target.shape):
+            raise ShapeMismatchError(
+                f"masks: {qual!r} must be a tensor of shape {tuple(target.shape)}"
+            )
         prune.custom_from_mask(module, tensor_name, mask.to(torch.bool))
     return model

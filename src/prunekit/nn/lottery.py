@@ -91,6 +91,8 @@ def lottery_ticket(
         )
     if not callable(train_fn):
         raise InvalidParameterError("train_fn must be callable: train_fn(model, on_step)")
+    if evaluate is not None and not callable(evaluate):
+        raise InvalidParameterError("evaluate must be callable: evaluate(model) -> float")
 
     pruner = Pruner(
         model,

@@ -16,15 +16,21 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from prunekit._validation import check_choice, check_fraction, check_sparsity
-from prunekit.errors import InvalidParameterError, UnsupportedModelError
+from prunekit._validation import (
+    check_choice,
+    check_fraction,
+    check_positive_int,
+    check_sparsity,
+)
+from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
 from prunekit.nn.importance import CRITERIA, get_criterion
 from prunekit.nn.patterns import Pattern, global_masks, mask_from_scores, parse_pattern
 from prunekit.nn.schedules import SCHEDULES, OneShot, Schedule, make_schedule
@@ -42,6 +48,38 @@ __all__ = [
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SCOPES = ("global", "layer")
 NORMALIZATIONS = ("none", "l2", "mean")
+
+
+def _is_mask(v: Any) -> bool:
+    """A bool tensor, or a real tensor holding only 0 and 1."""
+    if not isinstance(v, torch.Tensor) or v.is_complex():
+        return False
+    return v.dtype == torch.bool or bool(((v == 0) | (v == 1)).all())
+
+
+def _names_arg(name: str, value: Any) -> tuple[str, ...]:
+    """``include``/``exclude``: one pattern or an iterable of patterns (module type names or
+    globs on module names)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidParameterError(
+            f"{name} must be a list of module type names ('Linear') or name globs "
+            f"('features.*'), got {value!r}"
+        )
+    return tuple(value)
+
+
+def _options_arg(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidParameterError(
+            f"criterion_options must be a dict of keyword options, got {value!r}"
+        )
+    return dict(value)
 
 
 def _normalize(scores: torch.Tensor, how: str) -> torch.Tensor:
@@ -111,8 +149,15 @@ class SparsityConfig:
         check_choice("normalize", self.normalize, NORMALIZATIONS)
         if self.min_sparsity > self.max_sparsity:
             raise InvalidParameterError("min_sparsity must be <= max_sparsity")
-        object.__setattr__(self, "include", tuple(self.include or ()))
-        object.__setattr__(self, "exclude", tuple(self.exclude or ()))
+        object.__setattr__(self, "include", _names_arg("include", self.include))
+        object.__setattr__(self, "exclude", _names_arg("exclude", self.exclude))
+        object.__setattr__(self, "criterion_options", _options_arg(self.criterion_options))
+        if not isinstance(self.prune_first_last, bool):
+            raise InvalidParameterError(
+                f"prune_first_last must be True or False, got {self.prune_first_last!r}"
+            )
+        if self.total_steps != 0:
+            check_positive_int("total_steps", self.total_steps)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SparsityConfig:
@@ -230,6 +275,40 @@ def model_sparsity(model: nn.Module) -> float:
     return zeros / total if total else 0.0
 
 
+def _checked_scores(
+    scores: Any, params: Mapping[str, torch.Tensor]
+) -> Mapping[str, torch.Tensor]:
+    """A criterion's output: one finite score tensor per parameter, of the parameter's size."""
+    if not isinstance(scores, Mapping):
+        raise InvalidParameterError(
+            f"the criterion must return a dict {{param name: scores}}, got {type(scores).__name__}"
+        )
+    missing = [n for n in params if n not in scores]
+    if missing:
+        raise InvalidParameterError(f"criterion returned no scores for {missing}")
+    for name, p in params.items():
+        s = scores[name]
+        if not isinstance(s, torch.Tensor) or s.numel() != p.numel():
+            what = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+            raise ShapeMismatchError(
+                f"criterion scores for layer {name!r} must be a tensor of shape "
+                f"{tuple(p.shape)}, got {what}"
+            )
+        if s.is_complex() or not bool(torch.isfinite(s.detach().double()).all()):
+            bad = int((~torch.isfinite(s.detach().double())).sum()) if not s.is_complex() else -1
+            raise InvalidParameterError(
+                f"criterion returned non-finite scores (NaN or inf) for layer {name!r} "
+                f"({bad} of {s.numel()}); masks from them would be arbitrary. Check the "
+                "criterion, the data= batches and the weights for NaN/inf"
+            )
+    return scores
+
+
+def _scope_key_matches(key: str, module_name: str) -> bool:
+    key_mod = key.removesuffix(".weight")
+    return key_mod == module_name or fnmatch.fnmatchcase(module_name, key_mod)
+
+
 def _matches(name: str, module: nn.Module, patterns: Iterable[str]) -> bool:
     tname = type(module).__name__
     return any(p == tname or fnmatch.fnmatchcase(name, p) or name == p for p in patterns)
@@ -290,6 +369,16 @@ class Pruner:
                     sparsity = max(scope.values(), default=0.0)
                 else:
                     raise InvalidParameterError("sparsity is required (a number in [0, 1))")
+            fixed = parse_pattern(pattern).fixed_sparsity
+            if fixed is not None and check_sparsity(sparsity) != fixed:
+                note = (
+                    f"pattern {parse_pattern(pattern)} fixes the sparsity at {fixed:g}; "
+                    f"sparsity={sparsity!r} does not apply"
+                )
+                warnings.warn(note, UserWarning, stacklevel=3)
+                pending_notes = [note]
+            else:
+                pending_notes = []
             config = SparsityConfig(
                 sparsity=sparsity,
                 criterion=criterion
@@ -298,18 +387,19 @@ class Pruner:
                 pattern=str(parse_pattern(pattern)),
                 scope=scope,
                 schedule=schedule if schedule is not None else "oneshot",
-                include=tuple(include or ()),
-                exclude=tuple(exclude or ()),
+                include=_names_arg("include", include),
+                exclude=_names_arg("exclude", exclude),
                 min_sparsity=min_sparsity,
                 max_sparsity=max_sparsity,
                 prune_first_last=prune_first_last,
-                criterion_options=dict(criterion_options or {}),
+                criterion_options=_options_arg(criterion_options),
                 total_steps=total_steps,
                 normalize=normalize,
             )
             crit_obj = criterion
         else:
             crit_obj = config.criterion
+            pending_notes = []
         self.config = config
         self.model = model
         self.pattern = parse_pattern(config.pattern)
@@ -324,15 +414,23 @@ class Pruner:
         self.optimizer = optimizer
         self.masks: dict[str, torch.Tensor] = {}
         self.skipped: dict[str, str] = {}
-        self.notes: list[str] = []
+        self.notes: list[str] = list(pending_notes)
         self.step_count = 0
         self.current_sparsity = 0.0
         self._targets: list[str] | None = None
         self._prepared = False
-        if getattr(self.criterion, "needs_data", False) and data is None:
-            raise InvalidParameterError(
-                f"criterion={config.criterion!r} needs data=<DataLoader of (inputs, targets)>"
-            )
+        if getattr(self.criterion, "needs_data", False):
+            if data is None:
+                raise InvalidParameterError(
+                    f"criterion={config.criterion!r} needs data=<DataLoader of (inputs, targets)>"
+                )
+            if isinstance(data, Sized) and len(data) == 0:
+                raise InvalidParameterError(
+                    f"data= is empty; criterion={config.criterion!r} needs at least one "
+                    "(inputs, targets) batch"
+                )
+        if loss_fn is not None and not callable(loss_fn):
+            raise InvalidParameterError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -364,6 +462,12 @@ class Pruner:
                 self.skipped[pname] = (
                     f"type {type(module).__name__} is not pruned (add it to include)"
                 )
+        if not candidates:
+            raise UnsupportedModelError(
+                "the model has no prunable layer (Linear/Conv1d/2d/3d, or a module with a weight "
+                "named in include=)"
+            )
+        self._check_names(candidates)
         explicit_names = {
             n
             for n, m in candidates
@@ -394,6 +498,37 @@ class Pruner:
                 + "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
             )
         return targets
+
+    def _check_names(self, candidates: list[tuple[str, nn.Module]]) -> None:
+        """Meta tensors are refused; scope keys must name layers; include/exclude should match."""
+        meta = [n or "<model>" for n, m in candidates if m.weight.is_meta]
+        if meta:
+            raise UnsupportedModelError(
+                f"layers {meta[:5]} have weights on the meta device (no data); materialise the "
+                "model (e.g. load its weights) before pruning"
+            )
+        cfg = self.config
+        if isinstance(cfg.scope, Mapping):
+            names = [n for n, _ in candidates]
+            unknown = [
+                k for k in cfg.scope
+                if not isinstance(k, str)
+                or not any(_scope_key_matches(k, n) for n in names)
+            ]
+            if unknown:
+                raise InvalidParameterError(
+                    f"scope names unknown layers {unknown[:5]}; prunable layers: {names[:20]}"
+                )
+        modules = list(self.model.named_modules())
+        for arg in ("include", "exclude"):
+            for pat in getattr(cfg, arg):
+                if not any(_matches(n, m, [pat]) for n, m in modules):
+                    warnings.warn(
+                        f"{arg} pattern {pat!r} matches no module of the model (module type "
+                        "names like 'Linear' or globs on module names like 'features.*')",
+                        UserWarning,
+                        stacklevel=4,
+                    )
 
     def _explicit(self, module_name: str) -> float | None:
         assert isinstance(self.config.scope, Mapping)
@@ -451,9 +586,7 @@ class Pruner:
             return self.masks
         with torch.enable_grad():
             scores = self.criterion(self.model, params, self.data, self.loss_fn)
-        missing = [n for n in params if n not in scores]
-        if missing:
-            raise InvalidParameterError(f"criterion returned no scores for {missing}")
+        scores = _checked_scores(scores, params)
         clean: dict[str, torch.Tensor] = {}
         for name, p in params.items():
             s = scores[name].detach().to(torch.float64).reshape(p.shape).clone()
@@ -515,6 +648,8 @@ class Pruner:
 
         ``step`` sets the step counter explicitly (optional). Returns True if masks changed.
         """
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            raise InvalidParameterError(f"step must be an integer >= 0 or None, got {step!r}")
         if not self._prepared:
             self.prepare()
         accumulate = getattr(self.criterion, "accumulate", None)
@@ -575,11 +710,23 @@ class Pruner:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (masks, step counter, current sparsity)."""
+        if not isinstance(state, Mapping) or not isinstance(state.get("masks"), Mapping):
+            raise InvalidParameterError(
+                "state must be a dict with 'masks' ({param name: bool tensor}), as returned by "
+                "Pruner.state_dict()"
+            )
         masks = dict(state["masks"])
         params = self._params()
         for k, v in masks.items():
+            if not _is_mask(v):
+                raise InvalidParameterError(f"mask {k!r} must be a bool (or 0/1) tensor")
             if k not in params or tuple(v.shape) != tuple(params[k].shape):
                 raise InvalidParameterError(f"mask {k!r} does not match the model's parameters")
+        step, current = state.get("step_count", 0), state.get("current_sparsity", 0.0)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise InvalidParameterError(f"step_count must be an integer >= 0, got {step!r}")
+        check_fraction("current_sparsity", current, high_inclusive=True)
         self.masks = {k: v.to(torch.bool) for k, v in masks.items()}
         self.step_count = int(state.get("step_count", 0))
         self.current_sparsity = float(state.get("current_sparsity", 0.0))
@@ -597,7 +744,7 @@ class Pruner:
 
 def prune_model(
     model: nn.Module,
-    sparsity: float = 0.5,
+    sparsity: float | None = None,
     *,
     criterion: Any = "magnitude",
     pattern: str | Pattern = "unstructured",
@@ -615,8 +762,11 @@ def prune_model(
     """Prune ``model`` once, in place, and return a :class:`SparsityReport`.
 
     The zeros are baked into the plain parameters; fine-tune afterwards with a
-    :class:`Pruner` (``pruner.set_masks(report.masks)``) to keep them at zero.
+    :class:`Pruner` (``pruner.set_masks(report.masks)``) to keep them at zero. ``sparsity``
+    defaults to 0.5, or to the sparsity an N:M ``pattern`` fixes (``1 - N/M``).
     """
+    if sparsity is None and parse_pattern(pattern).kind != "nm" and not isinstance(scope, Mapping):
+        sparsity = 0.5
     pruner = Pruner(
         model,
         sparsity=sparsity,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prunekit import __version__
-from prunekit._io import atomic_write_json, atomic_write_text
+from prunekit._io import atomic_write_json, atomic_write_text, check_output_path
 from prunekit.errors import InvalidParameterError
 from prunekit.metrics.compare import Comparison, markdown_table
 from prunekit.report import plots
@@ -185,18 +185,22 @@ class Report:
     # ------------------------------------------------------------------ writing
     def write_html(self, path: str | os.PathLike[str]) -> Path:
         """Write the self-contained HTML report atomically; returns the path."""
+        check_output_path(path)  # refuse a bad destination before rendering
         return atomic_write_text(path, self.to_html())
 
     def write_markdown(self, path: str | os.PathLike[str]) -> Path:
         """Write the Markdown summary atomically; returns the path."""
+        check_output_path(path)  # refuse a bad destination before rendering
         return atomic_write_text(path, self.to_markdown())
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as JSON atomically; returns the path."""
+        check_output_path(path)  # refuse a bad destination before rendering
         return atomic_write_json(path, self.to_dict())
 
     def write_figures_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the data of every figure (:meth:`figures`) as JSON atomically."""
+        check_output_path(path)  # refuse a bad destination before rendering
         return atomic_write_json(path, {"title": self.title, "figures": self.figures()})
 
 

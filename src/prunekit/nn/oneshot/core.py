@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import inspect
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -194,6 +195,11 @@ def find_blocks(
     if isinstance(blocks, nn.Module):
         return [blocks], names.get(id(blocks), "<given>")
     if blocks is not None:
+        if isinstance(blocks, bytes) or not isinstance(blocks, Iterable):
+            raise InvalidParameterError(
+                "blocks must be a submodule path, a ModuleList/Sequential, or a non-empty list of "
+                f"submodules of the model, got {type(blocks).__name__}"
+            )
         blocks = list(blocks)
         bad = [b for b in blocks if not isinstance(b, nn.Module) or id(b) not in names]
         if not blocks or bad:
@@ -256,7 +262,13 @@ def _batch_from_item(model: nn.Module, item: Any) -> _Batch:
 def _split(obj: Any, batch_size: int) -> list[Any]:
     if isinstance(obj, torch.Tensor):
         return list(torch.split(obj, batch_size))
-    n = next(len(v) for v in obj.values() if isinstance(v, torch.Tensor))
+    lengths = {len(v) for v in obj.values() if isinstance(v, torch.Tensor) and v.ndim >= 1}
+    if len(lengths) != 1:
+        raise InvalidParameterError(
+            "calibration_data: a dict must hold tensors with the same number of rows "
+            f"(e.g. input_ids and attention_mask), got row counts {sorted(lengths)}"
+        )
+    n = lengths.pop()
     return [
         {k: (v[i : i + batch_size] if isinstance(v, torch.Tensor) else v) for k, v in obj.items()}
         for i in range(0, n, batch_size)
@@ -318,8 +330,9 @@ def prepare_calibration(
     device = _model_device(model)
     accepts_use_cache = _is_hf(model) and "use_cache" in inspect.signature(model.forward).parameters
     batches = []
-    for item in items:
+    for i, item in enumerate(items):
         b = _batch_from_item(model, item)
+        _check_finite(b, i)
         b.args, b.kwargs = _to(b.args, device), _to(b.kwargs, device)
         if accepts_use_cache:
             b.kwargs.setdefault("use_cache", False)
@@ -328,6 +341,17 @@ def prepare_calibration(
             b.token_mask = mask.bool()
         batches.append(b)
     return batches
+
+
+def _check_finite(b: _Batch, index: int) -> None:
+    for v in (*b.args, *b.kwargs.values()):
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel() == 0:
+            raise InvalidParameterError(f"calibration_data: batch {index} is empty")
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all():
+            raise InvalidParameterError(
+                f"calibration_data: batch {index} contains NaN or inf; pruning masks computed "
+                "from it would be arbitrary"
+            )
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -405,7 +429,7 @@ def _capture_block_inputs(model: nn.Module, block: nn.Module, batches: list[_Bat
         for b in batches:
             n_before = len(captured)
             with contextlib.suppress(_Stop):
-                model(*b.args, **b.kwargs)
+                _call(model, b, "the model's forward")
             if len(captured) == n_before:
                 raise UnsupportedModelError(
                     "the model's forward never reached the first block; pass blocks= explicitly"
@@ -413,6 +437,18 @@ def _capture_block_inputs(model: nn.Module, block: nn.Module, batches: list[_Bat
             b.args, b.kwargs = captured[-1]
     finally:
         handle.remove()
+
+
+def _call(fn: Callable[..., Any], b: _Batch, what: str) -> Any:
+    """Run ``fn`` on a calibration batch; a failure names the calibration data, not a traceback
+    from deep inside the model."""
+    try:
+        return fn(*b.args, **b.kwargs)
+    except (RuntimeError, ValueError, IndexError, TypeError, KeyError, AttributeError) as exc:
+        raise ShapeMismatchError(
+            f"calibration_data: {what} failed on a calibration batch ({type(exc).__name__}: "
+            f"{exc}); check that the calibration inputs fit the model (shape, dtype, keys)"
+        ) from exc
 
 
 def _hidden(b: _Batch) -> torch.Tensor:
@@ -466,7 +502,7 @@ def _run_full_until(
         for b in batches:
             collector.token_mask = b.token_mask
             with contextlib.suppress(_Stop):
-                model(*b.args, **b.kwargs)
+                _call(model, b, "the model's forward")
     finally:
         handle.remove()
 
@@ -548,10 +584,19 @@ def oneshot(
         target = check_sparsity(0.5 if sparsity is None else sparsity)
     max_length = check_positive_int("max_length", max_length)
     batch_size = check_positive_int("batch_size", batch_size)
+    _check_options(blocksize, mask_blocksize, percdamp, owl_m, owl_lambda)
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    meta = [n or "<model>" for n, p in model.named_parameters() if p.is_meta]
+    if meta:
+        raise UnsupportedModelError(
+            f"parameters {meta[:5]} are on the meta device (they hold no data); load the "
+            "model's weights before pruning"
+        )
     if isinstance(ignore, str):
         ignore = [ignore]
+    if not isinstance(ignore, Iterable) or not all(isinstance(p, str) for p in ignore):
+        raise InvalidParameterError(f"ignore must be a list of fnmatch patterns, got {ignore!r}")
     row = (method == "wanda") if per_row is None else bool(per_row)
 
     block_list, block_path = find_blocks(model, blocks)
@@ -588,6 +633,12 @@ def oneshot(
                 (name, f"outside the blocks '{block_path}' (embeddings and heads stay dense)")
             )
 
+    if not any(block_layers):
+        raise UnsupportedModelError(
+            "nothing to prune: no Linear layer inside the blocks "
+            f"'{block_path}' is left to prune; skipped: "
+            + ("; ".join(f"{n}: {why}" for n, why in report.skipped[:8]) or "none found")
+        )
     needs_data = method != "magnitude" or owl
     start = time.perf_counter()
     device = _model_device(model)
@@ -624,7 +675,7 @@ def oneshot(
                         if blockwise:
                             for b in batches:
                                 collector.token_mask = b.token_mask
-                                block(*b.args, **b.kwargs)
+                                _call(block, b, f"block {bi}")
                         else:
                             _run_full_until(model, block, model_inputs, collector)
                 stats_bytes = sum(
@@ -647,12 +698,33 @@ def oneshot(
                         report.layers.append(rep)
                 if needs_data and blockwise and bi + 1 < len(block_list):
                     for b in batches:
-                        _set_hidden(b, block(*b.args, **b.kwargs))
+                        _set_hidden(b, _call(block, b, f"block {bi}"))
                 bar.advance(description=f"one-shot {method}: block {bi + 1}/{len(block_list)}")
     report.time_s = time.perf_counter() - start
     report.peak_memory_bytes = mem.peak_bytes
     report.memory_method = mem.method
     return report
+
+
+def _check_options(
+    blocksize: Any, mask_blocksize: Any, percdamp: Any, owl_m: Any, owl_lambda: Any
+) -> None:
+    check_positive_int("blocksize", blocksize)
+    if mask_blocksize is not None:
+        check_positive_int("mask_blocksize", mask_blocksize)
+    for name, value, low in (("percdamp", percdamp, 0.0), ("owl_m", owl_m, 0.0),
+                             ("owl_lambda", owl_lambda, 0.0)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < low
+            or (name == "owl_m" and value == 0)
+        ):
+            raise InvalidParameterError(
+                f"{name} must be a finite number >= {low}"
+                + (" (and > 0)" if name == "owl_m" else "") + f", got {value!r}"
+            )
 
 
 def _batch_len(b: _Batch) -> int:
@@ -690,7 +762,7 @@ def _owl_ratios(
         with collector:
             for b in work:
                 collector.token_mask = b.token_mask
-                out = block(*b.args, **b.kwargs)
+                out = _call(block, b, f"block {bi}")
                 if bi + 1 < len(block_list):
                     _set_hidden(b, out)
         scores = [
@@ -721,6 +793,11 @@ def _prune_layer(
     loss = None
     if method != "magnitude" and stats.n == 0:
         return "received no calibration inputs (not called in the forward pass)"
+    if method != "magnitude" and not bool(torch.isfinite(stats.sq).all()):
+        raise InvalidParameterError(
+            f"the calibration inputs of layer {name!r} contain NaN or inf; its masks would be "
+            "arbitrary. Check calibration_data (and the model's earlier layers) for NaN/inf"
+        )
     if method == "magnitude":
         new_w = w * magnitude_mask(w, sparsity, pat, per_row=per_row)
     elif method == "wanda":
