@@ -17,21 +17,21 @@ from typing import Any
 import numpy as np
 from sklearn.base import is_classifier
 
-from prunekit._validation import check_choice
+from prunekit._validation import check_choice, sklearn_errors
 from prunekit.ensembles import clustering, optimisation, ordering
 from prunekit.ensembles._members import (
     BOOSTING_KINDS,
     MemberMatrix,
-    _as_2d,
     build_member_matrix,
     check_fitted_ensemble,
-    check_n_features,
+    check_pruning_data,
     encode_targets,
+    model_fingerprint,
     n_members,
 )
 from prunekit.ensembles._rebuild import rebuild
 from prunekit.ensembles._scoring import prefix_scores, r2_from_neg_mse, subset_score
-from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
+from prunekit.errors import InvalidParameterError, UnsupportedModelError
 
 OrderFn = Callable[[MemberMatrix, int, np.random.Generator], Any]
 
@@ -273,11 +273,7 @@ def prune_ensemble(
     total = n_members(model)
     k = resolve_size(size, total)
     if members is not None:
-        if not isinstance(members, MemberMatrix) or members.n_members != total:
-            raise InvalidParameterError(
-                f"members must be the MemberMatrix of this model ({total} members), built with "
-                "build_member_matrix(model, X_val, y_val)"
-            )
+        _check_members(model, members, total, X_val, y_val, use_oob)
         use_oob = members.mask is not None
     elif X_val is None or y_val is None:
         raise InvalidParameterError(
@@ -362,6 +358,27 @@ def prune_ensemble(
     return pruned
 
 
+def _check_members(
+    model: object, members: object, total: int, X_val: object, y_val: object, use_oob: bool
+) -> None:
+    """``members=`` must come from this very model, and replaces the pruning-data arguments."""
+    how = "build it with build_member_matrix(model, X_val, y_val)"
+    if not isinstance(members, MemberMatrix) or members.n_members != total:
+        raise InvalidParameterError(
+            f"members must be the MemberMatrix of this model ({total} members); {how}"
+        )
+    if members.fingerprint is None or members.fingerprint != model_fingerprint(model):
+        raise InvalidParameterError(
+            f"members was built from another model than this {type(model).__name__} (its "
+            f"fingerprint differs); {how}"
+        )
+    if X_val is not None or y_val is not None or use_oob:
+        raise InvalidParameterError(
+            "members= replaces X_val, y_val and use_oob (it was built from its own data); "
+            "pass either members or the pruning data, not both"
+        )
+
+
 def _size_rule(size: object) -> str:
     if isinstance(size, str):
         return "auto"
@@ -390,13 +407,10 @@ def _staged_scores(model: object, X: object, y: np.ndarray) -> tuple[np.ndarray,
 def _prune_boosting(
     model: object, k: int | None, size: object, X_val: object, y_val: object, start: float
 ) -> object:
-    X = _as_2d(X_val)
-    check_n_features(model, X)
-    y = np.asarray(y_val)
-    if y.shape[0] != X.shape[0]:
-        raise ShapeMismatchError(f"X_val has {X.shape[0]} samples but y_val has {y.shape[0]}")
+    X, y = check_pruning_data(model, X_val, y_val)
     total = n_members(model)
-    curve, metric = _staged_scores(model, X, y)
+    with sklearn_errors("X_val", model):
+        curve, metric = _staged_scores(model, X, y)
     length = int(np.argmax(curve)) + 1 if k is None else k
     pruned, notes = rebuild(model, list(range(length)))
     report = EnsemblePruneReport(

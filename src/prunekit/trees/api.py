@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.utils.validation import check_array
 
-from prunekit._validation import check_choice
-from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
+from prunekit._validation import check_choice, check_features, check_target
+from prunekit.errors import InvalidParameterError, UnsupportedModelError
 from prunekit.trees._base import MethodResult, PruneContext
 from prunekit.trees._sktree import check_tree_model, is_classifier_tree, read_tree, write_tree
 from prunekit.trees._structure import build_structure, compact
@@ -106,36 +105,15 @@ def resolve_method(method: str) -> str:
     return check_choice("method", method, [*METHODS, *ALIASES])
 
 
-def _check_data(name: str, X: Any, y: Any, model, *, allow_nan: bool = True):
+def _check_data(name: str, X: Any, y: Any, model):
+    """Validate ``X_<name>, y_<name>`` against the fitted tree (shared with the ensembles)."""
     if X is None and y is None:
         return None, None
     if X is None or y is None:
         raise InvalidParameterError(f"pass both X_{name} and y_{name}, or neither")
-    n_rows = X.shape[0] if hasattr(X, "shape") and len(X.shape) else len(X)
-    if n_rows == 0:
-        raise InvalidParameterError(f"X_{name} is empty: it needs at least one sample")
-    finite = "allow-nan" if allow_nan else True
-    try:
-        try:
-            Xa = check_array(X, dtype=None, ensure_all_finite=finite)
-        except TypeError:  # scikit-learn < 1.6 names it force_all_finite
-            Xa = check_array(X, dtype=None, force_all_finite=finite)
-    except ValueError as exc:
-        raise ShapeMismatchError(f"X_{name} is not a valid 2-D array: {exc}") from None
-    ya = np.asarray(y)
-    if ya.ndim != 1:
-        ya = ya.ravel() if ya.ndim == 2 and ya.shape[1] == 1 else ya
-    if ya.ndim != 1 or ya.shape[0] != Xa.shape[0]:
-        raise ShapeMismatchError(
-            f"y_{name} must be 1-D with one label per row of X_{name} ({Xa.shape[0]}), "
-            f"got shape {np.shape(y)}"
-        )
-    if Xa.shape[1] != model.n_features_in_:
-        raise ShapeMismatchError(
-            f"X_{name} has {Xa.shape[1]} features but the tree was fitted on "
-            f"{model.n_features_in_}"
-        )
-    return Xa.astype(np.float64), ya
+    Xa = check_features(f"X_{name}", X, model, allow_nan=True, float32=True)
+    ya = check_target(f"y_{name}", y, model, Xa.shape[0])
+    return Xa, ya
 
 
 def prune_tree(
@@ -185,7 +163,7 @@ def prune_tree(
     start = time.perf_counter()
     struct = build_structure(read_tree(model), clf)
     ctx = PruneContext(model, struct, Xv, yv, Xt, yt, random_state)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # data were aligned by name above; arrays go on by position
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         warnings.filterwarnings("ignore", message="X has feature names")
         result = spec.func(ctx, **params)
