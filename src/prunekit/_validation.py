@@ -314,3 +314,28 @@ def sklearn_errors(name: str, model: Any) -> Iterator[None]:
         raise InvalidParameterError(
             f"{name} was rejected by the fitted {type(model).__name__}: {exc}"
         ) from exc
+
+
+def check_real(name: str, value: Any, *, minimum: float | None = None) -> float:
+    """Check that ``value`` is a finite real number (not a bool), at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise InvalidParameterError(f"{name} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Check that ``value`` is True or False (numpy booleans accepted)."""
+    if not isinstance(value, bool | np.bool_):
+        raise InvalidParameterError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_seed(name: str, value: Any) -> int | None:
+    """Check a ``random_state``: None or an int >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InvalidParameterError(f"{name} must be None or an int >= 0, got {value!r}")
+    return int(value)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from prunekit._validation import check_choice, check_features, check_target
+from prunekit._validation import check_choice, check_features, check_seed, check_target
 from prunekit.errors import InvalidParameterError, UnsupportedModelError
 from prunekit.trees._base import MethodResult, PruneContext
 from prunekit.trees._sktree import check_tree_model, is_classifier_tree, read_tree, write_tree
@@ -116,6 +116,17 @@ def _check_data(name: str, X: Any, y: Any, model):
     return Xa, ya
 
 
+def _check_sample_weight(sample_weight: Any, X_train: np.ndarray | None) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    if X_train is None:
+        raise InvalidParameterError("sample_weight weighs the rows of X_train: pass X_train too")
+    w = check_target("sample_weight", sample_weight, None, X_train.shape[0])
+    if (w < 0).any() or w.sum() <= 0:
+        raise InvalidParameterError("sample_weight must be >= 0 with a positive sum")
+    return w
+
+
 def prune_tree(
     model,
     method: str = "cost_complexity",
@@ -125,6 +136,7 @@ def prune_tree(
     X_train: Any = None,
     y_train: Any = None,
     random_state: int | None = None,
+    sample_weight: Any = None,
     **params: Any,
 ):
     """Prune a fitted ``DecisionTreeClassifier``/``DecisionTreeRegressor``; the input is unchanged.
@@ -141,6 +153,14 @@ def prune_tree(
       X_train, y_train); ``"min_error"``: ``m``, ``prior``; ``"mdl"``: ``value_bits``
       (classification only)
     - ``"pre_pruning"``: ``param_grid``, ``cv`` (needs X_train, y_train; re-grows the tree)
+
+    Data: every method takes what it needs from ``X_val, y_val`` and ``X_train, y_train``; both
+    are validated (labels of the tree's ``classes_``, finite values, the tree's width; a data
+    frame's columns are matched to ``feature_names_in_`` by name and reordered). Trees grown with
+    ``class_weight`` or ``sample_weight`` are pruned on the weighted counts they store; methods
+    that re-route or refit the training data (``c45`` with raising, ``cost_complexity`` by CV,
+    ``pre_pruning``) then need ``sample_weight``, the weights of the ``X_train`` rows as passed to
+    ``fit`` (class weights are re-derived from the tree's ``class_weight``).
     """
     check_tree_model(model)
     name = resolve_method(method)
@@ -160,9 +180,11 @@ def prune_tree(
         )
     Xv, yv = _check_data("val", X_val, y_val, model)
     Xt, yt = _check_data("train", X_train, y_train, model)
+    sw = _check_sample_weight(sample_weight, Xt)
     start = time.perf_counter()
     struct = build_structure(read_tree(model), clf)
-    ctx = PruneContext(model, struct, Xv, yv, Xt, yt, random_state)
+    ctx = PruneContext(model, struct, Xv, yv, Xt, yt, check_seed("random_state", random_state),
+                       sw)
     with warnings.catch_warnings():  # data were aligned by name above; arrays go on by position
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         warnings.filterwarnings("ignore", message="X has feature names")

@@ -12,6 +12,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from prunekit._validation import check_positive_int
 from prunekit.errors import InvalidParameterError, UnsupportedModelError
 from prunekit.trees.api import METHODS, prune_tree, resolve_method
 
@@ -89,8 +90,13 @@ class _PrunedTreeBase(MetaEstimatorMixin, BaseEstimator):
         notes: list[str] = []
         if X_val is X:
             notes.append(f"only {n} samples: validated on the training data")
-        elif name == "cost_complexity" and params.get("ccp_alpha") is None:
-            cv = int(params.get("cv", 5))
+        elif (
+            name == "cost_complexity"
+            and params.get("ccp_alpha") is None
+            and not self._needs_validation(name, params)
+        ):
+            cv = params.get("cv")
+            cv = 5 if cv is None else check_positive_int("cv", cv, minimum=2)
             if n < 2 * cv:
                 if n >= 4:
                     params["cv"] = max(2, n // 2)
