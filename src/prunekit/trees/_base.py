@@ -86,8 +86,8 @@ class PruneContext:
             return w
         if exact:
             raise ShapeMismatchError(
-                f"method={method!r} needs X_train/y_train (and sample_weight) exactly as the tree "
-                f"was grown: its root holds {root_n} samples of total weight {root_w:g}"
+                f"method={method!r} needs the X_train/y_train (and sample_weight) the tree was "
+                f"grown on: its root holds {root_n} samples of total weight {root_w:g}"
                 + (" per class " + str(np.round(self.struct.counts[0], 6).tolist())
                    if self.struct.is_classifier else "")
                 + f"; got {y.shape[0]} rows of total weight {total:g}"

@@ -13,10 +13,10 @@ from statistics import NormalDist
 import numpy as np
 
 from prunekit._validation import check_choice, check_fraction
-from prunekit.errors import InvalidParameterError, ShapeMismatchError
+from prunekit.errors import InvalidParameterError
 from prunekit.trees._base import MethodResult, PruneContext
 from prunekit.trees._sktree import TREE_LEAF, RawTree
-from prunekit.trees._structure import TreeStructure, leaf_loss_on
+from prunekit.trees._structure import TreeStructure, accumulate_up, class_codes, leaf_loss_on
 
 
 def reduced_error(ctx: PruneContext) -> MethodResult:
@@ -168,6 +168,37 @@ def c45_added_errors(n: float, e: float, cf: float) -> float:
     return r * n - e
 
 
+def _normal_added(n: np.ndarray, e: np.ndarray, z: float) -> np.ndarray:
+    f = (e + 0.5) / n
+    r = (f + z * z / (2 * n) + z * np.sqrt(np.maximum(f / n - f * f / n + z * z / (4 * n * n), 0)))
+    return r / (1 + z * z / n) * n - e
+
+
+def c45_added_errors_array(n: np.ndarray, e: np.ndarray, cf: float) -> np.ndarray:
+    """:func:`c45_added_errors` for arrays of ``n`` (> 0) and ``e`` at once."""
+    n = np.asarray(n, dtype=np.float64)
+    e = np.asarray(e, dtype=np.float64)
+    z = NormalDist().inv_cdf(1.0 - cf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = n * (1.0 - cf ** (1.0 / n))
+        one = np.where(n <= 1.5, np.maximum(n - 1.0, 0.0), _normal_added(n, np.ones_like(n), z))
+        small = np.where(e == 0, base, base + e * (one - base))
+        out = np.where(e < 1, small, np.where(e + 0.5 >= n, np.maximum(n - e, 0.0),
+                                              _normal_added(n, e, z)))
+    return out
+
+
+def _estimated_errors_array(dist: np.ndarray, cf: float) -> np.ndarray:
+    """C4.5's predicted errors ``E + N * U_CF(E, N) - E`` of every row of class counts."""
+    dist = np.atleast_2d(dist)
+    total = dist.sum(axis=1)
+    wrong = total - dist.max(axis=1)
+    pos = total > 0
+    out = np.zeros(total.shape[0])
+    out[pos] = wrong[pos] + c45_added_errors_array(total[pos], wrong[pos], cf)
+    return out
+
+
 def _estimated_errors(dist: np.ndarray, cf: float) -> float:
     total = float(dist.sum())
     if total <= 0:
@@ -198,7 +229,7 @@ def c45(
     if subtree_raising:
         return _c45_raising(ctx, cf)
     struct = ctx.struct
-    est = np.array([_estimated_errors(struct.counts[t], cf) for t in range(struct.n_nodes)])
+    est = _estimated_errors_array(struct.counts, cf)
     tree_err = np.zeros(struct.n_nodes)
     collapse = np.zeros(struct.n_nodes, dtype=bool)
     for t in struct.postorder():
@@ -217,92 +248,180 @@ def c45(
     )
 
 
-class _Node:
-    __slots__ = ("origin", "idx", "left", "right")
+class _Raiser:
+    """C4.5/J48 pruning with subtree raising on the training cases, without recursion.
 
-    def __init__(self, origin: int, idx: np.ndarray) -> None:
-        self.origin = origin
-        self.idx = idx
-        self.left: _Node | None = None
-        self.right: _Node | None = None
+    Node slots are the original node ids; raising the largest child ``b`` into ``v`` gives slot
+    ``v`` the origin (split) and children of ``b``. Only leaves hold their cases. Deciding a node
+    routes the cases of its *smaller* child through the larger child's subtree (each case is on the
+    smaller side at most log2(n) times), and after a raise only nodes that received cases are
+    re-pruned (the others are already at J48's fixed point), so the cost is near-linear in the
+    number of cases times the depth instead of J48's repeated full re-pruning.
+    """
+
+    def __init__(self, ctx: PruneContext, cf: float, X: np.ndarray, codes: np.ndarray,
+                 w: np.ndarray) -> None:
+        raw = ctx.struct.raw
+        self.raw, self.cf, self.codes, self.w = raw, cf, codes, w
+        self.X = np.asarray(X, dtype=np.float32)
+        self.k = ctx.struct.counts.shape[1]
+        n_nodes = raw.node_count
+        self.origin = list(range(n_nodes))
+        self.lch, self.rch = raw.left.tolist(), raw.right.tolist()
+        leaves = ctx.model.apply(self.X).astype(np.intp)
+        order = np.argsort(leaves, kind="stable")
+        bounds = np.searchsorted(leaves[order], np.arange(n_nodes + 1))
+        self.members: list[np.ndarray | None] = [
+            order[bounds[i] : bounds[i + 1]] if raw.left[i] == TREE_LEAF else None
+            for i in range(n_nodes)
+        ]
+        leaf_dist = np.zeros((n_nodes, self.k))
+        np.add.at(leaf_dist, (leaves, codes), w)
+        leaf_cnt = np.bincount(leaves, minlength=n_nodes).astype(np.float64)
+        up = accumulate_up(ctx.struct, np.c_[leaf_cnt, leaf_dist])
+        self.cnt, self.dist = up[:, 0], up[:, 1:]
+        self.tree_err = np.zeros(n_nodes)
+        is_leaf = raw.left == TREE_LEAF
+        self.tree_err[is_leaf] = _estimated_errors_array(self.dist[is_leaf], cf)
+        self.dirty = [True] * n_nodes
+        self.n_raised = 0
+
+    def est(self, dist: np.ndarray) -> float:
+        return _estimated_errors(dist, self.cf)
+
+    def samples(self, v: int) -> np.ndarray:
+        parts, stack = [], [v]
+        while stack:
+            u = stack.pop()
+            if self.lch[u] == TREE_LEAF:
+                parts.append(self.members[u])
+            else:
+                stack.extend((self.rch[u], self.lch[u]))
+        return np.concatenate(parts) if parts else np.zeros(0, np.intp)
+
+    def route(self, start: int, idx: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Every node (from ``start`` down) the cases ``idx`` pass through, with those cases."""
+        raw, out, stack = self.raw, [], [(start, idx)]
+        while stack:
+            u, sub = stack.pop()
+            if sub.size == 0:
+                continue
+            out.append((u, sub))
+            if self.lch[u] == TREE_LEAF:
+                continue
+            o = self.origin[u]
+            col = self.X[sub, raw.feature[o]]
+            gl = np.where(np.isnan(col), bool(raw.missing_go_to_left[o]), col <= raw.threshold[o])
+            stack.append((self.rch[u], sub[~gl]))
+            stack.append((self.lch[u], sub[gl]))
+        return out
+
+    def added(self, sub: np.ndarray) -> np.ndarray:
+        return np.bincount(self.codes[sub], weights=self.w[sub], minlength=self.k)
+
+    def decide(self, v: int) -> bool:
+        """J48's decision at ``v`` (children already pruned); True if ``v`` was raised into."""
+        left, right = self.lch[v], self.rch[v]
+        tree_e = self.tree_err[left] + self.tree_err[right]
+        leaf_e = self.est(self.dist[v])
+        big, small = (left, right) if self.dist[left].sum() >= self.dist[right].sum() \
+            else (right, left)
+        visits = self.route(big, self.samples(small))
+        adds = {u: self.added(sub) for u, sub in visits if self.lch[u] == TREE_LEAF}
+        err_big = self.tree_err[big] + sum(
+            self.est(self.dist[u] + add) - self.tree_err[u] for u, add in adds.items()
+        )
+        if leaf_e <= tree_e + C45_TOLERANCE and leaf_e <= err_big + C45_TOLERANCE:
+            self.members[v] = self.samples(v)
+            self.lch[v] = self.rch[v] = TREE_LEAF
+            self.tree_err[v] = leaf_e
+            return False
+        if err_big > tree_e + C45_TOLERANCE:
+            self.tree_err[v] = tree_e
+            return False
+        self.n_raised += 1
+        for u, sub in visits:
+            self.dist[u] += adds[u] if u in adds else self.added(sub)
+            self.cnt[u] += sub.size
+            self.dirty[u] = True
+            if self.lch[u] == TREE_LEAF:
+                self.members[u] = np.concatenate([self.members[u], sub])
+        self.origin[v], self.lch[v], self.rch[v] = self.origin[big], self.lch[big], self.rch[big]
+        return True
+
+    def prune(self) -> None:
+        stack = [(0, False)]
+        while stack:
+            v, expanded = stack.pop()
+            if self.lch[v] == TREE_LEAF:
+                if self.dirty[v]:
+                    self.tree_err[v] = self.est(self.dist[v])
+                self.dirty[v] = False
+                continue
+            if not expanded:
+                stack.append((v, True))
+                for c in (self.rch[v], self.lch[v]):
+                    if self.dirty[c]:
+                        stack.append((c, False))
+                continue
+            if self.decide(v):
+                stack.append((v, False))  # J48 prunes the raised subtree again
+            else:
+                self.dirty[v] = False
+
+    def emit(self, criterion: str) -> RawTree:
+        """Pre-order arrays of the restructured tree with statistics of its cases."""
+        order, parents, stack = [], [], [(0, -1)]
+        while stack:
+            v, par = stack.pop()
+            order.append(v)
+            parents.append(par)
+            if self.lch[v] != TREE_LEAF:
+                pos = len(order) - 1
+                stack.append((self.rch[v], pos))
+                stack.append((self.lch[v], pos))
+        n = len(order)
+        left = np.full(n, TREE_LEAF, dtype=np.intp)
+        right = np.full(n, TREE_LEAF, dtype=np.intp)
+        value = np.zeros((n, 1, self.raw.value.shape[2]))
+        imp = np.zeros(n)
+        for i, (v, par) in enumerate(zip(order, parents, strict=True)):
+            if par >= 0:
+                if left[par] == TREE_LEAF:
+                    left[par] = i
+                else:
+                    right[par] = i
+            d = self.dist[v]
+            total = d.sum()
+            value[i, 0] = d / total if total > 0 else value[par, 0]  # empty leaf: parent's class
+            imp[i] = _impurity(d, criterion)
+        nodes = np.asarray(order, dtype=np.intp)
+        origins = np.asarray(self.origin, dtype=np.intp)[nodes]
+        return RawTree(
+            left=left,
+            right=right,
+            feature=self.raw.feature[origins],
+            threshold=self.raw.threshold[origins],
+            impurity=imp,
+            n_node_samples=self.cnt[nodes].round().astype(np.intp),
+            weighted_n_node_samples=self.dist[nodes].sum(axis=1),
+            missing_go_to_left=self.raw.missing_go_to_left[origins],
+            value=value,
+        )
 
 
 def _c45_raising(ctx: PruneContext, cf: float) -> MethodResult:
     X, y = ctx.require_training("c45", " with subtree_raising=True")
-    struct, raw = ctx.struct, ctx.struct.raw
-    Xf = np.asarray(X, dtype=np.float32)
-    classes = np.asarray(ctx.model.classes_)
-    codes = np.searchsorted(classes, np.asarray(y))
-    k = classes.size
-    if Xf.shape[0] != round(struct.n[0]) or not np.all(
-        classes[np.minimum(codes, k - 1)] == np.asarray(y)
-    ):
-        raise ShapeMismatchError(
-            "X_train/y_train must be the (unit-weighted) data the tree was grown on: the tree saw "
-            f"{struct.n[0]:g} samples, got {Xf.shape[0]}"
-        )
-
-    def go_left(origin: int, idx: np.ndarray) -> np.ndarray:
-        col = Xf[idx, raw.feature[origin]]
-        return np.where(np.isnan(col), bool(raw.missing_go_to_left[origin]),
-                        col <= raw.threshold[origin])
-
-    def grow(origin: int, idx: np.ndarray) -> _Node:
-        node = _Node(origin, idx)
-        if raw.left[origin] != TREE_LEAF:
-            gl = go_left(origin, idx)
-            node.left = grow(int(raw.left[origin]), idx[gl])
-            node.right = grow(int(raw.right[origin]), idx[~gl])
-        return node
-
-    def dist(idx: np.ndarray) -> np.ndarray:
-        return np.bincount(codes[idx], minlength=k).astype(np.float64)
-
-    def redistribute(node: _Node, idx: np.ndarray) -> None:
-        node.idx = idx
-        if node.left is not None:
-            gl = go_left(node.origin, idx)
-            redistribute(node.left, idx[gl])
-            redistribute(node.right, idx[~gl])
-
-    def est_tree(node: _Node) -> float:
-        if node.left is None:
-            return _estimated_errors(dist(node.idx), cf)
-        return est_tree(node.left) + est_tree(node.right)
-
-    def est_branch(node: _Node, idx: np.ndarray) -> float:
-        if node.left is None:
-            return _estimated_errors(dist(idx), cf)
-        gl = go_left(node.origin, idx)
-        return est_branch(node.left, idx[gl]) + est_branch(node.right, idx[~gl])
-
-    n_raised = 0
-
-    def prune(node: _Node) -> None:
-        nonlocal n_raised
-        if node.left is None:
-            return
-        prune(node.left)
-        prune(node.right)
-        largest = node.left if node.left.idx.size >= node.right.idx.size else node.right
-        err_largest = est_branch(largest, node.idx)
-        err_leaf = _estimated_errors(dist(node.idx), cf)
-        err_tree = est_tree(node)
-        if err_leaf <= err_tree + C45_TOLERANCE and err_leaf <= err_largest + C45_TOLERANCE:
-            node.left = node.right = None
-            return
-        if err_largest <= err_tree + C45_TOLERANCE:
-            n_raised += 1
-            node.origin, node.left, node.right = largest.origin, largest.left, largest.right
-            redistribute(node, node.idx)
-            prune(node)
-
-    root = grow(0, np.arange(Xf.shape[0]))
-    prune(root)
-    new_raw = _emit(root, raw, dist, ctx.model.criterion)
+    w = ctx.train_weights("c45", exact=True)
+    codes = class_codes(y, ctx.model.classes_)
+    weights = np.ones(y.shape[0]) if w is None else w
+    raiser = _Raiser(ctx, cf, X, codes, weights)
+    raiser.prune()
+    notes = ["cases weighted by the tree's class_weight/sample_weight"] if w is not None else []
     return MethodResult(
-        raw=new_raw,
-        params={"confidence": cf, "subtree_raising": True, "subtrees_raised": n_raised},
+        raw=raiser.emit(ctx.model.criterion),
+        params={"confidence": cf, "subtree_raising": True, "subtrees_raised": raiser.n_raised},
+        notes=notes,
     )
 
 
@@ -314,45 +433,3 @@ def _impurity(dist: np.ndarray, criterion: str) -> float:
     if criterion == "gini":
         return float(1.0 - np.sum(p * p))
     return float(-np.sum(p * np.log2(p)))  # entropy / log_loss (scikit-learn uses log base 2)
-
-
-def _emit(root: _Node, raw: RawTree, dist, criterion: str) -> RawTree:
-    """Pre-order arrays of the restructured tree with statistics recomputed from its cases."""
-    order: list[tuple[_Node, int]] = []  # (node, parent position)
-    stack: list[tuple[_Node, int]] = [(root, -1)]
-    while stack:
-        node, par = stack.pop()
-        order.append((node, par))
-        if node.left is not None:
-            pos = len(order) - 1
-            stack.append((node.right, pos))
-            stack.append((node.left, pos))
-    n = len(order)
-    left = np.full(n, TREE_LEAF, dtype=np.intp)
-    right = np.full(n, TREE_LEAF, dtype=np.intp)
-    value = np.zeros((n, 1, raw.value.shape[2]))
-    imp = np.zeros(n)
-    cnt = np.zeros(n, dtype=np.intp)
-    for i, (node, par) in enumerate(order):
-        if par >= 0:
-            if left[par] == TREE_LEAF:
-                left[par] = i
-            else:
-                right[par] = i
-        d = dist(node.idx)
-        total = d.sum()
-        value[i, 0] = d / total if total > 0 else value[par, 0]  # empty leaf: parent's class
-        imp[i] = _impurity(d, criterion)
-        cnt[i] = node.idx.size
-    origins = np.array([node.origin for node, _ in order], dtype=np.intp)
-    return RawTree(
-        left=left,
-        right=right,
-        feature=raw.feature[origins],
-        threshold=raw.threshold[origins],
-        impurity=imp,
-        n_node_samples=cnt,
-        weighted_n_node_samples=cnt.astype(np.float64),
-        missing_go_to_left=raw.missing_go_to_left[origins],
-        value=value,
-    )
