@@ -7,13 +7,11 @@ nodes to collapse (C4.5 with subtree raising returns a restructured tree).
 from __future__ import annotations
 
 import math
-import numbers
 from statistics import NormalDist
 
 import numpy as np
 
-from prunekit._validation import check_choice, check_fraction
-from prunekit.errors import InvalidParameterError
+from prunekit._validation import check_choice, check_fraction, check_real
 from prunekit.trees._base import MethodResult, PruneContext
 from prunekit.trees._sktree import TREE_LEAF, RawTree
 from prunekit.trees._structure import TreeStructure, accumulate_up, class_codes, leaf_loss_on
@@ -117,8 +115,7 @@ def min_error(ctx: PruneContext, *, m: float = 2.0, prior: str = "training") -> 
     Niblett, T. & Bratko, I. (1986) "Learning decision rules in noisy domains", Expert Systems 86;
     Cestnik, B. & Bratko, I. (1991) "On estimating probabilities in tree pruning", EWSL-91.
     """
-    if isinstance(m, bool) or not isinstance(m, numbers.Real) or m < 0:
-        raise InvalidParameterError(f"m must be a number >= 0, got {m!r}")
+    m = check_real("m", m, minimum=0.0)
     prior = check_choice("prior", prior, ["training", "uniform"])
     struct = ctx.struct
     counts, n = struct.counts, struct.n
