@@ -195,3 +195,17 @@ def test_member_matrix_of_another_model_is_rejected(data):
         prune_ensemble(b, "reduce_error", 0.5, members=M)
     with pytest.raises(InvalidParameterError, match="not both"):
         prune_ensemble(a, "reduce_error", 0.5, X_val=X, y_val=y, members=M)
+
+
+def test_cluster_with_fewer_distinct_members_than_size_warns_and_notes():
+    from sklearn.ensemble import BaggingClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 1))
+    y = (X[:, 0] > 0).astype(int)
+    bag = BaggingClassifier(DecisionTreeClassifier(max_depth=2), n_estimators=10,
+                            bootstrap=False, random_state=0).fit(X, y)  # identical members
+    with pytest.warns(UserWarning, match="fewer than size=5"):
+        small = prune_ensemble(bag, "cluster", 5, X_val=X, y_val=y)
+    assert len(small.estimators_) < 5
+    assert any("fewer than size=5" in n for n in small.prune_report_.notes)

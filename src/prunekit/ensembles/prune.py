@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -313,6 +314,7 @@ def prune_ensemble(
     M = members if members is not None else build_member_matrix(model, X_val, y_val, oob=use_oob)
     details: dict[str, Any] = {}
     ordering_: np.ndarray | None = None
+    extra_notes: list[str] = []
     if info.family == "clustering":
         selector = clustering.ClusterSelector(M)
         sizes = np.arange(1, total + 1) if k is None else np.array([k])
@@ -323,6 +325,14 @@ def prune_ensemble(
         best = int(np.argmax(raw))
         kept = selections[best]
         curve_sizes = np.array([len(s) for s in selections])
+        if k is not None and len(kept) < k:
+            msg = (
+                f"cluster found only {len(kept)} groups of members that predict differently on "
+                f"the pruning data, fewer than size={k}: kept {len(kept)} members (members with "
+                "identical predictions fall into one cluster)"
+            )
+            warnings.warn(msg, UserWarning, stacklevel=2)
+            extra_notes.append(msg)
     else:
         out = info.func(M, total if k is None else k, rng)  # type: ignore[misc]
         if isinstance(out, tuple):
@@ -336,6 +346,7 @@ def prune_ensemble(
     full_score = float(_to_metric(M, np.array([subset_score(M, np.arange(total))]))[0])
     after_score = float(_to_metric(M, np.array([subset_score(M, kept)]))[0])
     pruned, notes = rebuild(model, kept)
+    notes = [*extra_notes, *notes]
     report = EnsemblePruneReport(
         method=method,
         model_class=type(model).__name__,
