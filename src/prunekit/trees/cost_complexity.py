@@ -90,13 +90,16 @@ def _initial_branch(struct: TreeStructure, r_node: np.ndarray) -> tuple[np.ndarr
     return r_branch, n_leaves
 
 
-def ccp_path(struct: TreeStructure, node_loss: np.ndarray | None = None) -> CCPPath:
+def ccp_path(
+    struct: TreeStructure, node_loss: np.ndarray | None = None, stop_alpha: float | None = None
+) -> CCPPath:
     """The full weakest-link pruning path of a tree (see module docstring).
 
     A heap of effective alphas with lazy updates replaces scikit-learn's scan over all nodes per
     step: each step costs O(depth log n), the arithmetic and tie-breaking (smallest node id) are
     scikit-learn's, so alphas and impurities are identical. ``node_loss`` (loss of some data at
-    each node used as a leaf) is tracked along the path as ``state_loss``.
+    each node used as a leaf) is tracked along the path as ``state_loss``. With ``stop_alpha`` the
+    path ends where scikit-learn's pruning with ``ccp_alpha=stop_alpha`` stops.
     """
     left, right, n_nodes = struct.left, struct.right, struct.n_nodes
     w = struct.raw.weighted_n_node_samples
@@ -126,6 +129,8 @@ def ccp_path(struct: TreeStructure, node_loss: np.ndarray | None = None) -> CCPP
         g, node = heapq.heappop(heap)
         if not candidate[node] or g != (r_node[node] - r_branch[node]) / (n_leaves[node] - 1):
             continue  # collapsed, removed, or a stale alpha
+        if stop_alpha is not None and g > stop_alpha:
+            break
         stack = [lft[node], rgt[node]]
         while stack:  # remove the subtree (stop at parts removed by earlier steps)
             i = stack.pop()
@@ -236,7 +241,7 @@ def cost_complexity(
             )
         params["select"] = "given"
         struct = ctx.struct
-        path = ccp_path(struct)
+        path = ccp_path(struct, stop_alpha=alpha)
     else:
         if select == "auto":
             select = "validation" if ctx.X_val is not None and cv is None else "cv"

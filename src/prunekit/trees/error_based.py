@@ -6,6 +6,7 @@ nodes to collapse (C4.5 with subtree raising returns a restructured tree).
 
 from __future__ import annotations
 
+import functools
 import math
 from statistics import NormalDist
 
@@ -157,12 +158,17 @@ def c45_added_errors(n: float, e: float, cf: float) -> float:
         return base + e * (c45_added_errors(n, 1.0, cf) - base)
     if e + 0.5 >= n:
         return max(n - e, 0.0)
-    z = NormalDist().inv_cdf(1.0 - cf)
+    z = _z(cf)
     f = (e + 0.5) / n
     r = (f + z * z / (2 * n) + z * math.sqrt(f / n - f * f / n + z * z / (4 * n * n))) / (
         1 + z * z / n
     )
     return r * n - e
+
+
+@functools.lru_cache(maxsize=64)
+def _z(cf: float) -> float:
+    return NormalDist().inv_cdf(1.0 - cf)
 
 
 def _normal_added(n: np.ndarray, e: np.ndarray, z: float) -> np.ndarray:
@@ -249,11 +255,12 @@ class _Raiser:
     """C4.5/J48 pruning with subtree raising on the training cases, without recursion.
 
     Node slots are the original node ids; raising the largest child ``b`` into ``v`` gives slot
-    ``v`` the origin (split) and children of ``b``. Only leaves hold their cases. Deciding a node
-    routes the cases of its *smaller* child through the larger child's subtree (each case is on the
-    smaller side at most log2(n) times), and after a raise only nodes that received cases are
-    re-pruned (the others are already at J48's fixed point), so the cost is near-linear in the
-    number of cases times the depth instead of J48's repeated full re-pruning.
+    ``v`` the split and children of ``b``. Only leaves hold their cases. Deciding a node routes the
+    cases of its *smaller* child through the larger child's subtree (all cases descend together,
+    one vectorised step per level; each case is on the smaller side at most log2(n) times), and
+    after a raise only nodes that received cases are re-pruned (the others are already at J48's
+    fixed point), so the cost is near-linear in the number of cases times the depth instead of
+    J48's repeated full re-pruning.
     """
 
     def __init__(self, ctx: PruneContext, cf: float, X: np.ndarray, codes: np.ndarray,
@@ -263,8 +270,14 @@ class _Raiser:
         self.X = np.asarray(X, dtype=np.float32)
         self.k = ctx.struct.counts.shape[1]
         n_nodes = raw.node_count
-        self.origin = list(range(n_nodes))
-        self.lch, self.rch = raw.left.tolist(), raw.right.tolist()
+        self.origin = np.arange(n_nodes)
+        self.lch, self.rch = raw.left.copy(), raw.right.copy()
+        self.feat, self.thr = raw.feature.copy(), raw.threshold.copy()
+        self.miss = raw.missing_go_to_left.astype(bool)
+        self.go_l, self.go_r = raw.left.copy(), raw.right.copy()
+        for leaf in np.flatnonzero(raw.left == TREE_LEAF).tolist():
+            self._set_leaf(leaf)
+        self.has_nan = bool(np.isnan(self.X).any())
         leaves = ctx.model.apply(self.X).astype(np.intp)
         order = np.argsort(leaves, kind="stable")
         bounds = np.searchsorted(leaves[order], np.arange(n_nodes + 1))
@@ -280,7 +293,7 @@ class _Raiser:
         self.tree_err = np.zeros(n_nodes)
         is_leaf = raw.left == TREE_LEAF
         self.tree_err[is_leaf] = _estimated_errors_array(self.dist[is_leaf], cf)
-        self.dirty = [True] * n_nodes
+        self.dirty = np.ones(n_nodes, dtype=bool)
         self.n_raised = 0
 
     def est(self, dist: np.ndarray) -> float:
@@ -288,63 +301,102 @@ class _Raiser:
 
     def samples(self, v: int) -> np.ndarray:
         parts, stack = [], [v]
+        lch, rch = self.lch, self.rch
         while stack:
             u = stack.pop()
-            if self.lch[u] == TREE_LEAF:
+            if lch[u] == TREE_LEAF:
                 parts.append(self.members[u])
             else:
-                stack.extend((self.rch[u], self.lch[u]))
+                stack.append(rch[u])
+                stack.append(lch[u])
         return np.concatenate(parts) if parts else np.zeros(0, np.intp)
 
-    def route(self, start: int, idx: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Every node (from ``start`` down) the cases ``idx`` pass through, with those cases."""
-        raw, out, stack = self.raw, [], [(start, idx)]
-        while stack:
-            u, sub = stack.pop()
-            if sub.size == 0:
-                continue
-            out.append((u, sub))
-            if self.lch[u] == TREE_LEAF:
-                continue
-            o = self.origin[u]
-            col = self.X[sub, raw.feature[o]]
-            gl = np.where(np.isnan(col), bool(raw.missing_go_to_left[o]), col <= raw.threshold[o])
-            stack.append((self.rch[u], sub[~gl]))
-            stack.append((self.lch[u], sub[gl]))
-        return out
+    def _set_leaf(self, v: int) -> None:
+        """Routing arrays: a leaf sends every case to itself (threshold +inf, both children v)."""
+        self.go_l[v] = self.go_r[v] = v
+        self.thr[v] = np.inf
+        self.feat[v] = 0
 
-    def added(self, sub: np.ndarray) -> np.ndarray:
-        return np.bincount(self.codes[sub], weights=self.w[sub], minlength=self.k)
+    def route(self, start: int, idx: np.ndarray, keep_path: bool = False):
+        """Leaf (below ``start``) each case in ``idx`` reaches; with ``keep_path`` also every
+        (node, case) pair passed on the way, leaves included. All cases move one level per
+        vectorised step; cases at a leaf stay there."""
+        cur = np.full(idx.size, start, dtype=np.intp)
+        Xm = self.X[idx]
+        rows = np.arange(idx.size)
+        path_nodes, path_rows = [], []
+        while True:
+            if keep_path:
+                inner = self.lch[cur] != TREE_LEAF
+                path_nodes.append(cur[inner])
+                path_rows.append(rows[inner])
+            x = Xm[rows, self.feat[cur]]
+            if self.has_nan:
+                go_left = np.where(np.isnan(x), self.miss[cur], x <= self.thr[cur])
+            else:
+                go_left = x <= self.thr[cur]
+            nxt = np.where(go_left, self.go_l[cur], self.go_r[cur])
+            if np.array_equal(nxt, cur):
+                break
+            cur = nxt
+        if keep_path:
+            path_nodes.append(cur)
+            path_rows.append(rows)
+            return cur, np.concatenate(path_nodes), np.concatenate(path_rows)
+        return cur
 
     def decide(self, v: int) -> bool:
         """J48's decision at ``v`` (children already pruned); True if ``v`` was raised into."""
-        left, right = self.lch[v], self.rch[v]
+        left, right = int(self.lch[v]), int(self.rch[v])
         tree_e = self.tree_err[left] + self.tree_err[right]
         leaf_e = self.est(self.dist[v])
         big, small = (left, right) if self.dist[left].sum() >= self.dist[right].sum() \
             else (right, left)
-        visits = self.route(big, self.samples(small))
-        adds = {u: self.added(sub) for u, sub in visits if self.lch[u] == TREE_LEAF}
-        err_big = self.tree_err[big] + sum(
-            self.est(self.dist[u] + add) - self.tree_err[u] for u, add in adds.items()
-        )
-        if leaf_e <= tree_e + C45_TOLERANCE and leaf_e <= err_big + C45_TOLERANCE:
-            self.members[v] = self.samples(v)
-            self.lch[v] = self.rch[v] = TREE_LEAF
-            self.tree_err[v] = leaf_e
+        if leaf_e <= tree_e + C45_TOLERANCE and leaf_e <= self.tree_err[big] + C45_TOLERANCE:
+            # adding cases to leaves never lowers their estimate, so err_big >= tree_err[big]:
+            # J48 makes v a leaf whatever the routing gives
+            return self._collapse(v, leaf_e)
+        if self.lch[big] == TREE_LEAF:  # raising a leaf gives v's own leaf (err_big == leaf_e)
+            if leaf_e <= tree_e + C45_TOLERANCE:
+                return self._collapse(v, leaf_e)
+            self.tree_err[v] = tree_e
             return False
+        moved = self.samples(small)
+        end = self.route(big, moved)
+        leaves, inv = np.unique(end, return_inverse=True)
+        key = inv * self.k + self.codes[moved]
+        add = np.bincount(key, weights=self.w[moved], minlength=leaves.size * self.k)
+        add = add.reshape(leaves.size, self.k)
+        if leaves.size <= 8:
+            rise = sum(self.est(self.dist[u] + add[j]) - self.tree_err[u]
+                       for j, u in enumerate(leaves.tolist()))
+        else:
+            rise = float((_estimated_errors_array(self.dist[leaves] + add, self.cf)
+                          - self.tree_err[leaves]).sum())
+        err_big = self.tree_err[big] + rise
+        if leaf_e <= tree_e + C45_TOLERANCE and leaf_e <= err_big + C45_TOLERANCE:
+            return self._collapse(v, leaf_e)
         if err_big > tree_e + C45_TOLERANCE:
             self.tree_err[v] = tree_e
             return False
         self.n_raised += 1
-        for u, sub in visits:
-            self.dist[u] += adds[u] if u in adds else self.added(sub)
-            self.cnt[u] += sub.size
-            self.dirty[u] = True
-            if self.lch[u] == TREE_LEAF:
-                self.members[u] = np.concatenate([self.members[u], sub])
+        _, nodes, rows = self.route(big, moved, keep_path=True)
+        np.add.at(self.dist, (nodes, self.codes[moved[rows]]), self.w[moved[rows]])
+        np.add.at(self.cnt, nodes, 1.0)
+        self.dirty[nodes] = True
+        for j, leaf in enumerate(leaves.tolist()):
+            self.members[leaf] = np.concatenate([self.members[leaf], moved[inv == j]])
         self.origin[v], self.lch[v], self.rch[v] = self.origin[big], self.lch[big], self.rch[big]
+        self.feat[v], self.thr[v], self.miss[v] = self.feat[big], self.thr[big], self.miss[big]
+        self.go_l[v], self.go_r[v] = self.go_l[big], self.go_r[big]
         return True
+
+    def _collapse(self, v: int, leaf_e: float) -> bool:
+        self.members[v] = self.samples(v)
+        self.lch[v] = self.rch[v] = TREE_LEAF
+        self._set_leaf(v)
+        self.tree_err[v] = leaf_e
+        return False
 
     def prune(self) -> None:
         stack = [(0, False)]
@@ -357,7 +409,7 @@ class _Raiser:
                 continue
             if not expanded:
                 stack.append((v, True))
-                for c in (self.rch[v], self.lch[v]):
+                for c in (int(self.rch[v]), int(self.lch[v])):
                     if self.dirty[c]:
                         stack.append((c, False))
                 continue
@@ -369,41 +421,40 @@ class _Raiser:
     def emit(self, criterion: str) -> RawTree:
         """Pre-order arrays of the restructured tree with statistics of its cases."""
         order, parents, stack = [], [], [(0, -1)]
+        lch, rch = self.lch.tolist(), self.rch.tolist()
         while stack:
             v, par = stack.pop()
             order.append(v)
             parents.append(par)
-            if self.lch[v] != TREE_LEAF:
+            if lch[v] != TREE_LEAF:
                 pos = len(order) - 1
-                stack.append((self.rch[v], pos))
-                stack.append((self.lch[v], pos))
+                stack.append((rch[v], pos))
+                stack.append((lch[v], pos))
         n = len(order)
+        nodes = np.asarray(order, dtype=np.intp)
+        par = np.asarray(parents, dtype=np.intp)
         left = np.full(n, TREE_LEAF, dtype=np.intp)
         right = np.full(n, TREE_LEAF, dtype=np.intp)
-        value = np.zeros((n, 1, self.raw.value.shape[2]))
-        imp = np.zeros(n)
-        for i, (v, par) in enumerate(zip(order, parents, strict=True)):
-            if par >= 0:
-                if left[par] == TREE_LEAF:
-                    left[par] = i
-                else:
-                    right[par] = i
-            d = self.dist[v]
-            total = d.sum()
-            value[i, 0] = d / total if total > 0 else value[par, 0]  # empty leaf: parent's class
-            imp[i] = _impurity(d, criterion)
-        nodes = np.asarray(order, dtype=np.intp)
-        origins = np.asarray(self.origin, dtype=np.intp)[nodes]
+        kids = np.arange(1, n)
+        is_left = kids == par[kids] + 1  # in pre-order a left child follows its parent
+        left[par[kids][is_left]] = kids[is_left]
+        right[par[kids][~is_left]] = kids[~is_left]
+        dist = self.dist[nodes]
+        total = dist.sum(axis=1)
+        value = np.zeros((n, self.raw.value.shape[2]))
+        for i in range(n):  # pre-order: an empty leaf takes its parent's class distribution
+            value[i] = dist[i] / total[i] if total[i] > 0 else value[par[i]]
+        origins = self.origin[nodes]
         return RawTree(
             left=left,
             right=right,
             feature=self.raw.feature[origins],
             threshold=self.raw.threshold[origins],
-            impurity=imp,
+            impurity=_impurity_array(dist, criterion),
             n_node_samples=self.cnt[nodes].round().astype(np.intp),
-            weighted_n_node_samples=self.dist[nodes].sum(axis=1),
+            weighted_n_node_samples=total,
             missing_go_to_left=self.raw.missing_go_to_left[origins],
-            value=value,
+            value=value[:, None, :],
         )
 
 
@@ -422,11 +473,11 @@ def _c45_raising(ctx: PruneContext, cf: float) -> MethodResult:
     )
 
 
-def _impurity(dist: np.ndarray, criterion: str) -> float:
-    total = dist.sum()
-    if total <= 0:
-        return 0.0
-    p = dist[dist > 0] / total
+def _impurity_array(dist: np.ndarray, criterion: str) -> np.ndarray:
+    """Gini or entropy (log base 2, as scikit-learn) of every row of class counts."""
+    total = dist.sum(axis=1, keepdims=True)
+    p = np.divide(dist, total, out=np.zeros_like(dist), where=total > 0)
     if criterion == "gini":
-        return float(1.0 - np.sum(p * p))
-    return float(-np.sum(p * np.log2(p)))  # entropy / log_loss (scikit-learn uses log base 2)
+        return np.where(total[:, 0] > 0, 1.0 - np.sum(p * p, axis=1), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.sum(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0), axis=1)
