@@ -311,9 +311,7 @@ def sklearn_errors(name: str, model: Any) -> Iterator[None]:
     except PrunekitError:
         raise
     except ValueError as exc:
-        raise InvalidParameterError(
-            f"{name} was rejected by the fitted {type(model).__name__}: {exc}"
-        ) from exc
+        raise InvalidParameterError(f"{name} rejected by {type(model).__name__}: {exc}") from exc
 
 
 def check_real(name: str, value: Any, *, minimum: float | None = None) -> float:

@@ -120,6 +120,9 @@ def ccp_path(
     g0 = (r_node_a[internal] - r_branch_a[internal]) / (n_leaves_a[internal] - 1)
     heap = list(zip(g0.tolist(), internal.tolist(), strict=True))
     heapq.heapify(heap)
+    key = [np.inf] * n_nodes  # the smallest heap key of each candidate (never above its alpha)
+    for g, i in heap:
+        key[i] = g
     alive = [True] * n_nodes  # still in the current tree
     candidate = (~struct.is_leaf).tolist()
     nodes: list[int] = []
@@ -127,8 +130,13 @@ def ccp_path(
     impurities: list[float] = [r_branch[0]]
     while candidate[0] and heap:
         g, node = heapq.heappop(heap)
-        if not candidate[node] or g != (r_node[node] - r_branch[node]) / (n_leaves[node] - 1):
-            continue  # collapsed, removed, or a stale alpha
+        if not candidate[node] or g > key[node]:
+            continue  # collapsed or removed, or an outdated entry
+        fresh = (r_node[node] - r_branch[node]) / (n_leaves[node] - 1)
+        if fresh != g:  # its alpha rose since it was pushed: re-queue at the current value
+            key[node] = fresh
+            heapq.heappush(heap, (fresh, node))
+            continue
         if stop_alpha is not None and g > stop_alpha:
             break
         stack = [lft[node], rgt[node]]
@@ -154,7 +162,12 @@ def ccp_path(
             r_branch[a] += r_diff
             if track:
                 cur[a] += l_diff
-            heapq.heappush(heap, ((r_node[a] - r_branch[a]) / (n_leaves[a] - 1), a))
+            # an ancestor's alpha cannot fall when a weaker link below it is cut (up to
+            # rounding); its entry then waits in the heap and is re-queued when popped
+            ga = (r_node[a] - r_branch[a]) / (n_leaves[a] - 1)
+            if ga < key[a]:
+                key[a] = ga
+                heapq.heappush(heap, (ga, a))
             a = par[a]
         nodes.append(node)
         alphas.append(g)
@@ -251,11 +264,14 @@ def cost_complexity(
             )
         cv = 5 if cv is None else cv
         struct = ctx.struct
-        path = ccp_path(struct)
-        alphas = np.unique(path.ccp_alphas)
         if select == "validation":
-            mean, se_of = _validation_losses(ctx, alphas)
+            X, y = ctx.require_validation("cost_complexity")
+            path = ccp_path(struct, _node_losses(ctx.model, struct, X, y))
+            alphas = np.unique(path.ccp_alphas)
+            mean, se_of = _validation_losses(ctx, path, alphas)
         else:
+            path = ccp_path(struct)
+            alphas = np.unique(path.ccp_alphas)
             mean, se_of = _cv_losses(ctx, alphas, cv)
         k = _choose(mean, se_of, one_se)
         alpha = float(alphas[k])
@@ -272,16 +288,15 @@ def cost_complexity(
     return MethodResult(collapse=path.collapse_at(alpha, struct.n_nodes), params=params)
 
 
-def _validation_losses(ctx: PruneContext, path_alphas: np.ndarray):
-    """Mean validation loss of every candidate alpha, and a per-candidate SE function."""
-    X, y = ctx.require_validation("cost_complexity")
-    model, struct = ctx.model, ctx.struct
-    path = ccp_path(struct, _node_losses(model, struct, X, y))
+def _validation_losses(ctx: PruneContext, path: CCPPath, path_alphas: np.ndarray):
+    """Mean validation loss of every candidate alpha (from the path's tracked validation loss),
+    and a function giving a candidate's standard error."""
+    X, y = ctx.X_val, ctx.y_val
     mean = path.state_loss[path.n_steps(path_alphas)] / y.shape[0]
 
     def se(j: int) -> float:
-        mask = path.collapse_at(float(path_alphas[j]), struct.n_nodes)
-        return _weighted_se(_sample_losses(model, struct, mask, X, y), None)
+        mask = path.collapse_at(float(path_alphas[j]), ctx.struct.n_nodes)
+        return _weighted_se(_sample_losses(ctx.model, ctx.struct, mask, X, y), None)
 
     return mean, se
 
