@@ -209,3 +209,16 @@ def test_cluster_with_fewer_distinct_members_than_size_warns_and_notes():
         small = prune_ensemble(bag, "cluster", 5, X_val=X, y_val=y)
     assert len(small.estimators_) < 5
     assert any("fewer than size=5" in n for n in small.prune_report_.notes)
+
+
+def test_collapse_nodes_and_estimator_params_reject_bad_values(data):
+    from prunekit.trees import PrunedTreeClassifier, collapse_nodes
+
+    X, y = data
+    tree = DecisionTreeClassifier(random_state=0, max_depth=3).fit(X, y)
+    for bad in ("a", [1.5], [[1]], [True], [-1], [10_000]):
+        with pytest.raises(InvalidParameterError, match="nodes"):
+            collapse_nodes(tree, bad)
+    for params in ({"random_state": 1}, {"X_val": X}, "one_se"):
+        with pytest.raises(InvalidParameterError, match="method_params"):
+            PrunedTreeClassifier(method_params=params).fit(X, y)

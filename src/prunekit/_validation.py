@@ -290,12 +290,11 @@ def check_target(name: str, y: Any, model: Any, n_rows: int) -> np.ndarray:
             ya = ya.astype(np.float64)
         except (ValueError, TypeError):
             raise InvalidParameterError(
-                f"{name} must hold numbers for a regressor; got dtype {ya.dtype}"
+                f"{name} must hold numbers; got dtype {ya.dtype}"
             ) from None
     ya = ya.astype(np.float64, copy=False)
     if not np.isfinite(ya).all():
-        raise InvalidParameterError(f"{name} contains NaN or infinity; regression targets must be "
-                                    "finite")
+        raise InvalidParameterError(f"{name} contains NaN or infinity; it must be finite")
     return ya
 
 

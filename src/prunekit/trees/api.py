@@ -229,7 +229,13 @@ def collapse_nodes(model, nodes: Any):
     """
     check_tree_model(model)
     raw = read_tree(model)
-    ids = np.atleast_1d(np.asarray(nodes, dtype=np.intp))
+    try:
+        ids = np.atleast_1d(np.asarray(nodes))
+    except (TypeError, ValueError):
+        ids = np.asarray([None], dtype=object)
+    if ids.size and (ids.ndim != 1 or ids.dtype.kind not in "iu"):
+        raise InvalidParameterError(f"nodes must be a list of integer node ids, got {nodes!r}")
+    ids = ids.astype(np.intp)
     if ids.size and (ids.min() < 0 or ids.max() >= raw.node_count):
         raise InvalidParameterError(
             f"nodes must be node ids in [0, {raw.node_count - 1}], got {ids.tolist()}"
