@@ -203,10 +203,11 @@ def _estimated_errors_array(dist: np.ndarray, cf: float) -> np.ndarray:
 
 
 def _estimated_errors(dist: np.ndarray, cf: float) -> float:
-    total = float(dist.sum())
+    d = dist.tolist()  # a handful of classes: plain floats beat numpy reductions here
+    total = sum(d)
     if total <= 0:
         return 0.0
-    wrong = total - float(dist.max())
+    wrong = total - max(d)
     return wrong + c45_added_errors(total, wrong, cf)
 
 
