@@ -272,6 +272,10 @@ def check_pruning_data(
     Xc = check_features(names[0], X, model, allow_nan=True, float32=float32, keep_frame=True)
     if not hasattr(Xc, "shape") or len(Xc.shape) != 2:
         Xc = np.asarray(Xc)
+    if getattr(model, "feature_names_in_", None) is None and hasattr(Xc, "to_numpy"):
+        values = Xc.to_numpy()  # a frame for a model fitted without names: used by position
+        if values.dtype.kind in "biuf":
+            Xc = values
     yc = check_target(names[1], y, model, int(Xc.shape[0]))
     return Xc, yc
 
