@@ -211,6 +211,9 @@ def _estimated_errors(dist: np.ndarray, cf: float) -> float:
     return wrong + c45_added_errors(total, wrong, cf)
 
 
+#: Cases below which subtree raising routes them one by one in plain Python (less overhead).
+_SMALL = 24
+
 #: C4.5 and Weka J48 prune when the leaf's estimate is within this many errors of the subtree's.
 C45_TOLERANCE = 0.1
 
@@ -279,6 +282,11 @@ class _Raiser:
         for leaf in np.flatnonzero(raw.left == TREE_LEAF).tolist():
             self._set_leaf(leaf)
         self.has_nan = bool(np.isnan(self.X).any())
+        # plain-list mirrors of the structure for the scalar paths (small nodes)
+        self.L, self.R = self.lch.tolist(), self.rch.tolist()
+        self.F, self.T = raw.feature.tolist(), raw.threshold.tolist()
+        self.M = raw.missing_go_to_left.astype(bool).tolist()
+        self.code_l, self.w_l = codes.tolist(), w.tolist()
         leaves = ctx.model.apply(self.X).astype(np.intp)
         order = np.argsort(leaves, kind="stable")
         bounds = np.searchsorted(leaves[order], np.arange(n_nodes + 1))
@@ -302,7 +310,7 @@ class _Raiser:
 
     def samples(self, v: int) -> np.ndarray:
         parts, stack = [], [v]
-        lch, rch = self.lch, self.rch
+        lch, rch = self.L, self.R
         while stack:
             u = stack.pop()
             if lch[u] == TREE_LEAF:
@@ -348,7 +356,7 @@ class _Raiser:
 
     def decide(self, v: int) -> bool:
         """J48's decision at ``v`` (children already pruned); True if ``v`` was raised into."""
-        left, right = int(self.lch[v]), int(self.rch[v])
+        left, right = self.L[v], self.R[v]
         tree_e = self.tree_err[left] + self.tree_err[right]
         leaf_e = self.est(self.dist[v])
         big, small = (left, right) if self.dist[left].sum() >= self.dist[right].sum() \
@@ -357,44 +365,72 @@ class _Raiser:
             # adding cases to leaves never lowers their estimate, so err_big >= tree_err[big]:
             # J48 makes v a leaf whatever the routing gives
             return self._collapse(v, leaf_e)
-        if self.lch[big] == TREE_LEAF:  # raising a leaf gives v's own leaf (err_big == leaf_e)
+        if self.L[big] == TREE_LEAF:  # raising a leaf gives v's own leaf (err_big == leaf_e)
             if leaf_e <= tree_e + C45_TOLERANCE:
                 return self._collapse(v, leaf_e)
             self.tree_err[v] = tree_e
             return False
         moved = self.samples(small)
-        end = self.route(big, moved)
-        leaves, inv = np.unique(end, return_inverse=True)
-        key = inv * self.k + self.codes[moved]
-        add = np.bincount(key, weights=self.w[moved], minlength=leaves.size * self.k)
-        add = add.reshape(leaves.size, self.k)
-        if leaves.size <= 8:
-            rise = sum(self.est(self.dist[u] + add[j]) - self.tree_err[u]
-                       for j, u in enumerate(leaves.tolist()))
+        if moved.size <= _SMALL:
+            err_big = self.tree_err[big] + self._rise_small(big, moved)
         else:
-            rise = float((_estimated_errors_array(self.dist[leaves] + add, self.cf)
-                          - self.tree_err[leaves]).sum())
-        err_big = self.tree_err[big] + rise
+            err_big = self.tree_err[big] + self._rise(big, moved)
         if leaf_e <= tree_e + C45_TOLERANCE and leaf_e <= err_big + C45_TOLERANCE:
             return self._collapse(v, leaf_e)
         if err_big > tree_e + C45_TOLERANCE:
             self.tree_err[v] = tree_e
             return False
         self.n_raised += 1
-        _, nodes, rows = self.route(big, moved, keep_path=True)
+        end, nodes, rows = self.route(big, moved, keep_path=True)
         np.add.at(self.dist, (nodes, self.codes[moved[rows]]), self.w[moved[rows]])
         np.add.at(self.cnt, nodes, 1.0)
         self.dirty[nodes] = True
+        leaves, inv = np.unique(end, return_inverse=True)
         for j, leaf in enumerate(leaves.tolist()):
             self.members[leaf] = np.concatenate([self.members[leaf], moved[inv == j]])
         self.origin[v], self.lch[v], self.rch[v] = self.origin[big], self.lch[big], self.rch[big]
         self.feat[v], self.thr[v], self.miss[v] = self.feat[big], self.thr[big], self.miss[big]
         self.go_l[v], self.go_r[v] = self.go_l[big], self.go_r[big]
+        self.L[v], self.R[v], self.F[v] = self.L[big], self.R[big], self.F[big]
+        self.T[v], self.M[v] = self.T[big], self.M[big]
         return True
+
+    def _rise(self, big: int, moved: np.ndarray) -> float:
+        """Increase of the estimated errors of ``big``'s leaves when ``moved`` join them."""
+        end = self.route(big, moved)
+        leaves, inv = np.unique(end, return_inverse=True)
+        key = inv * self.k + self.codes[moved]
+        add = np.bincount(key, weights=self.w[moved], minlength=leaves.size * self.k)
+        add = add.reshape(leaves.size, self.k)
+        if leaves.size <= 8:
+            return sum(self.est(self.dist[u] + add[j]) - self.tree_err[u]
+                       for j, u in enumerate(leaves.tolist()))
+        return float((_estimated_errors_array(self.dist[leaves] + add, self.cf)
+                      - self.tree_err[leaves]).sum())
+
+    def _rise_small(self, big: int, moved: np.ndarray) -> float:
+        """:meth:`_rise` for a few cases, walking each down in plain Python (same comparisons:
+        float32 feature value against the float64 threshold; NaN follows missing_go_to_left)."""
+        L, R, F, T, M = self.L, self.R, self.F, self.T, self.M
+        adds: dict[int, list[float]] = {}
+        for s in moved.tolist():
+            xs = self.X[s].tolist()
+            u = big
+            while L[u] != TREE_LEAF:
+                x = xs[F[u]]
+                go_left = M[u] if x != x else x <= T[u]
+                u = L[u] if go_left else R[u]
+            d = adds.get(u)
+            if d is None:
+                adds[u] = d = [0.0] * self.k
+            d[self.code_l[s]] += self.w_l[s]
+        return sum(self.est(self.dist[u] + np.asarray(d)) - self.tree_err[u]
+                   for u, d in adds.items())
 
     def _collapse(self, v: int, leaf_e: float) -> bool:
         self.members[v] = self.samples(v)
         self.lch[v] = self.rch[v] = TREE_LEAF
+        self.L[v] = self.R[v] = TREE_LEAF
         self._set_leaf(v)
         self.tree_err[v] = leaf_e
         return False
@@ -403,14 +439,14 @@ class _Raiser:
         stack = [(0, False)]
         while stack:
             v, expanded = stack.pop()
-            if self.lch[v] == TREE_LEAF:
+            if self.L[v] == TREE_LEAF:
                 if self.dirty[v]:
                     self.tree_err[v] = self.est(self.dist[v])
                 self.dirty[v] = False
                 continue
             if not expanded:
                 stack.append((v, True))
-                for c in (int(self.rch[v]), int(self.lch[v])):
+                for c in (self.R[v], self.L[v]):
                     if self.dirty[c]:
                         stack.append((c, False))
                 continue
