@@ -414,7 +414,7 @@ def test_bad_input_raises_clear_errors(iris):
         prune_tree(DecisionTreeClassifier(), "pessimistic")
     with pytest.raises(UnsupportedModelError, match="DecisionTreeClassifier"):
         prune_tree(object(), "pessimistic")
-    with pytest.raises(ShapeMismatchError, match="3 features but the tree was fitted on 4"):
+    with pytest.raises(ShapeMismatchError, match="X_val has 3 features but DecisionTree"):
         prune_tree(model, "reduced_error", X_val=X[:, :3], y_val=y)
     with pytest.raises(InvalidParameterError, match="empty"):
         prune_tree(model, "reduced_error", X_val=np.empty((0, 4)), y_val=np.empty(0))
@@ -428,7 +428,7 @@ def test_bad_input_raises_clear_errors(iris):
         prune_tree(model, "c45", confidence=0.9)
     with pytest.raises(InvalidParameterError, match="both"):
         prune_tree(model, "reduced_error", X_val=X)
-    with pytest.raises(ShapeMismatchError, match="one label per row"):
+    with pytest.raises(ShapeMismatchError, match="one value per sample"):
         prune_tree(model, "reduced_error", X_val=X, y_val=y[:5])
     with pytest.raises(ShapeMismatchError, match="grown on"):
         prune_tree(model, "c45", subtree_raising=True, X_train=X[:10], y_train=y[:10])

@@ -20,9 +20,10 @@ them (the same estimate as scikit-learn's ``oob_score``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import is_classifier
@@ -43,6 +44,12 @@ from sklearn.ensemble import (
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from prunekit._validation import (
+    check_class_labels,
+    check_features,
+    check_target,
+    sklearn_errors,
+)
 from prunekit.errors import (
     InvalidParameterError,
     NotFittedError,
@@ -122,6 +129,7 @@ class MemberMatrix:
     y: np.ndarray
     weight: np.ndarray
     mask: np.ndarray | None = None
+    fingerprint: str | None = None  # :func:`model_fingerprint` of the model it was built from
     labels: np.ndarray = field(init=False, repr=False)
     correct: np.ndarray = field(init=False, repr=False)
 
@@ -198,26 +206,78 @@ class MemberMatrix:
     def subset(self, samples: np.ndarray) -> MemberMatrix:
         """The same matrix restricted to some samples (used for cross-checks and tests)."""
         mask = None if self.mask is None else self.mask[:, samples]
-        return MemberMatrix(self.task, self.votes[:, samples], self.y[samples], self.weight, mask)
+        return MemberMatrix(
+            self.task, self.votes[:, samples], self.y[samples], self.weight, mask, self.fingerprint
+        )
 
 
-def encode_targets(model: object, y: np.ndarray) -> np.ndarray:
-    """Map class labels to indices into ``model.classes_`` (classifiers) or to floats."""
+def _member_digest(member: object, h: Any) -> None:
+    h.update(type(member).__name__.encode())
+    tree = getattr(member, "tree_", None)
+    arrays = (
+        [tree.threshold, tree.feature, tree.value]
+        if tree is not None
+        else [getattr(member, a) for a in ("coef_", "intercept_", "classes_") if hasattr(member, a)]
+    )
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    try:
+        params = member.get_params(deep=False)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - any object may be a member; its params are only a hint
+        params = {}
+    h.update(repr(sorted((k, v) for k, v in params.items() if isinstance(v, int | float | str)))
+             .encode())
+
+
+def model_fingerprint(model: object, n_sampled: int = 5) -> str:
+    """A short digest identifying a fitted ensemble: class, member count, classes, width and the
+    fitted state of a few members spread over the ensemble. Cheap (a handful of members)."""
+    h = hashlib.sha1(usedforsecurity=False)
+    total = n_members(model)
+    h.update(f"{type(model).__name__}:{total}:{getattr(model, 'n_features_in_', None)}".encode())
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        h.update(repr(np.asarray(classes).tolist()).encode())
+    members = getattr(model, "estimators_", None)
+    if members is not None and ensemble_kind(model) not in BOOSTING_KINDS:
+        members = list(members)
+        spread = np.linspace(0, len(members) - 1, min(n_sampled, len(members)))
+        picks = np.unique(spread.astype(int))
+        for i in picks.tolist():
+            _member_digest(members[i], h)
+    return h.hexdigest()[:16]
+
+
+def encode_targets(model: object, y: np.ndarray, name: str = "y") -> np.ndarray:
+    """Map class labels to indices into ``model.classes_`` (classifiers) or to floats.
+
+    Labels of another type or unknown to the model, and non-finite regression targets, raise
+    :class:`InvalidParameterError` (the checks shared with :func:`prunekit.trees.prune_tree`).
+    """
     y = np.asarray(y)
     if y.ndim != 1:
-        raise ShapeMismatchError(f"y must be one-dimensional, got shape {y.shape}")
+        raise ShapeMismatchError(f"{name} must be one-dimensional, got shape {y.shape}")
     if not is_classifier(model):
-        return y.astype(np.float64)
-    classes = np.asarray(model.classes_)  # type: ignore[attr-defined]
-    idx = np.searchsorted(classes, y)
-    idx = np.clip(idx, 0, len(classes) - 1)
-    bad = classes[idx] != y
-    if bad.any():
-        raise InvalidParameterError(
-            f"y holds labels the model never saw: {sorted(set(np.asarray(y)[bad].tolist()))[:5]}; "
-            f"model classes: {classes.tolist()}"
-        )
-    return idx.astype(np.int64)
+        return check_target(name, y, model, y.shape[0])
+    return check_class_labels(name, y, model.classes_).astype(np.int64)  # type: ignore[attr-defined]
+
+
+def check_pruning_data(
+    model: object, X: object, y: object, names: tuple[str, str] = ("X_val", "y_val")
+) -> tuple[object, np.ndarray]:
+    """Validate pruning data for ``model``: features aligned by name, finite, of the model's
+    width (a data frame stays a frame for members with their own preprocessing); targets the
+    model knows. Returns ``(X, y)`` with ``y`` 1-D."""
+    float32 = ensemble_kind(model) in ("forest", "gradient_boosting")
+    Xc = check_features(names[0], X, model, allow_nan=True, float32=float32, keep_frame=True)
+    if not hasattr(Xc, "shape") or len(Xc.shape) != 2:
+        Xc = np.asarray(Xc)
+    if getattr(model, "feature_names_in_", None) is None and hasattr(Xc, "to_numpy"):
+        values = Xc.to_numpy()  # a frame for a model fitted without names: used by position
+        if values.dtype.kind in "biuf":
+            Xc = values
+    yc = check_target(names[1], y, model, int(Xc.shape[0]))
+    return Xc, yc
 
 
 def _as_2d(X: object) -> np.ndarray:
@@ -341,19 +401,14 @@ def build_member_matrix(model: object, X: object, y: object, *, oob: bool = Fals
     With ``oob=True``, ``X, y`` must be the training data; entries where a sample was in a
     member's bootstrap are masked out.
     """
-    X = _as_2d(X)
-    check_n_features(model, X)
-    y_arr = np.asarray(y)
+    X, y_arr = check_pruning_data(model, X, y)
     n = X.shape[0]
-    if y_arr.shape[0] != n:
-        raise ShapeMismatchError(f"X has {n} samples but y has {y_arr.shape[0]}")
-    if n == 0:
-        raise InvalidParameterError("pruning data is empty: X_val/y_val need at least one sample")
-    votes, weight = member_votes(model, X)
-    y_enc = encode_targets(model, y_arr)
+    with sklearn_errors("X_val", model):
+        votes, weight = member_votes(model, X)
+    y_enc = encode_targets(model, y_arr, "y_val")
     mask = None
     if oob:
         mask = oob_mask(model, n)
         votes = votes * mask[:, :, None]
     task = "classification" if is_classifier(model) else "regression"
-    return MemberMatrix(task, votes, y_enc, weight, mask)
+    return MemberMatrix(task, votes, y_enc, weight, mask, fingerprint=model_fingerprint(model))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,21 +18,21 @@ from typing import Any
 import numpy as np
 from sklearn.base import is_classifier
 
-from prunekit._validation import check_choice
+from prunekit._validation import check_choice, sklearn_errors
 from prunekit.ensembles import clustering, optimisation, ordering
 from prunekit.ensembles._members import (
     BOOSTING_KINDS,
     MemberMatrix,
-    _as_2d,
     build_member_matrix,
     check_fitted_ensemble,
-    check_n_features,
+    check_pruning_data,
     encode_targets,
+    model_fingerprint,
     n_members,
 )
 from prunekit.ensembles._rebuild import rebuild
 from prunekit.ensembles._scoring import prefix_scores, r2_from_neg_mse, subset_score
-from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
+from prunekit.errors import InvalidParameterError, UnsupportedModelError
 
 OrderFn = Callable[[MemberMatrix, int, np.random.Generator], Any]
 
@@ -273,11 +274,7 @@ def prune_ensemble(
     total = n_members(model)
     k = resolve_size(size, total)
     if members is not None:
-        if not isinstance(members, MemberMatrix) or members.n_members != total:
-            raise InvalidParameterError(
-                f"members must be the MemberMatrix of this model ({total} members), built with "
-                "build_member_matrix(model, X_val, y_val)"
-            )
+        _check_members(model, members, total, X_val, y_val, use_oob)
         use_oob = members.mask is not None
     elif X_val is None or y_val is None:
         raise InvalidParameterError(
@@ -317,6 +314,7 @@ def prune_ensemble(
     M = members if members is not None else build_member_matrix(model, X_val, y_val, oob=use_oob)
     details: dict[str, Any] = {}
     ordering_: np.ndarray | None = None
+    extra_notes: list[str] = []
     if info.family == "clustering":
         selector = clustering.ClusterSelector(M)
         sizes = np.arange(1, total + 1) if k is None else np.array([k])
@@ -327,6 +325,14 @@ def prune_ensemble(
         best = int(np.argmax(raw))
         kept = selections[best]
         curve_sizes = np.array([len(s) for s in selections])
+        if k is not None and len(kept) < k:
+            msg = (
+                f"cluster found only {len(kept)} groups of members that predict differently on "
+                f"the pruning data, fewer than size={k}: kept {len(kept)} members (members with "
+                "identical predictions fall into one cluster)"
+            )
+            warnings.warn(msg, UserWarning, stacklevel=2)
+            extra_notes.append(msg)
     else:
         out = info.func(M, total if k is None else k, rng)  # type: ignore[misc]
         if isinstance(out, tuple):
@@ -340,6 +346,7 @@ def prune_ensemble(
     full_score = float(_to_metric(M, np.array([subset_score(M, np.arange(total))]))[0])
     after_score = float(_to_metric(M, np.array([subset_score(M, kept)]))[0])
     pruned, notes = rebuild(model, kept)
+    notes = [*extra_notes, *notes]
     report = EnsemblePruneReport(
         method=method,
         model_class=type(model).__name__,
@@ -360,6 +367,27 @@ def prune_ensemble(
     )
     pruned.prune_report_ = report  # type: ignore[attr-defined]
     return pruned
+
+
+def _check_members(
+    model: object, members: object, total: int, X_val: object, y_val: object, use_oob: bool
+) -> None:
+    """``members=`` must come from this very model, and replaces the pruning-data arguments."""
+    how = "build it with build_member_matrix(model, X_val, y_val)"
+    if not isinstance(members, MemberMatrix) or members.n_members != total:
+        raise InvalidParameterError(
+            f"members must be the MemberMatrix of this model ({total} members); {how}"
+        )
+    if members.fingerprint is None or members.fingerprint != model_fingerprint(model):
+        raise InvalidParameterError(
+            f"members was built from another model than this {type(model).__name__} (its "
+            f"fingerprint differs); {how}"
+        )
+    if X_val is not None or y_val is not None or use_oob:
+        raise InvalidParameterError(
+            "members= replaces X_val, y_val and use_oob (it was built from its own data); "
+            "pass either members or the pruning data, not both"
+        )
 
 
 def _size_rule(size: object) -> str:
@@ -390,13 +418,10 @@ def _staged_scores(model: object, X: object, y: np.ndarray) -> tuple[np.ndarray,
 def _prune_boosting(
     model: object, k: int | None, size: object, X_val: object, y_val: object, start: float
 ) -> object:
-    X = _as_2d(X_val)
-    check_n_features(model, X)
-    y = np.asarray(y_val)
-    if y.shape[0] != X.shape[0]:
-        raise ShapeMismatchError(f"X_val has {X.shape[0]} samples but y_val has {y.shape[0]}")
+    X, y = check_pruning_data(model, X_val, y_val)
     total = n_members(model)
-    curve, metric = _staged_scores(model, X, y)
+    with sklearn_errors("X_val", model):
+        curve, metric = _staged_scores(model, X, y)
     length = int(np.argmax(curve)) + 1 if k is None else k
     pruned, notes = rebuild(model, list(range(length)))
     report = EnsemblePruneReport(

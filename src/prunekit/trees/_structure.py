@@ -74,24 +74,97 @@ class TreeStructure:
 
 def build_structure(raw: RawTree, is_classifier: bool) -> TreeStructure:
     """Derive parents, depths and per-node training statistics from ``raw``."""
-    n_nodes = raw.node_count
-    parent = np.full(n_nodes, -1, dtype=np.intp)
-    depth = np.zeros(n_nodes, dtype=np.intp)
-    for i in _preorder(raw.left, raw.right, np.zeros(n_nodes, dtype=bool)):
-        if raw.left[i] != TREE_LEAF:
-            for c in (raw.left[i], raw.right[i]):
-                parent[c] = i
-                depth[c] = depth[i] + 1
+    parent, depth = _parents_and_depths(raw.left, raw.right)
     w = raw.weighted_n_node_samples.astype(np.float64)
     if is_classifier:
-        counts = raw.value[:, 0, :] * w[:, None]  # sklearn >= 1.4 stores fractions
+        counts = raw.value[:, 0, :] * w[:, None]  # sklearn >= 1.4 stores (weighted) fractions
         if np.allclose(w, np.round(w)):  # unit/integer weights: counts are integers up to rounding
             counts = np.round(counts, 6)
-        sse = np.zeros(n_nodes)
+        sse = np.zeros(raw.node_count)
     else:
         counts = raw.value[:, 0, :1].copy()
         sse = w * raw.impurity
     return TreeStructure(raw, is_classifier, parent, depth, w, counts, sse)
+
+
+def _parents_and_depths(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parent (-1 for the root) and depth of every node reachable from the root, level by level."""
+    n_nodes = left.shape[0]
+    parent = np.full(n_nodes, -1, dtype=np.intp)
+    depth = np.zeros(n_nodes, dtype=np.intp)
+    level, d = np.zeros(1, dtype=np.intp), 0
+    while level.size:
+        inner = level[left[level] != TREE_LEAF]
+        kids = np.concatenate([left[inner], right[inner]])
+        parent[kids] = np.concatenate([inner, inner])
+        d += 1
+        depth[kids] = d
+        level = kids
+    return parent, depth
+
+
+def levels(struct: TreeStructure) -> list[np.ndarray]:
+    """Node ids grouped by depth (root level first)."""
+    order = np.argsort(struct.depth, kind="stable")
+    bounds = np.searchsorted(struct.depth[order], np.arange(int(struct.depth.max()) + 2))
+    return [order[bounds[d] : bounds[d + 1]] for d in range(len(bounds) - 1)]
+
+
+def accumulate_up(struct: TreeStructure, values: np.ndarray) -> np.ndarray:
+    """Add every node's ``values`` row into all its ancestors (leaf data -> subtree totals)."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    for nodes in reversed(levels(struct)[1:]):
+        np.add.at(out, struct.parent[nodes], out[nodes])
+    return out
+
+
+def collapsed_leaf(struct: TreeStructure, collapse: np.ndarray) -> np.ndarray:
+    """For each node, the node that is its leaf (or itself) once ``collapse`` is applied."""
+    rep = np.arange(struct.n_nodes)
+    for nodes in levels(struct)[1:]:
+        p = struct.parent[nodes]
+        absorbed = collapse[p] | (rep[p] != p)
+        rep[nodes] = np.where(absorbed, rep[p], nodes)
+    return rep
+
+
+def class_codes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Index of each (already validated) label in ``classes``; -1 for a label not in it."""
+    classes = np.asarray(classes)
+    y = np.asarray(y)
+    if classes.dtype.kind in "biuf" and y.dtype.kind in "biuf":
+        codes = np.clip(np.searchsorted(classes, y), 0, classes.size - 1)
+        return np.where(classes[codes] == y, codes, -1)
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    return np.fromiter((lookup.get(v, -1) for v in y.tolist()), dtype=np.intp, count=y.size)
+
+
+def routed_stats_from_leaves(
+    struct: TreeStructure,
+    leaves: np.ndarray,
+    y: np.ndarray,
+    classes: np.ndarray | None,
+    weight: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`routed_stats` from the leaf each sample reaches (``model.apply``), memory
+    O(nodes + samples): per-leaf sums added up into every ancestor."""
+    n_nodes = struct.n_nodes
+    leaves = np.asarray(leaves, dtype=np.intp)
+    w = np.ones(leaves.shape[0]) if weight is None else np.asarray(weight, dtype=np.float64)
+    n = np.bincount(leaves, weights=w, minlength=n_nodes)
+    if struct.is_classifier:
+        assert classes is not None
+        k = len(classes)
+        codes = class_codes(y, classes)
+        ok = codes >= 0
+        flat = np.bincount(leaves[ok] * k + codes[ok], weights=w[ok], minlength=n_nodes * k)
+        both = accumulate_up(struct, np.c_[n, flat.reshape(n_nodes, k)])
+        return {"n": both[:, 0], "counts": both[:, 1:]}
+    yf = np.asarray(y, dtype=np.float64)
+    sums = np.c_[n, np.bincount(leaves, weights=w * yf, minlength=n_nodes),
+                 np.bincount(leaves, weights=w * yf * yf, minlength=n_nodes)]
+    sums = accumulate_up(struct, sums)
+    return {"n": sums[:, 0], "sum": sums[:, 1], "sumsq": sums[:, 2]}
 
 
 def _preorder(left: np.ndarray, right: np.ndarray, stop: np.ndarray) -> np.ndarray:

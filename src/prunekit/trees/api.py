@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.utils.validation import check_array
 
-from prunekit._validation import check_choice
-from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
+from prunekit._validation import check_choice, check_features, check_seed, check_target
+from prunekit.errors import InvalidParameterError, UnsupportedModelError
 from prunekit.trees._base import MethodResult, PruneContext
 from prunekit.trees._sktree import check_tree_model, is_classifier_tree, read_tree, write_tree
 from prunekit.trees._structure import build_structure, compact
@@ -106,36 +105,26 @@ def resolve_method(method: str) -> str:
     return check_choice("method", method, [*METHODS, *ALIASES])
 
 
-def _check_data(name: str, X: Any, y: Any, model, *, allow_nan: bool = True):
+def _check_data(name: str, X: Any, y: Any, model):
+    """Validate ``X_<name>, y_<name>`` against the fitted tree (shared with the ensembles)."""
     if X is None and y is None:
         return None, None
     if X is None or y is None:
         raise InvalidParameterError(f"pass both X_{name} and y_{name}, or neither")
-    n_rows = X.shape[0] if hasattr(X, "shape") and len(X.shape) else len(X)
-    if n_rows == 0:
-        raise InvalidParameterError(f"X_{name} is empty: it needs at least one sample")
-    finite = "allow-nan" if allow_nan else True
-    try:
-        try:
-            Xa = check_array(X, dtype=None, ensure_all_finite=finite)
-        except TypeError:  # scikit-learn < 1.6 names it force_all_finite
-            Xa = check_array(X, dtype=None, force_all_finite=finite)
-    except ValueError as exc:
-        raise ShapeMismatchError(f"X_{name} is not a valid 2-D array: {exc}") from None
-    ya = np.asarray(y)
-    if ya.ndim != 1:
-        ya = ya.ravel() if ya.ndim == 2 and ya.shape[1] == 1 else ya
-    if ya.ndim != 1 or ya.shape[0] != Xa.shape[0]:
-        raise ShapeMismatchError(
-            f"y_{name} must be 1-D with one label per row of X_{name} ({Xa.shape[0]}), "
-            f"got shape {np.shape(y)}"
-        )
-    if Xa.shape[1] != model.n_features_in_:
-        raise ShapeMismatchError(
-            f"X_{name} has {Xa.shape[1]} features but the tree was fitted on "
-            f"{model.n_features_in_}"
-        )
-    return Xa.astype(np.float64), ya
+    Xa = check_features(f"X_{name}", X, model, allow_nan=True, float32=True)
+    ya = check_target(f"y_{name}", y, model, Xa.shape[0])
+    return Xa, ya
+
+
+def _check_sample_weight(sample_weight: Any, X_train: np.ndarray | None) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    if X_train is None:
+        raise InvalidParameterError("sample_weight weighs the rows of X_train: pass X_train too")
+    w = check_target("sample_weight", sample_weight, None, X_train.shape[0])
+    if (w < 0).any() or w.sum() <= 0:
+        raise InvalidParameterError("sample_weight must be >= 0 with a positive sum")
+    return w
 
 
 def prune_tree(
@@ -147,6 +136,7 @@ def prune_tree(
     X_train: Any = None,
     y_train: Any = None,
     random_state: int | None = None,
+    sample_weight: Any = None,
     **params: Any,
 ):
     """Prune a fitted ``DecisionTreeClassifier``/``DecisionTreeRegressor``; the input is unchanged.
@@ -163,6 +153,14 @@ def prune_tree(
       X_train, y_train); ``"min_error"``: ``m``, ``prior``; ``"mdl"``: ``value_bits``
       (classification only)
     - ``"pre_pruning"``: ``param_grid``, ``cv`` (needs X_train, y_train; re-grows the tree)
+
+    Data: every method takes what it needs from ``X_val, y_val`` and ``X_train, y_train``; both
+    are validated (labels of the tree's ``classes_``, finite values, the tree's width; a data
+    frame's columns are matched to ``feature_names_in_`` by name and reordered). Trees grown with
+    ``class_weight`` or ``sample_weight`` are pruned on the weighted counts they store; methods
+    that re-route or refit the training data (``c45`` with raising, ``cost_complexity`` by CV,
+    ``pre_pruning``) then need ``sample_weight``, the weights of the ``X_train`` rows as passed to
+    ``fit`` (class weights are re-derived from the tree's ``class_weight``).
     """
     check_tree_model(model)
     name = resolve_method(method)
@@ -182,10 +180,12 @@ def prune_tree(
         )
     Xv, yv = _check_data("val", X_val, y_val, model)
     Xt, yt = _check_data("train", X_train, y_train, model)
+    sw = _check_sample_weight(sample_weight, Xt)
     start = time.perf_counter()
     struct = build_structure(read_tree(model), clf)
-    ctx = PruneContext(model, struct, Xv, yv, Xt, yt, random_state)
-    with warnings.catch_warnings():
+    ctx = PruneContext(model, struct, Xv, yv, Xt, yt, check_seed("random_state", random_state),
+                       sw)
+    with warnings.catch_warnings():  # data were aligned by name above; arrays go on by position
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         warnings.filterwarnings("ignore", message="X has feature names")
         result = spec.func(ctx, **params)
@@ -229,7 +229,13 @@ def collapse_nodes(model, nodes: Any):
     """
     check_tree_model(model)
     raw = read_tree(model)
-    ids = np.atleast_1d(np.asarray(nodes, dtype=np.intp))
+    try:
+        ids = np.atleast_1d(np.asarray(nodes))
+    except (TypeError, ValueError):
+        ids = np.asarray([None], dtype=object)
+    if ids.size and (ids.ndim != 1 or ids.dtype.kind not in "iu"):
+        raise InvalidParameterError(f"nodes must be a list of integer node ids, got {nodes!r}")
+    ids = ids.astype(np.intp)
     if ids.size and (ids.min() < 0 or ids.max() >= raw.node_count):
         raise InvalidParameterError(
             f"nodes must be node ids in [0, {raw.node_count - 1}], got {ids.tolist()}"

@@ -6,17 +6,16 @@ nodes to collapse (C4.5 with subtree raising returns a restructured tree).
 
 from __future__ import annotations
 
+import functools
 import math
-import numbers
 from statistics import NormalDist
 
 import numpy as np
 
-from prunekit._validation import check_choice, check_fraction
-from prunekit.errors import InvalidParameterError, ShapeMismatchError
+from prunekit._validation import check_choice, check_fraction, check_real
 from prunekit.trees._base import MethodResult, PruneContext
 from prunekit.trees._sktree import TREE_LEAF, RawTree
-from prunekit.trees._structure import TreeStructure, leaf_loss_on
+from prunekit.trees._structure import TreeStructure, accumulate_up, class_codes, leaf_loss_on
 
 
 def reduced_error(ctx: PruneContext) -> MethodResult:
@@ -117,8 +116,7 @@ def min_error(ctx: PruneContext, *, m: float = 2.0, prior: str = "training") -> 
     Niblett, T. & Bratko, I. (1986) "Learning decision rules in noisy domains", Expert Systems 86;
     Cestnik, B. & Bratko, I. (1991) "On estimating probabilities in tree pruning", EWSL-91.
     """
-    if isinstance(m, bool) or not isinstance(m, numbers.Real) or m < 0:
-        raise InvalidParameterError(f"m must be a number >= 0, got {m!r}")
+    m = check_real("m", m, minimum=0.0)
     prior = check_choice("prior", prior, ["training", "uniform"])
     struct = ctx.struct
     counts, n = struct.counts, struct.n
@@ -160,7 +158,7 @@ def c45_added_errors(n: float, e: float, cf: float) -> float:
         return base + e * (c45_added_errors(n, 1.0, cf) - base)
     if e + 0.5 >= n:
         return max(n - e, 0.0)
-    z = NormalDist().inv_cdf(1.0 - cf)
+    z = _z(cf)
     f = (e + 0.5) / n
     r = (f + z * z / (2 * n) + z * math.sqrt(f / n - f * f / n + z * z / (4 * n * n))) / (
         1 + z * z / n
@@ -168,13 +166,53 @@ def c45_added_errors(n: float, e: float, cf: float) -> float:
     return r * n - e
 
 
+@functools.lru_cache(maxsize=64)
+def _z(cf: float) -> float:
+    return NormalDist().inv_cdf(1.0 - cf)
+
+
+def _normal_added(n: np.ndarray, e: np.ndarray, z: float) -> np.ndarray:
+    f = (e + 0.5) / n
+    r = (f + z * z / (2 * n) + z * np.sqrt(np.maximum(f / n - f * f / n + z * z / (4 * n * n), 0)))
+    return r / (1 + z * z / n) * n - e
+
+
+def c45_added_errors_array(n: np.ndarray, e: np.ndarray, cf: float) -> np.ndarray:
+    """:func:`c45_added_errors` for arrays of ``n`` (> 0) and ``e`` at once."""
+    n = np.asarray(n, dtype=np.float64)
+    e = np.asarray(e, dtype=np.float64)
+    z = NormalDist().inv_cdf(1.0 - cf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = n * (1.0 - cf ** (1.0 / n))
+        one = np.where(n <= 1.5, np.maximum(n - 1.0, 0.0), _normal_added(n, np.ones_like(n), z))
+        small = np.where(e == 0, base, base + e * (one - base))
+        out = np.where(e < 1, small, np.where(e + 0.5 >= n, np.maximum(n - e, 0.0),
+                                              _normal_added(n, e, z)))
+    return out
+
+
+def _estimated_errors_array(dist: np.ndarray, cf: float) -> np.ndarray:
+    """C4.5's predicted errors ``E + N * U_CF(E, N) - E`` of every row of class counts."""
+    dist = np.atleast_2d(dist)
+    total = dist.sum(axis=1)
+    wrong = total - dist.max(axis=1)
+    pos = total > 0
+    out = np.zeros(total.shape[0])
+    out[pos] = wrong[pos] + c45_added_errors_array(total[pos], wrong[pos], cf)
+    return out
+
+
 def _estimated_errors(dist: np.ndarray, cf: float) -> float:
-    total = float(dist.sum())
+    d = dist.tolist()  # a handful of classes: plain floats beat numpy reductions here
+    total = sum(d)
     if total <= 0:
         return 0.0
-    wrong = total - float(dist.max())
+    wrong = total - max(d)
     return wrong + c45_added_errors(total, wrong, cf)
 
+
+#: Cases below which subtree raising routes them one by one in plain Python (less overhead).
+_SMALL = 24
 
 #: C4.5 and Weka J48 prune when the leaf's estimate is within this many errors of the subtree's.
 C45_TOLERANCE = 0.1
@@ -198,7 +236,7 @@ def c45(
     if subtree_raising:
         return _c45_raising(ctx, cf)
     struct = ctx.struct
-    est = np.array([_estimated_errors(struct.counts[t], cf) for t in range(struct.n_nodes)])
+    est = _estimated_errors_array(struct.counts, cf)
     tree_err = np.zeros(struct.n_nodes)
     collapse = np.zeros(struct.n_nodes, dtype=bool)
     for t in struct.postorder():
@@ -217,142 +255,266 @@ def c45(
     )
 
 
-class _Node:
-    __slots__ = ("origin", "idx", "left", "right")
+class _Raiser:
+    """C4.5/J48 pruning with subtree raising on the training cases, without recursion.
 
-    def __init__(self, origin: int, idx: np.ndarray) -> None:
-        self.origin = origin
-        self.idx = idx
-        self.left: _Node | None = None
-        self.right: _Node | None = None
+    Node slots are the original node ids; raising the largest child ``b`` into ``v`` gives slot
+    ``v`` the split and children of ``b``. Only leaves hold their cases. Deciding a node routes the
+    cases of its *smaller* child through the larger child's subtree (all cases descend together,
+    one vectorised step per level; each case is on the smaller side at most log2(n) times), and
+    after a raise only nodes that received cases are re-pruned (the others are already at J48's
+    fixed point), so the cost is near-linear in the number of cases times the depth instead of
+    J48's repeated full re-pruning.
+    """
+
+    def __init__(self, ctx: PruneContext, cf: float, X: np.ndarray, codes: np.ndarray,
+                 w: np.ndarray) -> None:
+        raw = ctx.struct.raw
+        self.raw, self.cf, self.codes, self.w = raw, cf, codes, w
+        self.X = np.asarray(X, dtype=np.float32)
+        self.k = ctx.struct.counts.shape[1]
+        n_nodes = raw.node_count
+        self.origin = np.arange(n_nodes)
+        self.lch, self.rch = raw.left.copy(), raw.right.copy()
+        self.feat, self.thr = raw.feature.copy(), raw.threshold.copy()
+        self.miss = raw.missing_go_to_left.astype(bool)
+        self.go_l, self.go_r = raw.left.copy(), raw.right.copy()
+        for leaf in np.flatnonzero(raw.left == TREE_LEAF).tolist():
+            self._set_leaf(leaf)
+        self.has_nan = bool(np.isnan(self.X).any())
+        # plain-list mirrors of the structure for the scalar paths (small nodes)
+        self.L, self.R = self.lch.tolist(), self.rch.tolist()
+        self.F, self.T = raw.feature.tolist(), raw.threshold.tolist()
+        self.M = raw.missing_go_to_left.astype(bool).tolist()
+        self.code_l, self.w_l = codes.tolist(), w.tolist()
+        leaves = ctx.model.apply(self.X).astype(np.intp)
+        order = np.argsort(leaves, kind="stable")
+        bounds = np.searchsorted(leaves[order], np.arange(n_nodes + 1))
+        self.members: list[np.ndarray | None] = [
+            order[bounds[i] : bounds[i + 1]] if raw.left[i] == TREE_LEAF else None
+            for i in range(n_nodes)
+        ]
+        leaf_dist = np.zeros((n_nodes, self.k))
+        np.add.at(leaf_dist, (leaves, codes), w)
+        leaf_cnt = np.bincount(leaves, minlength=n_nodes).astype(np.float64)
+        up = accumulate_up(ctx.struct, np.c_[leaf_cnt, leaf_dist])
+        self.cnt, self.dist = up[:, 0], up[:, 1:]
+        self.tree_err = np.zeros(n_nodes)
+        is_leaf = raw.left == TREE_LEAF
+        self.tree_err[is_leaf] = _estimated_errors_array(self.dist[is_leaf], cf)
+        self.dirty = np.ones(n_nodes, dtype=bool)
+        self.n_raised = 0
+
+    def est(self, dist: np.ndarray) -> float:
+        return _estimated_errors(dist, self.cf)
+
+    def samples(self, v: int) -> np.ndarray:
+        parts, stack = [], [v]
+        lch, rch = self.L, self.R
+        while stack:
+            u = stack.pop()
+            if lch[u] == TREE_LEAF:
+                parts.append(self.members[u])
+            else:
+                stack.append(rch[u])
+                stack.append(lch[u])
+        return np.concatenate(parts) if parts else np.zeros(0, np.intp)
+
+    def _set_leaf(self, v: int) -> None:
+        """Routing arrays: a leaf sends every case to itself (threshold +inf, both children v)."""
+        self.go_l[v] = self.go_r[v] = v
+        self.thr[v] = np.inf
+        self.feat[v] = 0
+
+    def route(self, start: int, idx: np.ndarray, keep_path: bool = False):
+        """Leaf (below ``start``) each case in ``idx`` reaches; with ``keep_path`` also every
+        (node, case) pair passed on the way, leaves included. All cases move one level per
+        vectorised step; cases at a leaf stay there."""
+        cur = np.full(idx.size, start, dtype=np.intp)
+        Xm = self.X[idx]
+        rows = np.arange(idx.size)
+        path_nodes, path_rows = [], []
+        while True:
+            if keep_path:
+                inner = self.lch[cur] != TREE_LEAF
+                path_nodes.append(cur[inner])
+                path_rows.append(rows[inner])
+            x = Xm[rows, self.feat[cur]]
+            if self.has_nan:
+                go_left = np.where(np.isnan(x), self.miss[cur], x <= self.thr[cur])
+            else:
+                go_left = x <= self.thr[cur]
+            nxt = np.where(go_left, self.go_l[cur], self.go_r[cur])
+            if np.array_equal(nxt, cur):
+                break
+            cur = nxt
+        if keep_path:
+            path_nodes.append(cur)
+            path_rows.append(rows)
+            return cur, np.concatenate(path_nodes), np.concatenate(path_rows)
+        return cur
+
+    def decide(self, v: int) -> bool:
+        """J48's decision at ``v`` (children already pruned); True if ``v`` was raised into."""
+        left, right = self.L[v], self.R[v]
+        tree_e = self.tree_err[left] + self.tree_err[right]
+        leaf_e = self.est(self.dist[v])
+        big, small = (left, right) if self.dist[left].sum() >= self.dist[right].sum() \
+            else (right, left)
+        if leaf_e <= tree_e + C45_TOLERANCE and leaf_e <= self.tree_err[big] + C45_TOLERANCE:
+            # adding cases to leaves never lowers their estimate, so err_big >= tree_err[big]:
+            # J48 makes v a leaf whatever the routing gives
+            return self._collapse(v, leaf_e)
+        if self.L[big] == TREE_LEAF:  # raising a leaf gives v's own leaf (err_big == leaf_e)
+            if leaf_e <= tree_e + C45_TOLERANCE:
+                return self._collapse(v, leaf_e)
+            self.tree_err[v] = tree_e
+            return False
+        moved = self.samples(small)
+        if moved.size <= _SMALL:
+            err_big = self.tree_err[big] + self._rise_small(big, moved)
+        else:
+            err_big = self.tree_err[big] + self._rise(big, moved)
+        if leaf_e <= tree_e + C45_TOLERANCE and leaf_e <= err_big + C45_TOLERANCE:
+            return self._collapse(v, leaf_e)
+        if err_big > tree_e + C45_TOLERANCE:
+            self.tree_err[v] = tree_e
+            return False
+        self.n_raised += 1
+        end, nodes, rows = self.route(big, moved, keep_path=True)
+        np.add.at(self.dist, (nodes, self.codes[moved[rows]]), self.w[moved[rows]])
+        np.add.at(self.cnt, nodes, 1.0)
+        self.dirty[nodes] = True
+        leaves, inv = np.unique(end, return_inverse=True)
+        for j, leaf in enumerate(leaves.tolist()):
+            self.members[leaf] = np.concatenate([self.members[leaf], moved[inv == j]])
+        self.origin[v], self.lch[v], self.rch[v] = self.origin[big], self.lch[big], self.rch[big]
+        self.feat[v], self.thr[v], self.miss[v] = self.feat[big], self.thr[big], self.miss[big]
+        self.go_l[v], self.go_r[v] = self.go_l[big], self.go_r[big]
+        self.L[v], self.R[v], self.F[v] = self.L[big], self.R[big], self.F[big]
+        self.T[v], self.M[v] = self.T[big], self.M[big]
+        return True
+
+    def _rise(self, big: int, moved: np.ndarray) -> float:
+        """Increase of the estimated errors of ``big``'s leaves when ``moved`` join them."""
+        end = self.route(big, moved)
+        leaves, inv = np.unique(end, return_inverse=True)
+        key = inv * self.k + self.codes[moved]
+        add = np.bincount(key, weights=self.w[moved], minlength=leaves.size * self.k)
+        add = add.reshape(leaves.size, self.k)
+        if leaves.size <= 8:
+            return sum(self.est(self.dist[u] + add[j]) - self.tree_err[u]
+                       for j, u in enumerate(leaves.tolist()))
+        return float((_estimated_errors_array(self.dist[leaves] + add, self.cf)
+                      - self.tree_err[leaves]).sum())
+
+    def _rise_small(self, big: int, moved: np.ndarray) -> float:
+        """:meth:`_rise` for a few cases, walking each down in plain Python (same comparisons:
+        float32 feature value against the float64 threshold; NaN follows missing_go_to_left)."""
+        L, R, F, T, M = self.L, self.R, self.F, self.T, self.M
+        adds: dict[int, list[float]] = {}
+        for s in moved.tolist():
+            xs = self.X[s].tolist()
+            u = big
+            while L[u] != TREE_LEAF:
+                x = xs[F[u]]
+                go_left = M[u] if x != x else x <= T[u]
+                u = L[u] if go_left else R[u]
+            d = adds.get(u)
+            if d is None:
+                adds[u] = d = [0.0] * self.k
+            d[self.code_l[s]] += self.w_l[s]
+        return sum(self.est(self.dist[u] + np.asarray(d)) - self.tree_err[u]
+                   for u, d in adds.items())
+
+    def _collapse(self, v: int, leaf_e: float) -> bool:
+        self.members[v] = self.samples(v)
+        self.lch[v] = self.rch[v] = TREE_LEAF
+        self.L[v] = self.R[v] = TREE_LEAF
+        self._set_leaf(v)
+        self.tree_err[v] = leaf_e
+        return False
+
+    def prune(self) -> None:
+        stack = [(0, False)]
+        while stack:
+            v, expanded = stack.pop()
+            if self.L[v] == TREE_LEAF:
+                if self.dirty[v]:
+                    self.tree_err[v] = self.est(self.dist[v])
+                self.dirty[v] = False
+                continue
+            if not expanded:
+                stack.append((v, True))
+                for c in (self.R[v], self.L[v]):
+                    if self.dirty[c]:
+                        stack.append((c, False))
+                continue
+            if self.decide(v):
+                stack.append((v, False))  # J48 prunes the raised subtree again
+            else:
+                self.dirty[v] = False
+
+    def emit(self, criterion: str) -> RawTree:
+        """Pre-order arrays of the restructured tree with statistics of its cases."""
+        order, parents, stack = [], [], [(0, -1)]
+        lch, rch = self.lch.tolist(), self.rch.tolist()
+        while stack:
+            v, par = stack.pop()
+            order.append(v)
+            parents.append(par)
+            if lch[v] != TREE_LEAF:
+                pos = len(order) - 1
+                stack.append((rch[v], pos))
+                stack.append((lch[v], pos))
+        n = len(order)
+        nodes = np.asarray(order, dtype=np.intp)
+        par = np.asarray(parents, dtype=np.intp)
+        left = np.full(n, TREE_LEAF, dtype=np.intp)
+        right = np.full(n, TREE_LEAF, dtype=np.intp)
+        kids = np.arange(1, n)
+        is_left = kids == par[kids] + 1  # in pre-order a left child follows its parent
+        left[par[kids][is_left]] = kids[is_left]
+        right[par[kids][~is_left]] = kids[~is_left]
+        dist = self.dist[nodes]
+        total = dist.sum(axis=1)
+        value = np.zeros((n, self.raw.value.shape[2]))
+        for i in range(n):  # pre-order: an empty leaf takes its parent's class distribution
+            value[i] = dist[i] / total[i] if total[i] > 0 else value[par[i]]
+        origins = self.origin[nodes]
+        return RawTree(
+            left=left,
+            right=right,
+            feature=self.raw.feature[origins],
+            threshold=self.raw.threshold[origins],
+            impurity=_impurity_array(dist, criterion),
+            n_node_samples=self.cnt[nodes].round().astype(np.intp),
+            weighted_n_node_samples=total,
+            missing_go_to_left=self.raw.missing_go_to_left[origins],
+            value=value[:, None, :],
+        )
 
 
 def _c45_raising(ctx: PruneContext, cf: float) -> MethodResult:
     X, y = ctx.require_training("c45", " with subtree_raising=True")
-    struct, raw = ctx.struct, ctx.struct.raw
-    Xf = np.asarray(X, dtype=np.float32)
-    classes = np.asarray(ctx.model.classes_)
-    codes = np.searchsorted(classes, np.asarray(y))
-    k = classes.size
-    if Xf.shape[0] != round(struct.n[0]) or not np.all(
-        classes[np.minimum(codes, k - 1)] == np.asarray(y)
-    ):
-        raise ShapeMismatchError(
-            "X_train/y_train must be the (unit-weighted) data the tree was grown on: the tree saw "
-            f"{struct.n[0]:g} samples, got {Xf.shape[0]}"
-        )
-
-    def go_left(origin: int, idx: np.ndarray) -> np.ndarray:
-        col = Xf[idx, raw.feature[origin]]
-        return np.where(np.isnan(col), bool(raw.missing_go_to_left[origin]),
-                        col <= raw.threshold[origin])
-
-    def grow(origin: int, idx: np.ndarray) -> _Node:
-        node = _Node(origin, idx)
-        if raw.left[origin] != TREE_LEAF:
-            gl = go_left(origin, idx)
-            node.left = grow(int(raw.left[origin]), idx[gl])
-            node.right = grow(int(raw.right[origin]), idx[~gl])
-        return node
-
-    def dist(idx: np.ndarray) -> np.ndarray:
-        return np.bincount(codes[idx], minlength=k).astype(np.float64)
-
-    def redistribute(node: _Node, idx: np.ndarray) -> None:
-        node.idx = idx
-        if node.left is not None:
-            gl = go_left(node.origin, idx)
-            redistribute(node.left, idx[gl])
-            redistribute(node.right, idx[~gl])
-
-    def est_tree(node: _Node) -> float:
-        if node.left is None:
-            return _estimated_errors(dist(node.idx), cf)
-        return est_tree(node.left) + est_tree(node.right)
-
-    def est_branch(node: _Node, idx: np.ndarray) -> float:
-        if node.left is None:
-            return _estimated_errors(dist(idx), cf)
-        gl = go_left(node.origin, idx)
-        return est_branch(node.left, idx[gl]) + est_branch(node.right, idx[~gl])
-
-    n_raised = 0
-
-    def prune(node: _Node) -> None:
-        nonlocal n_raised
-        if node.left is None:
-            return
-        prune(node.left)
-        prune(node.right)
-        largest = node.left if node.left.idx.size >= node.right.idx.size else node.right
-        err_largest = est_branch(largest, node.idx)
-        err_leaf = _estimated_errors(dist(node.idx), cf)
-        err_tree = est_tree(node)
-        if err_leaf <= err_tree + C45_TOLERANCE and err_leaf <= err_largest + C45_TOLERANCE:
-            node.left = node.right = None
-            return
-        if err_largest <= err_tree + C45_TOLERANCE:
-            n_raised += 1
-            node.origin, node.left, node.right = largest.origin, largest.left, largest.right
-            redistribute(node, node.idx)
-            prune(node)
-
-    root = grow(0, np.arange(Xf.shape[0]))
-    prune(root)
-    new_raw = _emit(root, raw, dist, ctx.model.criterion)
+    w = ctx.train_weights("c45", exact=True)
+    codes = class_codes(y, ctx.model.classes_)
+    weights = np.ones(y.shape[0]) if w is None else w
+    raiser = _Raiser(ctx, cf, X, codes, weights)
+    raiser.prune()
+    notes = ["cases weighted by the tree's class_weight/sample_weight"] if w is not None else []
     return MethodResult(
-        raw=new_raw,
-        params={"confidence": cf, "subtree_raising": True, "subtrees_raised": n_raised},
+        raw=raiser.emit(ctx.model.criterion),
+        params={"confidence": cf, "subtree_raising": True, "subtrees_raised": raiser.n_raised},
+        notes=notes,
     )
 
 
-def _impurity(dist: np.ndarray, criterion: str) -> float:
-    total = dist.sum()
-    if total <= 0:
-        return 0.0
-    p = dist[dist > 0] / total
+def _impurity_array(dist: np.ndarray, criterion: str) -> np.ndarray:
+    """Gini or entropy (log base 2, as scikit-learn) of every row of class counts."""
+    total = dist.sum(axis=1, keepdims=True)
+    p = np.divide(dist, total, out=np.zeros_like(dist), where=total > 0)
     if criterion == "gini":
-        return float(1.0 - np.sum(p * p))
-    return float(-np.sum(p * np.log2(p)))  # entropy / log_loss (scikit-learn uses log base 2)
-
-
-def _emit(root: _Node, raw: RawTree, dist, criterion: str) -> RawTree:
-    """Pre-order arrays of the restructured tree with statistics recomputed from its cases."""
-    order: list[tuple[_Node, int]] = []  # (node, parent position)
-    stack: list[tuple[_Node, int]] = [(root, -1)]
-    while stack:
-        node, par = stack.pop()
-        order.append((node, par))
-        if node.left is not None:
-            pos = len(order) - 1
-            stack.append((node.right, pos))
-            stack.append((node.left, pos))
-    n = len(order)
-    left = np.full(n, TREE_LEAF, dtype=np.intp)
-    right = np.full(n, TREE_LEAF, dtype=np.intp)
-    value = np.zeros((n, 1, raw.value.shape[2]))
-    imp = np.zeros(n)
-    cnt = np.zeros(n, dtype=np.intp)
-    for i, (node, par) in enumerate(order):
-        if par >= 0:
-            if left[par] == TREE_LEAF:
-                left[par] = i
-            else:
-                right[par] = i
-        d = dist(node.idx)
-        total = d.sum()
-        value[i, 0] = d / total if total > 0 else value[par, 0]  # empty leaf: parent's class
-        imp[i] = _impurity(d, criterion)
-        cnt[i] = node.idx.size
-    origins = np.array([node.origin for node, _ in order], dtype=np.intp)
-    return RawTree(
-        left=left,
-        right=right,
-        feature=raw.feature[origins],
-        threshold=raw.threshold[origins],
-        impurity=imp,
-        n_node_samples=cnt,
-        weighted_n_node_samples=cnt.astype(np.float64),
-        missing_go_to_left=raw.missing_go_to_left[origins],
-        value=value,
-    )
+        return np.where(total[:, 0] > 0, 1.0 - np.sum(p * p, axis=1), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.sum(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0), axis=1)

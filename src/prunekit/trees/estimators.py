@@ -12,6 +12,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from prunekit._validation import check_positive_int, sklearn_errors
 from prunekit.errors import InvalidParameterError, UnsupportedModelError
 from prunekit.trees.api import METHODS, prune_tree, resolve_method
 
@@ -21,6 +22,25 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
     def _validate_data(est, *args, **kwargs):
         return est._validate_data(*args, **kwargs)
+
+
+_RESERVED = ("X_val", "y_val", "X_train", "y_train", "random_state", "sample_weight", "method")
+
+
+def _check_method_params(method_params: Any) -> dict[str, Any]:
+    if method_params is None:
+        return {}
+    if not isinstance(method_params, dict) or not all(isinstance(k, str) for k in method_params):
+        raise InvalidParameterError(
+            f"method_params must be a dict of method parameters, got {method_params!r}"
+        )
+    reserved = sorted(set(method_params) & set(_RESERVED))
+    if reserved:
+        raise InvalidParameterError(
+            f"method_params may not set {reserved}: the estimator passes the data, its own "
+            "method and random_state"
+        )
+    return dict(method_params)
 
 
 class _PrunedTreeBase(MetaEstimatorMixin, BaseEstimator):
@@ -55,7 +75,7 @@ class _PrunedTreeBase(MetaEstimatorMixin, BaseEstimator):
         name = resolve_method(self.method)
         if not is_classifier and not METHODS[name].regression:
             raise UnsupportedModelError(f"method={name!r} is defined for classification only")
-        params = dict(self.method_params or {})
+        params = _check_method_params(self.method_params)
         if self.estimator is None:
             base = self._tree_class(random_state=self.random_state)
         else:
@@ -89,8 +109,13 @@ class _PrunedTreeBase(MetaEstimatorMixin, BaseEstimator):
         notes: list[str] = []
         if X_val is X:
             notes.append(f"only {n} samples: validated on the training data")
-        elif name == "cost_complexity" and params.get("ccp_alpha") is None:
-            cv = int(params.get("cv", 5))
+        elif (
+            name == "cost_complexity"
+            and params.get("ccp_alpha") is None
+            and not self._needs_validation(name, params)
+        ):
+            cv = params.get("cv")
+            cv = 5 if cv is None else check_positive_int("cv", cv, minimum=2)
             if n < 2 * cv:
                 if n >= 4:
                     params["cv"] = max(2, n // 2)
@@ -117,19 +142,23 @@ class _PrunedTreeBase(MetaEstimatorMixin, BaseEstimator):
         self.prune_report_ = pruned.prune_report_
         return self
 
-    def predict(self, X: Any) -> np.ndarray:
+    def _check_X(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        X = _validate_data(self, X, reset=False)
+        with sklearn_errors("X", self):
+            return _validate_data(self, X, reset=False)
+
+    def predict(self, X: Any) -> np.ndarray:
+        X = self._check_X(X)
         return self.estimator_.predict(X)
 
     def apply(self, X: Any) -> np.ndarray:
         """Leaf index of each sample in the pruned tree."""
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.apply(_validate_data(self, X, reset=False))
+        X = self._check_X(X)
+        return self.estimator_.apply(X)
 
     def decision_path(self, X: Any):
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.decision_path(_validate_data(self, X, reset=False))
+        X = self._check_X(X)
+        return self.estimator_.decision_path(X)
 
     def get_depth(self) -> int:
         check_is_fitted(self, "estimator_")
@@ -169,19 +198,20 @@ class PrunedTreeClassifier(ClassifierMixin, _PrunedTreeBase):
     _tree_class = DecisionTreeClassifier
 
     def fit(self, X: Any, y: Any) -> PrunedTreeClassifier:
-        X, y = _validate_data(self, X, y)
-        check_classification_targets(y)
+        with sklearn_errors("X, y", self):
+            X, y = _validate_data(self, X, y)
+            check_classification_targets(y)
         self._fit(X, y, is_classifier=True)
         self.classes_ = self.estimator_.classes_
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.predict_proba(_validate_data(self, X, reset=False))
+        X = self._check_X(X)
+        return self.estimator_.predict_proba(X)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.predict_log_proba(_validate_data(self, X, reset=False))
+        X = self._check_X(X)
+        return self.estimator_.predict_log_proba(X)
 
 
 class PrunedTreeRegressor(RegressorMixin, _PrunedTreeBase):
@@ -193,6 +223,7 @@ class PrunedTreeRegressor(RegressorMixin, _PrunedTreeBase):
     _tree_class = DecisionTreeRegressor
 
     def fit(self, X: Any, y: Any) -> PrunedTreeRegressor:
-        X, y = _validate_data(self, X, y, y_numeric=True)
+        with sklearn_errors("X, y", self):
+            X, y = _validate_data(self, X, y, y_numeric=True)
         self._fit(X, y, is_classifier=False)
         return self

@@ -15,12 +15,11 @@ than coding its (pruned) subtree.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from scipy.special import gammaln
 
-from prunekit.errors import InvalidParameterError
+from prunekit._validation import check_real
 from prunekit.trees._base import MethodResult, PruneContext
 from prunekit.trees._sktree import TREE_LEAF
 
@@ -41,8 +40,7 @@ def stochastic_complexity(counts: np.ndarray) -> np.ndarray:
 
 def mdl(ctx: PruneContext, *, value_bits: float = 1.0) -> MethodResult:
     """MDL pruning (Mehta, Rissanen & Agrawal 1995); see the module docstring."""
-    if isinstance(value_bits, bool) or not isinstance(value_bits, numbers.Real) or value_bits < 0:
-        raise InvalidParameterError(f"value_bits must be a number >= 0, got {value_bits!r}")
+    value_bits = check_real("value_bits", value_bits, minimum=0.0)
     struct = ctx.struct
     n_features = int(ctx.model.n_features_in_)
     split_bits = math.log2(max(n_features, 1)) + float(value_bits)
