@@ -301,7 +301,8 @@ def _run_export(work: Any, inp: _Inputs, tmp: Path, exporter: str, dyn_batch: bo
             _dynamo_export(work, inp, tmp, dyn_batch, seq, opset)
             return "dynamo"
         except Exception as exc:  # noqa: BLE001 - report and fall back
-            msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc) else ''}"
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            msg = f"{type(exc).__name__}: {first}"
             errors.append(f"dynamo exporter: {msg}")
             if exporter == "dynamo":
                 raise _unsupported(work, inp, errors) from exc

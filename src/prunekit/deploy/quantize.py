@@ -286,8 +286,8 @@ def quantize(
     check_choice("metric", metric, METRICS)
     check_positive_int("max_calibration_batches", max_calibration_batches)
     check_positive_int("max_eval_batches", max_eval_batches)
-    if max_drop is not None and (isinstance(max_drop, bool) or not isinstance(max_drop, (int, float))
-                                 or not max_drop >= 0):
+    if max_drop is not None and (isinstance(max_drop, bool)
+                                 or not isinstance(max_drop, (int, float)) or not max_drop >= 0):
         raise InvalidParameterError(f"max_drop must be a number >= 0 or None, got {max_drop!r}")
     if max_drop is not None and eval_data is None:
         raise InvalidParameterError("max_drop needs eval_data= (batches to measure the drop on)")

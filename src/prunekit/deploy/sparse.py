@@ -187,12 +187,14 @@ class SparseInferenceReport:
         return self.latency_before_s / self.latency_after_s
 
     def to_markdown(self) -> str:
+        whole = ("whole model unchanged" if self.speedup is None else
+                 f"whole model: {fmt(_ms(self.latency_before_s))} ms -> "
+                 f"{fmt(_ms(self.latency_after_s))} ms ({fmt(self.speedup)}x), "
+                 f"max abs diff {self.max_abs_diff:.3g}")
         lines = ["### Sparse inference", "",
                  f"{len(self.swapped)} of {len(self.layers)} candidate layers swapped "
                  f"(sparsity >= {self.threshold:g}, gain >= {self.min_gain:g}x, "
-                 f"{self.threads} thread(s)); whole model: "
-                 f"{fmt(_ms(self.latency_before_s))} ms -> {fmt(_ms(self.latency_after_s))} ms "
-                 f"({fmt(self.speedup)}x), max abs diff {self.max_abs_diff:.3g}", "",
+                 f"{self.threads} thread(s)); {whole}", "",
                  "| layer | kind | shape | sparsity | kernel | dense ms | chosen ms | gain | "
                  "note |", "|---|---|---|---:|---|---:|---:|---:|---|"]
         for c in self.layers:
@@ -287,7 +289,7 @@ def to_sparse_inference(
     report = SparseInferenceReport([], {}, threshold, float(min_gain), torch.get_num_threads())
     names = []
     for name, m in work.named_modules():
-        if not (isinstance(m, nn.Linear) or isinstance(m, nn.Conv2d)):
+        if not isinstance(m, (nn.Linear, nn.Conv2d)):
             continue
         if isinstance(m, nn.Conv2d) and not (conv1x1 and _is_pointwise(m)):
             report.skipped[name] = "convolution that is not 1x1/stride 1/groups 1"
