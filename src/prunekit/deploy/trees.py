@@ -1,12 +1,13 @@
 """ONNX export of (pruned) scikit-learn trees and tree ensembles through ``skl2onnx``.
 
 scikit-learn compares float32-cast inputs with float64 thresholds (``x <= t``); ONNX tree
-ensembles store float32 thresholds, rounded to nearest. Where rounding goes *up*
-(``float32(t) > t``), an input exactly equal to ``float32(t)`` goes left in onnxruntime and right
-in scikit-learn. Such thresholds are counted in the report (``threshold_mismatches``) and, with
-``snap_thresholds=True`` (default), replaced in a copy by the largest float32 not above ``t`` —
-for every float32 input ``x <= t`` then holds exactly when ``x <= snapped``, so predictions agree
-on all float32 inputs, not only on the ones checked.
+ensembles store float32 thresholds. Where ``float32(t) > t`` (rounding up), an input exactly
+equal to ``float32(t)`` would go left in onnxruntime and right in scikit-learn. Such thresholds
+are counted in the report (``threshold_mismatches``) and, with ``snap_thresholds=True``
+(default), replaced in a copy by the largest float32 not above ``t`` before conversion — for
+every float32 input ``x <= t`` then holds exactly when ``x <= snapped``, whatever the converter
+does (recent skl2onnx rounds down itself). The file is verified on ``X`` and on rows placed
+exactly on the thresholds.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def export_sklearn_onnx(
         notes.append(f"{risky} thresholds round up from float64 to float32; " + (
             "snapped down to the largest float32 below them, so float32 inputs route exactly "
             "as in scikit-learn" if snap_thresholds else
-            "left as is (snap_thresholds=False): inputs equal to them may be routed differently"))
+            "left to the converter (snap_thresholds=False); rows placed on them are checked "
+            "below (prediction_mismatches)"))
     with atomic_path(path) as tmp:
         tmp.write_bytes(onx.SerializeToString())
         sess = ort_session(tmp)
