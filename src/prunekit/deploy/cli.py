@@ -85,7 +85,7 @@ def _calibration(name: str, example: Any, n: int) -> tuple[Any, Any, str]:
     shape = tuple(example.shape)
     batches = [torch.randn(*shape, generator=gen) for _ in range(n)]
     return batches, batches[:2], ("calibrated on random normal inputs; use "
-                                  "prunekit.deploy.quantize with real data for accuracy")
+                                  "prunekit.deploy.quantization with real data for accuracy")
 
 
 def export_cmd(
@@ -110,7 +110,7 @@ def export_cmd(
     """Export a model to ONNX, verify it in onnxruntime, optionally quantize to int8."""
     from prunekit._io import atomic_write_text
     from prunekit.deploy.onnx_export import export_onnx
-    from prunekit.deploy.quantize import quantize as run_quantize
+    from prunekit.deploy.quantization import quantize as run_quantize
 
     check_choice("--format", format, ("onnx",))
     if quantize is not None:

@@ -45,8 +45,9 @@ class _CSRModule(nn.Module):
     @property
     def weight_csr(self) -> torch.Tensor:
         if self._csr is None:
-            with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                warnings.simplefilter("ignore", UserWarning)
+            # a normal (not inference-mode) tensor, usable later with autograd on
+            with warnings.catch_warnings(), torch.inference_mode(False):
+                warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
                 self._csr = torch.sparse_csr_tensor(self.crow_indices, self.col_indices,
                                                     self.values, size=self.csr_shape)
         return self._csr
@@ -60,9 +61,14 @@ class _CSRModule(nn.Module):
         state["_csr"] = None
         return state
 
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
         self._csr = None
-        super()._load_from_state_dict(*args, **kwargs)
+        for name in ("col_indices", "values"):  # another weight may have another nnz
+            incoming = state_dict.get(prefix + name)
+            if incoming is not None and incoming.shape != getattr(self, name).shape:
+                setattr(self, name, torch.empty_like(incoming, dtype=getattr(self, name).dtype))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class SparseLinear(_CSRModule):
