@@ -77,7 +77,7 @@ def test_dynamic_mlp_cosine(tmp_path):
 
 def test_max_drop_error_names_layers_and_writes_nothing(cnn_onnx, tmp_path):
     out = tmp_path / "bad.onnx"
-    with pytest.raises(QuantizationAccuracyError, match=r"max_drop=0.*Layers with the least"):
+    with pytest.raises(QuantizationAccuracyError, match=r"max_drop=0.*Layers adding the most"):
         quantize(cnn_onnx, out, "static", calibration=_batches(1, labels=False),
                  eval_data=_batches(2, labels=False), max_drop=0.0)
     assert not out.exists()
@@ -114,3 +114,19 @@ def test_torch_dynamic_int8_linear():
     assert type(q[0]).__name__ == "Linear" and type(q[0]).__module__.startswith("torch.ao")
     assert isinstance(mlp[0], nn.Linear) and type(mlp[0]) is nn.Linear  # input untouched
     assert report.after > 0.99 and report.output_bytes < report.source_bytes
+
+
+def test_max_drop_localises_the_layer_that_adds_the_error(tmp_path):
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                        nn.Linear(32, 8)).eval()
+    with torch.no_grad():  # layer "2": an outlier weight on an always-zero input crushes the rest
+        mlp[0].weight[0] = 0
+        mlp[0].bias[0] = 0
+        mlp[2].weight[:, 0] = 1000.0
+    src = tmp_path / "mlp.onnx"
+    export_onnx(mlp, torch.randn(4, 16), src, exporter="torchscript")
+    data = [torch.randn(32, 16) for _ in range(2)]
+    with pytest.raises(QuantizationAccuracyError, match=r"adding the most output error[^,]*/2/"):
+        quantize(src, tmp_path / "q.onnx", "static", calibration=data, eval_data=data,
+                 max_drop=0.01)

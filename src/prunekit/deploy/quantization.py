@@ -201,7 +201,8 @@ def _cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 def _compare(src: Path, out: Path, data: Iterable[Any], metric: str, max_batches: int,
-             report: QuantizeReport) -> None:
+             report: QuantizeReport) -> dict[str, np.ndarray]:
+    """Fill the report's metric and latencies; return the first batch's feeds."""
     s_fp, s_q = ort_session(src), ort_session(out)
     batches = []
     for i, b in enumerate(data):
@@ -224,6 +225,63 @@ def _compare(src: Path, out: Path, data: Iterable[Any], metric: str, max_batches
     t = median_times({"fp32": lambda: s_fp.run(None, feeds), "int8": lambda: s_q.run(None, feeds)},
                      reps=15, budget_s=5.0)
     report.latency_before_s, report.latency_after_s = t["fp32"], t["int8"]
+    return feeds
+
+
+def layer_error_increase(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str],
+                         feeds: Mapping[str, np.ndarray], top: int = 3) -> list[tuple[str, float]]:
+    """Conv/MatMul/Gemm nodes ranked by how much relative error they add under int8.
+
+    The input of every such node is read in both models (quantizers keep node names; an
+    input they re-quantize is read in float from the node of the same name) and compared on
+    ``feeds``; a node's score is the growth of the relative error from its input to the input of
+    the next such node in graph order (the model output after the last) — the error it
+    introduces rather than the error it inherits. Exact for chains, an estimate for DAGs.
+    """
+    onnx = require("onnx")
+
+    src, q = onnx.load(str(fp32_path)), onnx.load(str(int8_path))
+    q_nodes = {n.name: n for n in q.graph.node if n.name}
+    produced = {o for n in q.graph.node for o in n.output} | {i.name for i in q.graph.input}
+    targets = []
+    for n in src.graph.node:
+        if n.op_type not in ("Conv", "MatMul", "Gemm"):
+            continue
+        qn = q_nodes.get(n.name) or q_nodes.get(f"{n.name}_quant")
+        cands = ([qn.input[0]] if qn is not None else []) + (
+            [n.input[0]] if n.input[0] in produced else [])
+        if cands:
+            targets.append((n.name or n.output[0], n.input[0], cands))
+    if not targets:
+        return []
+    out_fp, out_q = src.graph.output[0].name, q.graph.output[0].name
+    fp_names = sorted({t for _, t, _ in targets} | {out_fp})
+    q_names = sorted({c for *_, cs in targets for c in cs} | {out_q})
+    values = []
+    for model, names in ((src, fp_names), (q, q_names)):
+        have = {o.name for o in model.graph.output}
+        model.graph.output.extend([onnx.helper.make_empty_tensor_value_info(t) for t in names
+                                   if t not in have])
+        outs = ort_session(model.SerializeToString()).run(names, dict(feeds))
+        values.append(dict(zip(names, outs, strict=True)))
+
+    def rel(a: np.ndarray, b: np.ndarray) -> float | None:
+        if a.shape != b.shape or b.dtype.kind != "f":
+            return None
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+
+    errs = []
+    for name, fp_t, cands in targets:
+        e = next((r for c in cands if (r := rel(values[0][fp_t], values[1][c])) is not None),
+                 None)
+        if e is not None:
+            errs.append((name, e))
+    final = rel(values[0][out_fp], values[1][out_q])
+    nxt = [e for _, e in errs[1:]] + [final if final is not None else errs[-1][1]]
+    scores = [(name, after - e) for (name, e), after in zip(errs, nxt, strict=True)
+              if after - e > 0]
+    return sorted(scores, key=lambda t: -t[1])[:top]
 
 
 def weight_quantization_errors(path: str | os.PathLike[str], per_channel: bool = True,
@@ -326,8 +384,8 @@ def quantize(
                                    calibrate_method=oq.CalibrationMethod.MinMax)
         report.output_bytes = tmp.stat().st_size
         if eval_data is not None:
-            _compare(src, tmp, eval_data, metric, max_eval_batches, report)
-            _check_drop(report, max_drop, model_in, per_channel)
+            feeds = _compare(src, tmp, eval_data, metric, max_eval_batches, report)
+            _check_drop(report, max_drop, model_in, tmp, feeds, per_channel)
     return report
 
 
@@ -346,18 +404,25 @@ def _preprocess(src: Path, work: Path, report: QuantizeReport) -> Path:
         return src
 
 
-def _check_drop(report: QuantizeReport, max_drop: float | None, model: Path,
-                per_channel: bool) -> None:
+def _check_drop(report: QuantizeReport, max_drop: float | None, model: Path, out: Path,
+                feeds: Mapping[str, np.ndarray], per_channel: bool) -> None:
     if max_drop is None or report.drop is None or report.drop <= max_drop:
         return
-    worst = weight_quantization_errors(model, per_channel)
-    names = ", ".join(f"{n!r} (weight error {e:.2%})" for n, e in worst)
+    try:
+        worst = layer_error_increase(model, out, feeds)
+        what = "Layers adding the most output error under int8"
+        names = ", ".join(f"{n!r} ({e:+.2%} relative error)" for n, e in worst)
+    except Exception:  # noqa: BLE001 - fall back to a weight-only ranking
+        worst = []
+    if not worst:
+        worst = weight_quantization_errors(model, per_channel)
+        what = "Layers with the least accurate int8 weights"
+        names = ", ".join(f"{n!r} (weight error {e:.2%})" for n, e in worst)
     raise QuantizationAccuracyError(
         f"int8 {report.mode} quantization drops {report.metric} by {report.drop:.4f} "
         f"({report.before:.4f} -> {report.after:.4f}), more than max_drop={max_drop}; no file "
-        f"was written. Layers with the least accurate int8 weights: {names}. Keep them in float "
-        f"with exclude_nodes=[...], use mode='static' with more calibration batches, or "
-        f"recover the model first"
+        f"was written. {what}: {names}. Keep them in float with exclude_nodes=[...], use "
+        f"mode='static' with more calibration batches, or recover the model first"
     )
 
 
