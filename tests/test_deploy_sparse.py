@@ -19,7 +19,7 @@ def _sparsify(layer: nn.Module, sparsity: float) -> None:
         w[torch.rand_like(w) < sparsity] = 0
 
 
-@pytest.mark.parametrize("kernel", ["csr", "csr_t"])
+@pytest.mark.parametrize("kernel", ["csr", "csr_t", "csr_mv", "scipy"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_sparse_linear_matches_dense(kernel, bias):
     lin = nn.Linear(24, 16, bias=bias)
@@ -27,6 +27,8 @@ def test_sparse_linear_matches_dense(kernel, bias):
     s = SparseLinear.from_linear(lin, kernel)
     x = torch.randn(3, 5, 24)  # leading dims are kept
     torch.testing.assert_close(s(x), lin(x), atol=1e-5, rtol=1e-5)
+    x1 = torch.randn(1, 24)  # the single-row paths (torch.mv, scipy matvec)
+    torch.testing.assert_close(s(x1), lin(x1), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(s.to_dense().weight, lin.weight)
     # deepcopy, state_dict round trip and pickling work (CSR tensors alone cannot deepcopy)
     c = copy.deepcopy(s)
@@ -42,12 +44,14 @@ def test_sparse_linear_matches_dense(kernel, bias):
     assert "density" in repr(s)
 
 
-def test_sparse_conv1x1_matches_dense():
+@pytest.mark.parametrize("kernel", ["csr", "scipy"])
+def test_sparse_conv1x1_matches_dense(kernel):
     conv = nn.Conv2d(12, 20, 1)
     _sparsify(conv, 0.9)
     x = torch.randn(2, 12, 5, 7)
-    torch.testing.assert_close(SparseConv1x1(conv)(x), conv(x), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(SparseConv1x1(conv).double()(x.double()), conv.double()(x.double()))
+    torch.testing.assert_close(SparseConv1x1(conv, kernel)(x), conv(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(SparseConv1x1(conv, kernel).double()(x.double()),
+                               conv.double()(x.double()))
 
 
 def _mlp() -> nn.Module:

@@ -418,7 +418,13 @@ def _reference(model: Any, inp: _Inputs) -> list[Any]:
 
 def _verify(model: Any, tmp: Path, inp: _Inputs, dyn_batch: bool, seq: set[str], atol: float,
             rtol: float) -> tuple[float, float, list[str], list[str]]:
-    sess = ort_session(tmp)
+    try:
+        sess = ort_session(tmp)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
+        raise UnsupportedModelError(
+            f"onnxruntime cannot load the exported model ({type(exc).__name__}: "
+            f"{str(exc).strip()[:300]}); try another opset= or exporter="
+        ) from exc
     in_names = [i.name for i in sess.get_inputs()]
     out_names = [o.name for o in sess.get_outputs()]
     cases = [("example inputs", inp)]
@@ -443,7 +449,13 @@ def _verify(model: Any, tmp: Path, inp: _Inputs, dyn_batch: bool, seq: set[str],
                 f"the ONNX model expects inputs {missing} that example_inputs do not name "
                 f"(given: {list(feeds)})"
             )
-        got = sess.run(None, {n: feeds[n] for n in in_names})
+        try:
+            got = sess.run(None, {n: feeds[n] for n in in_names})
+        except Exception as exc:  # noqa: BLE001
+            raise ExportVerificationError(
+                f"{what}: onnxruntime fails to run the exported model ({type(exc).__name__}: "
+                f"{str(exc).strip()[:300]})"
+            ) from exc
         d, t = _compare(_reference(model, case), got, atol, rtol, what, out_names)
         worst, tol = max(worst, d), max(tol, t)
         shape = [tuple(x.shape) for x in case.tensors()]

@@ -1,13 +1,13 @@
 """Sparse CPU inference: run unstructured-sparse Linear / 1x1 conv layers with CSR kernels.
 
-Dense kernels cost the same at 0 % and 90 % sparsity. ``torch.sparse`` CSR matmul is faster on
-very sparse weights only with the right orientation: ``W_csr @ x.T`` (rows of the weight are
-compressed; one pass over the non-zeros per input column) — the mirrored ``x @ W.T_csr`` is
-10-70x *slower* on CPU. Which one wins, and whether sparse beats dense at all, depends on the
-shape, batch, sparsity and thread count, so :func:`to_sparse_inference` measures the candidate
-kernels per layer on the input that layer sees for ``example_inputs`` and swaps a layer only
-when a sparse kernel is at least ``min_gain`` times faster and agrees with the dense output.
-The swapped modules are for inference (weights are buffers, not trainable parameters).
+Dense kernels cost the same at 0 % and 90 % sparsity. CSR kernels are faster on very sparse
+weights only with the right orientation and routine: ``W_csr @ x.T`` (torch), ``torch.mv`` for a
+single row, or scipy's CSR mat-vec — the mirrored ``x @ W.T_csr`` is 10-70x *slower* on CPU.
+Which one wins, and whether sparse beats dense at all, depends on the shape, batch, sparsity and
+thread count, so :func:`to_sparse_inference` measures the candidate kernels per layer on the
+input that layer sees for ``example_inputs`` and swaps a layer only when a sparse kernel is at
+least ``min_gain`` times faster and agrees with the dense output. The swapped modules are for
+inference (weights are buffers; the scipy kernel does not track gradients).
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from prunekit._validation import check_fraction
 from prunekit.deploy._common import fmt, median_times, split_inputs, tensor_leaves
 from prunekit.errors import InvalidParameterError, ShapeMismatchError
 
-KERNELS = ("dense", "csr", "csr_t")
-
 
 class _CSRModule(nn.Module):
     """Holds a weight as CSR buffers (``crow_indices``, ``col_indices``, ``values``), so that
@@ -41,6 +39,7 @@ class _CSRModule(nn.Module):
         self.register_buffer("col_indices", c.col_indices())
         self.register_buffer("values", c.values())
         self._csr: torch.Tensor | None = None
+        self._scipy: Any = None
 
     @property
     def weight_csr(self) -> torch.Tensor:
@@ -52,18 +51,40 @@ class _CSRModule(nn.Module):
                                                     self.values, size=self.csr_shape)
         return self._csr
 
+    @property
+    def weight_scipy(self) -> Any:
+        """The weight as a ``scipy.sparse.csr_matrix`` sharing the buffers' memory."""
+        if self._scipy is None:
+            from scipy import sparse
+
+            self._scipy = sparse.csr_matrix(
+                (self.values.numpy(), self.col_indices.numpy(), self.crow_indices.numpy()),
+                shape=self.csr_shape, copy=False)
+        return self._scipy
+
+    def _w_times(self, cols: torch.Tensor, kernel: str) -> torch.Tensor:
+        """``W @ cols`` for ``cols`` of shape ``(in, n)`` with the given kernel."""
+        if kernel == "scipy":  # scipy's csr_matvec(s): inference only, no autograd
+            dense = cols.detach().numpy()
+            if dense.shape[1] == 1:
+                return torch.from_numpy(self.weight_scipy @ dense[:, 0]).unsqueeze(1)
+            return torch.from_numpy(self.weight_scipy @ dense)
+        if kernel == "csr_mv" and cols.shape[1] == 1:
+            return torch.mv(self.weight_csr, cols[:, 0]).unsqueeze(1)
+        return self.weight_csr @ cols
+
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        self._csr = None
+        self._csr = self._scipy = None
         return super()._apply(fn, *args, **kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_csr"] = None
+        state["_csr"] = state["_scipy"] = None
         return state
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any,
                               **kwargs: Any) -> None:
-        self._csr = None
+        self._csr = self._scipy = None
         for name in ("col_indices", "values"):  # another weight may have another nnz
             incoming = state_dict.get(prefix + name)
             if incoming is not None and incoming.shape != getattr(self, name).shape:
@@ -71,18 +92,23 @@ class _CSRModule(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+LINEAR_KERNELS = ("csr", "csr_t", "csr_mv", "scipy")
+
+
 class SparseLinear(_CSRModule):
-    """``nn.Linear`` whose weight is held as a CSR tensor; ``kernel``: ``"csr"`` (``W @ x.T``)
-    or ``"csr_t"`` (``x @ W.T`` with ``W.T`` in CSR)."""
+    """``nn.Linear`` with a CSR weight; ``kernel``: ``"csr"`` (``W_csr @ x.T``, torch),
+    ``"csr_t"`` (``x @ W.T_csr``), ``"csr_mv"`` (``torch.mv`` for a single row, else ``csr``)
+    or ``"scipy"`` (scipy's CSR matvec; inference only). For inference: the weight is a buffer."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, kernel: str = "csr"):
         super().__init__()
-        if kernel not in ("csr", "csr_t"):
-            raise InvalidParameterError(f"kernel={kernel!r}; accepted values: 'csr', 'csr_t'")
+        if kernel not in LINEAR_KERNELS:
+            raise InvalidParameterError(
+                f"kernel={kernel!r}; accepted values: {', '.join(map(repr, LINEAR_KERNELS))}")
         w = weight.detach()
         self.out_features, self.in_features = int(w.shape[0]), int(w.shape[1])
         self.kernel = kernel
-        self._store(w if kernel == "csr" else w.t().contiguous())
+        self._store(w if kernel != "csr_t" else w.t().contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     @classmethod
@@ -92,13 +118,14 @@ class SparseLinear(_CSRModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
-        if self.kernel == "csr":
-            if self.bias is not None:
-                y = torch.addmm(self.bias.unsqueeze(1), self.weight_csr, x2.t()).t()
-            else:
-                y = (self.weight_csr @ x2.t()).t()
-        else:
+        if self.kernel == "csr_t":
             y = x2 @ self.weight_csr
+            if self.bias is not None:
+                y = y + self.bias
+        elif self.kernel == "csr" and self.bias is not None:
+            y = torch.addmm(self.bias.unsqueeze(1), self.weight_csr, x2.t()).t()
+        else:
+            y = self._w_times(x2.t(), self.kernel).t()
             if self.bias is not None:
                 y = y + self.bias
         return y.reshape(*lead, self.out_features)
@@ -107,7 +134,7 @@ class SparseLinear(_CSRModule):
         w = self.weight_csr.to_dense()
         layer = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
         with torch.no_grad():
-            layer.weight.copy_(w if self.kernel == "csr" else w.t())
+            layer.weight.copy_(w.t() if self.kernel == "csr_t" else w)
             if self.bias is not None:
                 layer.bias.copy_(self.bias)
         return layer
@@ -119,27 +146,34 @@ class SparseLinear(_CSRModule):
 
 
 class SparseConv1x1(_CSRModule):
-    """A 1x1 (pointwise) ``nn.Conv2d`` computed as ``W_csr @ X`` over all pixels."""
+    """A 1x1 (pointwise) ``nn.Conv2d`` computed as ``W_csr @ X`` over all pixels; ``kernel``:
+    ``"csr"`` (torch) or ``"scipy"`` (inference only)."""
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, kernel: str = "csr"):
         super().__init__()
+        if kernel not in ("csr", "scipy"):
+            raise InvalidParameterError(f"kernel={kernel!r}; accepted values: 'csr', 'scipy'")
         w = conv.weight.detach().reshape(conv.out_channels, conv.in_channels)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel = kernel
         self._store(w)
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         cols = x.permute(1, 0, 2, 3).reshape(c, n * h * w)
-        if self.bias is not None:
+        if self.kernel == "csr" and self.bias is not None:
             y = torch.addmm(self.bias.unsqueeze(1), self.weight_csr, cols)
         else:
-            y = self.weight_csr @ cols
+            y = self._w_times(cols, self.kernel)
+            if self.bias is not None:
+                y = y + self.bias.unsqueeze(1)
         return y.reshape(self.out_channels, n, h, w).permute(1, 0, 2, 3)
 
     def extra_repr(self) -> str:
         nnz = int(self.weight_csr.values().numel())
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size=(1, 1), kernel=csr, "
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size=(1, 1), "
+                f"kernel={self.kernel}, "
                 f"density={nnz / (self.in_channels * self.out_channels):.3f}")
 
 
@@ -216,11 +250,13 @@ def _ms(s: float | None) -> float | None:
     return None if s is None else s * 1e3
 
 
-def _candidates(layer: nn.Module) -> dict[str, nn.Module]:
+def _candidates(layer: nn.Module, x: torch.Tensor) -> dict[str, nn.Module]:
     if isinstance(layer, nn.Linear):
-        return {"csr": SparseLinear.from_linear(layer, "csr"),
-                "csr_t": SparseLinear.from_linear(layer, "csr_t")}
-    return {"csr": SparseConv1x1(layer)}
+        kernels = ["csr", "csr_t", "scipy"]
+        if x.reshape(-1, layer.in_features).shape[0] == 1:
+            kernels.append("csr_mv")
+        return {k: SparseLinear.from_linear(layer, k) for k in kernels}
+    return {k: SparseConv1x1(layer, k) for k in ("csr", "scipy")}
 
 
 def _layer_inputs(model: nn.Module, names: list[str], args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -239,7 +275,7 @@ def _layer_inputs(model: nn.Module, names: list[str], args: tuple, kwargs: dict)
 def _choose(name: str, layer: nn.Module, x: torch.Tensor, sparsity: float, min_gain: float,
             reps: int) -> tuple[LayerChoice, nn.Module | None]:
     kind = "Linear" if isinstance(layer, nn.Linear) else "Conv1x1"
-    cands = _candidates(layer)
+    cands = _candidates(layer, x)
     with torch.inference_mode():
         ref = layer(x)
         bad = [k for k, m in cands.items()
