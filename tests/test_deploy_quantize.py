@@ -130,3 +130,24 @@ def test_max_drop_localises_the_layer_that_adds_the_error(tmp_path):
     with pytest.raises(QuantizationAccuracyError, match=r"adding the most output error[^,]*/2/"):
         quantize(src, tmp_path / "q.onnx", "static", calibration=data, eval_data=data,
                  max_drop=0.01)
+
+
+def test_dynamic_int8_hf_encoder_leaves_no_stray_files(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    from prunekit.nn.oneshot._hf import import_transformers
+
+    tr = import_transformers()
+    cfg = tr.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=16)
+    torch.manual_seed(0)
+    bert = tr.BertModel(cfg).eval()
+    batch = {"input_ids": torch.randint(0, 50, (4, 8)),
+             "attention_mask": torch.ones(4, 8, dtype=torch.long)}
+    src = tmp_path / "bert.onnx"
+    export_onnx(bert, batch, src, exporter="torchscript")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    report = quantize(src, tmp_path / "bert.int8.onnx", "dynamic", eval_data=[batch])
+    assert report.metric == "cosine" and report.after > 0.95
+    assert not list(cwd.iterdir())  # onnxruntime's shape-inference leftovers stay in a temp dir

@@ -390,18 +390,29 @@ def quantize(
 
 
 def _preprocess(src: Path, work: Path, report: QuantizeReport) -> Path:
-    """onnxruntime's recommended pre-processing (symbolic shape inference + graph optimisation)."""
+    """onnxruntime's recommended pre-processing (shape inference + graph optimisation).
+
+    Symbolic shape inference is tried first, then plain ONNX shape inference; where both
+    fail the model is quantized as exported, with a note.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    out = work / "pre.onnx"
-    try:
-        with _quiet():
-            quant_pre_process(str(src), str(out), skip_symbolic_shape=False)
-        return out
-    except Exception as exc:  # noqa: BLE001 - optional step
-        report.notes.append(f"pre-processing skipped ({type(exc).__name__}: "
-                            f"{str(exc).strip()[:120]})")
-        return src
+    out, src = work.resolve() / "pre.onnx", src.resolve()
+    error = None
+    for skip_symbolic in (False, True):
+        try:
+            # onnxruntime drops sym_shape_infer_temp.onnx (+ external data) into the current
+            # folder when symbolic shape inference is incomplete: keep that inside `work`
+            with _quiet(), contextlib.chdir(work):
+                quant_pre_process(str(src), str(out), skip_symbolic_shape=skip_symbolic)
+            if skip_symbolic:
+                report.notes.append(f"symbolic shape inference failed ({error}); "
+                                    f"pre-processed with ONNX shape inference only")
+            return out
+        except Exception as exc:  # noqa: BLE001 - optional step
+            error = f"{type(exc).__name__}: {str(exc).strip()[:120]}"
+    report.notes.append(f"pre-processing skipped ({error})")
+    return src
 
 
 def _check_drop(report: QuantizeReport, max_drop: float | None, model: Path, out: Path,
