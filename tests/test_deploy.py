@@ -87,14 +87,18 @@ def test_dynamo_exporter_names_batch_axis(tmp_path):
     assert report.max_abs_diff < 1e-5
 
 
-def test_hf_encoder_dynamic_sequence(tmp_path):
+def test_pruned_hf_encoder_dynamic_sequence(tmp_path):
     from prunekit.nn.oneshot._hf import import_transformers
 
     tr = import_transformers()
     cfg = tr.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=32)
     torch.manual_seed(0)
-    bert = tr.BertModel(cfg).eval()
+    from prunekit.nn.structured import prune_transformer
+
+    bert, _ = prune_transformer(tr.BertModel(cfg).eval(), head_ratio=0.5, ffn_ratio=0.5,
+                                example_inputs=torch.randint(0, 50, (1, 8)))
+    assert bert.encoder.layer[0].intermediate.dense.out_features == 32  # really pruned
     ids = torch.randint(0, 50, (2, 9))
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
@@ -106,17 +110,21 @@ def test_hf_encoder_dynamic_sequence(tmp_path):
     assert report.max_abs_diff <= report.tolerance
 
 
-def test_tiny_vit(tmp_path):
+def test_structurally_pruned_tiny_vit(tmp_path):
     from prunekit._compat import import_torchvision
 
     import_torchvision()
     from torchvision.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(0)
+    from prunekit.nn.structured import prune
+
     vit = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16,
                             mlp_dim=32, num_classes=4).eval()
-    report = export_onnx(vit, torch.randn(2, 3, 16, 16), tmp_path / "vit.onnx",
-                         exporter="torchscript")
+    x = torch.randn(2, 3, 16, 16)
+    slim, _ = prune(vit, x, ratio=0.5)
+    assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in vit.parameters())
+    report = export_onnx(slim, x, tmp_path / "vit.onnx", exporter="torchscript")
     assert report.max_abs_diff <= report.tolerance
 
 
