@@ -84,6 +84,7 @@ def test_dynamo_exporter_names_batch_axis(tmp_path):
     report = export_onnx(m, torch.randn(1, 6), tmp_path / "mlp.onnx", exporter="dynamo")
     assert report.exporter == "dynamo"
     assert list(report.dynamic_axes.values()) == [{0: "batch"}]
+    assert report.output_names == ["output_0"]
     assert report.max_abs_diff < 1e-5
 
 
@@ -105,6 +106,7 @@ def test_pruned_hf_encoder_dynamic_sequence(tmp_path):
     report = export_onnx(bert, {"input_ids": ids, "attention_mask": mask}, tmp_path / "b.onnx",
                          exporter="torchscript")
     assert report.input_names == ["input_ids", "attention_mask"]
+    assert report.output_names == ["last_hidden_state", "pooler_output"]
     assert report.dynamic_axes["input_ids"] == {0: "batch", 1: "sequence"}
     assert any(c.startswith("sequence one shorter") for c in report.checks)
     assert report.max_abs_diff <= report.tolerance

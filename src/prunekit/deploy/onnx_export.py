@@ -200,7 +200,7 @@ def _seq_axes(inp: _Inputs, dynamic_sequence: bool) -> set[str]:
 
 
 def _dynamo_export(work: Any, inp: _Inputs, tmp: Path, dyn_batch: bool, seq: set[str],
-                   opset: int | None) -> None:
+                   opset: int | None, out_names: list[str]) -> None:
     import torch
 
     require("onnxscript")
@@ -226,11 +226,13 @@ def _dynamo_export(work: Any, inp: _Inputs, tmp: Path, dyn_batch: bool, seq: set
                                  dynamic_shapes=dynamic_shapes if dyn_batch or seq else None,
                                  opset_version=opset, verbose=False, report=False)
     prog.save(str(tmp))
-    _name_axes(tmp, inp, dyn_batch, seq)
+    _tidy_names(tmp, inp, dyn_batch, seq, out_names)
 
 
-def _name_axes(path: Path, inp: _Inputs, dyn_batch: bool, seq: set[str]) -> None:
-    """Rename torch.export's symbols (``s77``) of the dynamic input axes to batch/sequence."""
+def _tidy_names(path: Path, inp: _Inputs, dyn_batch: bool, seq: set[str],
+                out_names: list[str]) -> None:
+    """Name torch.export's axis symbols (``s77``) batch/sequence and its outputs (``linear_1``)
+    after the model's output keys, as the TorchScript path does."""
     onnx = require("onnx")
     m = onnx.load(str(path))
     rename: dict[str, str] = {}
@@ -240,12 +242,20 @@ def _name_axes(path: Path, inp: _Inputs, dyn_batch: bool, seq: set[str]) -> None
                             (1, "sequence" if v.name in seq else None)):
             if label and len(dims) > axis and dims[axis].dim_param:
                 rename.setdefault(dims[axis].dim_param, label)
-    if not rename:
-        return
     for v in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
         for d in v.type.tensor_type.shape.dim:
             if d.dim_param in rename:
                 d.dim_param = rename[d.dim_param]
+    old = [o.name for o in m.graph.output]
+    taken = {t for n in m.graph.node for t in (*n.input, *n.output)} | {
+        i.name for i in (*m.graph.input, *m.graph.initializer)}
+    if len(old) == len(out_names) and not (set(out_names) - set(old)) & taken:
+        names = dict(zip(old, out_names, strict=True))
+        for n in m.graph.node:
+            n.output[:] = [names.get(t, t) for t in n.output]
+            n.input[:] = [names.get(t, t) for t in n.input]
+        for o in m.graph.output:
+            o.name = names[o.name]
     onnx.save(m, str(path))
 
 
@@ -268,10 +278,9 @@ class _Positional:
 
 
 def _torchscript_export(work: Any, inp: _Inputs, target: Any, dyn_batch: bool, seq: set[str],
-                        opset: int | None, n_out: int) -> None:
+                        opset: int | None, out_names: list[str]) -> None:
     import torch
 
-    out_names = [f"output_{i}" for i in range(n_out)]
     dyn: dict[str, dict[int, str]] = {}
     for n, t in zip(inp.names, inp.tensors(), strict=True):
         d = {0: "batch"} if dyn_batch and t.dim() >= 1 else {}
@@ -293,12 +302,12 @@ def _torchscript_export(work: Any, inp: _Inputs, target: Any, dyn_batch: bool, s
 
 
 def _run_export(work: Any, inp: _Inputs, tmp: Path, exporter: str, dyn_batch: bool, seq: set[str],
-                opset: int | None, n_out: int, notes: list[str]) -> str:
+                opset: int | None, out_names: list[str], notes: list[str]) -> str:
     """Export with the chosen exporter (``auto``: dynamo, then TorchScript); return its name."""
     errors: list[str] = []
     if exporter in ("auto", "dynamo"):
         try:
-            _dynamo_export(work, inp, tmp, dyn_batch, seq, opset)
+            _dynamo_export(work, inp, tmp, dyn_batch, seq, opset, out_names)
             return "dynamo"
         except Exception as exc:  # noqa: BLE001 - report and fall back
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -309,7 +318,7 @@ def _run_export(work: Any, inp: _Inputs, tmp: Path, exporter: str, dyn_batch: bo
             notes.append(f"the torch.export-based (dynamo) exporter failed ({msg}); "
                          f"used the TorchScript exporter (dynamo=False) instead")
     try:
-        _torchscript_export(work, inp, str(tmp), dyn_batch, seq, opset, n_out)
+        _torchscript_export(work, inp, str(tmp), dyn_batch, seq, opset, out_names)
         return "torchscript"
     except Exception as exc:  # noqa: BLE001
         errors.append(f"TorchScript exporter: {type(exc).__name__}: "
@@ -407,13 +416,17 @@ def _compare(ref: list[Any], got: list[np.ndarray], atol: float, rtol: float, wh
     return worst, worst_tol
 
 
-def _reference(model: Any, inp: _Inputs) -> list[Any]:
+def _raw_output(model: Any, inp: _Inputs) -> Any:
     import torch
 
     from prunekit._modes import eval_mode
 
     with torch.no_grad(), eval_mode(model):
-        return tensor_leaves(inp.call(model))
+        return inp.call(model)
+
+
+def _reference(model: Any, inp: _Inputs) -> list[Any]:
+    return tensor_leaves(_raw_output(model, inp))
 
 
 def _verify(model: Any, tmp: Path, inp: _Inputs, dyn_batch: bool, seq: set[str], atol: float,
@@ -461,6 +474,16 @@ def _verify(model: Any, tmp: Path, inp: _Inputs, dyn_batch: bool, seq: set[str],
         shape = [tuple(x.shape) for x in case.tensors()]
         checks.append(f"{what} {shape[0] if len(shape) == 1 else shape}")
     return worst, tol, checks, in_names
+
+
+def _output_names(out: Any, n: int) -> list[str]:
+    """Keys of a dict / ModelOutput result (``last_hidden_state``...), else ``output_i``."""
+    import torch
+
+    keys = list(out.keys()) if hasattr(out, "keys") else []
+    if len(keys) == n and all(isinstance(out[k], torch.Tensor) for k in keys):
+        return [str(k) for k in keys]
+    return [f"output_{i}" for i in range(n)]
 
 
 def _dynamic_axes(path: Path) -> tuple[dict[str, dict[int, str]], list[str]]:
@@ -531,7 +554,8 @@ def export_onnx(
     if dynamic_sequence is None:
         dynamic_sequence = "input_ids" in inp.names
     try:
-        ref = _reference(model, inp)
+        raw = _raw_output(model, inp)
+        ref = tensor_leaves(raw)
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         raise ShapeMismatchError(f"the model cannot run on example_inputs: {exc}") from exc
     if not ref:
@@ -545,8 +569,8 @@ def export_onnx(
         # torch.export specialises size-1 axes: export on a batch of 2 (rows repeated)
         exp_inp = inp.map(lambda t: _grow_batch(t) if _batch(t) == 1 else t)
     with atomic_path(path) as tmp:
-        used = _run_export(work, exp_inp, tmp, exporter, dynamic_batch, seq, opset, len(ref),
-                           notes)
+        used = _run_export(work, exp_inp, tmp, exporter, dynamic_batch, seq, opset,
+                           _output_names(raw, len(ref)), notes)
         diff, tol, checks, in_names = _verify(model, tmp, inp, dynamic_batch, seq, atol, rtol)
         axes, out_names = _dynamic_axes(tmp)
         opset_used = _opset(tmp)
