@@ -225,6 +225,11 @@ def _compare(src: Path, out: Path, data: Iterable[Any], metric: str, max_batches
     t = median_times({"fp32": lambda: s_fp.run(None, feeds), "int8": lambda: s_q.run(None, feeds)},
                      reps=15, budget_s=5.0)
     report.latency_before_s, report.latency_after_s = t["fp32"], t["int8"]
+    if t["int8"] > 1.05 * t["fp32"]:
+        report.notes.append(
+            f"int8 is {t['int8'] / t['fp32']:.2f}x slower than fp32 on this batch (small layers: "
+            f"quantize/dequantize overhead outweighs the int8 arithmetic); prefer the fp32 "
+            f"file for speed, int8 for size")
     return feeds
 
 
