@@ -1,8 +1,8 @@
 """prunekit: prune decision trees, ensembles and neural networks.
 
 Subpackages: :mod:`prunekit.trees`, :mod:`prunekit.ensembles`, :mod:`prunekit.nn`,
-:mod:`prunekit.deploy`, over a small
-shared core (:mod:`prunekit.data`, :mod:`prunekit.metrics`, :mod:`prunekit.report`).
+:mod:`prunekit.deploy`, over a small shared core (:mod:`prunekit.data`, :mod:`prunekit.metrics`,
+:mod:`prunekit.report`).
 Subpackages are imported lazily so ``import prunekit`` stays cheap.
 """
 
