@@ -91,14 +91,3 @@ def fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)
-
-
-def kv_markdown(title: str, rows: Mapping[str, Any]) -> str:
-    """A two-column Markdown table under a heading."""
-    lines = [f"### {title}", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {fmt(v)} |" for k, v in rows.items() if v is not None and v != []]
-    return "\n".join(lines)
-
-
-def file_bytes(path: str | os.PathLike[str]) -> int:
-    return int(os.path.getsize(path))
