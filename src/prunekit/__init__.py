@@ -1,7 +1,8 @@
 """prunekit: prune decision trees, ensembles and neural networks.
 
-Subpackages: :mod:`prunekit.trees`, :mod:`prunekit.ensembles`, :mod:`prunekit.nn`, over a small
-shared core (:mod:`prunekit.data`, :mod:`prunekit.metrics`, :mod:`prunekit.report`).
+Subpackages: :mod:`prunekit.trees`, :mod:`prunekit.ensembles`, :mod:`prunekit.nn`,
+:mod:`prunekit.deploy`, over a small shared core (:mod:`prunekit.data`, :mod:`prunekit.metrics`,
+:mod:`prunekit.report`).
 Subpackages are imported lazily so ``import prunekit`` stays cheap.
 """
 
@@ -21,7 +22,7 @@ from prunekit.errors import (
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"data", "metrics", "report", "trees", "ensembles", "nn"}
+_SUBMODULES = {"data", "metrics", "report", "trees", "ensembles", "nn", "deploy"}
 
 __all__ = [
     "__version__",

@@ -23,6 +23,7 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "ensemble": ("prunekit.ensembles.cli", "Prune a tree ensemble to a small sub-ensemble."),
     "nn": ("prunekit.nn.cli", "Prune PyTorch networks: sparsity, structured, one-shot."),
     "llm": ("prunekit.nn.cli", "One-shot pruning of a transformer (alias of `nn oneshot`)."),
+    "export": ("prunekit.deploy.cli", "Export a model to verified ONNX, optionally int8."),
 }
 
 
