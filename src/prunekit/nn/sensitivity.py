@@ -468,4 +468,4 @@ def plot_sensitivity(result: SensitivityResult, *, title: str | None = None,
     ax.set_title(title or f"Sensitivity per {'layer' if result.kind == 'weights' else 'group'}")
     fig.tight_layout()
     return _attach(fig, "sensitivity", grid=result.grid, baseline=result.baseline,
-                   metrics=result.metrics, kind=result.kind)
+                   metrics=result.metrics, entries=result.kind)
