@@ -18,6 +18,7 @@ its ``allocation="sensitivity"``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -34,16 +35,30 @@ from .graph import BN, DependencyGraph
 CALIBRATED_CRITERIA = ("activation", "l1", "l2", "bn_scale", "fpgm", "random")
 
 
+def _forward(model: nn.Module, x: Any) -> Any:
+    if isinstance(x, dict):
+        return model(**x)
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
 def calibration_inputs(data: Iterable[Any], max_inputs: int = 256) -> list[Any]:
-    """Model inputs from ``data`` (tensors, or the first element of ``(inputs, targets)``
-    batches), at most ``max_inputs`` samples in all."""
+    """Model inputs from ``data`` (tensors, dicts of tensors such as tokenizer outputs, or the
+    first element of ``(inputs, targets)`` batches), at most ``max_inputs`` samples in all."""
     out: list[Any] = []
     n = 0
     for b in data:
         x = b[0] if isinstance(b, (list, tuple)) else b
+        if isinstance(x, dict) and x and all(isinstance(v, torch.Tensor) for v in x.values()):
+            size = len(next(iter(x.values())))
+            take = min(size, max_inputs - n)
+            out.append({k: v[:take] for k, v in x.items()})
+            n += take
+            if n >= max_inputs:
+                break
+            continue
         if not isinstance(x, torch.Tensor):
-            raise InvalidParameterError("calibration data must yield tensors or (inputs, ...) "
-                                        f"batches, got {type(x).__name__}")
+            raise InvalidParameterError("calibration data must yield tensors, dicts of tensors "
+                                        f"or (inputs, ...) batches, got {type(x).__name__}")
         take = min(len(x), max_inputs - n)
         out.append(x[:take])
         n += take
@@ -69,7 +84,7 @@ def recalibrate_batchnorm(model: nn.Module, inputs: Sequence[Any]) -> int:
             m.train()
         try:
             for x in inputs:
-                model(x)
+                _forward(model, x)
         finally:
             for m, mom, tr in saved:
                 m.momentum = mom
@@ -125,7 +140,7 @@ def activation_scores(model: nn.Module, graph: DependencyGraph, inputs: Sequence
     try:
         with eval_mode(model):
             for x in inputs:
-                model(x)
+                _forward(model, x)
     finally:
         for h in hooks:
             h.remove()
@@ -191,21 +206,40 @@ def _targets(m: nn.Module, y: torch.Tensor, keep: list[int] | None) -> torch.Ten
     return y if keep is None else y[:, keep]
 
 
-def _capture(model: nn.Module, name: str, inputs: Sequence[Any], want: str) -> list[torch.Tensor]:
-    out: list[torch.Tensor] = []
-    mod = model.get_submodule(name)
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the wanted layer has run."""
 
-    def hook(_m: nn.Module, args: tuple[Any, ...], res: Any) -> None:
-        out.append((args[0] if want == "in" else res).detach())
 
-    h = mod.register_forward_hook(hook)
+def _capture(model: nn.Module, names: Sequence[str], inputs: Sequence[Any], want: str,
+             stop: bool = False) -> dict[str, list[torch.Tensor]]:
+    """Per layer in ``names``, its input (``want="in"``) or output per calibration batch.
+    With ``stop`` (one name) the forward pass ends right after that layer."""
+    out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+
+    def hook_for(name: str):  # noqa: ANN202
+        def hook(_m: nn.Module, args: tuple[Any, ...], res: Any) -> None:
+            out[name].append((args[0] if want == "in" else res).detach())
+            if stop:
+                raise _Stop
+        return hook
+
+    hooks = [model.get_submodule(n).register_forward_hook(hook_for(n)) for n in names]
     try:
         with torch.no_grad(), eval_mode(model):
             for x in inputs:
-                model(x)
+                with contextlib.suppress(_Stop):
+                    _forward(model, x)
     finally:
-        h.remove()
+        for h in hooks:
+            h.remove()
     return out
+
+
+def _row_mask(x: Any) -> torch.Tensor | None:
+    """Real-token rows of a tokenizer batch (padding positions are not fitted)."""
+    if isinstance(x, dict) and isinstance(x.get("attention_mask"), torch.Tensor):
+        return x["attention_mask"].reshape(-1).bool()
+    return None
 
 
 @torch.no_grad()
@@ -221,52 +255,65 @@ def reconstruct(
     """Refit, in place, the weights of ``pruned``'s layers whose inputs shrank (or ``layers``)
     so their outputs match ``dense``'s on ``inputs``: least squares with a ``ridge`` (relative to
     the mean input energy) pulling towards the current weights. Layers go in model order, each
-    fitted on the inputs produced by the already refitted ones. Returns the names refitted."""
+    fitted on the inputs produced by the already refitted ones; padding tokens of tokenizer
+    batches are left out. Returns the names refitted."""
     if layers is None:
         layers = [n for n, roles in plan.get("layers", {}).items() if "in" in roles]
-    order = [n for n, _ in pruned.named_modules()]
-    names = sorted({n for n in layers}, key=lambda n: order.index(n) if n in order else 1 << 30)
-    done = []
-    for name in names:
+    order = {n: i for i, (n, _) in enumerate(pruned.named_modules())}
+    names = []
+    for n in sorted(set(layers), key=lambda n: order.get(n, 1 << 30)):
         try:
-            m = pruned.get_submodule(name)
+            m = pruned.get_submodule(n)
         except AttributeError:
             continue
-        if _consumer_slices(m) is None or isinstance(m, nn.Conv3d):
-            continue
+        if _consumer_slices(m) is not None and not isinstance(m, nn.Conv3d):
+            names.append(n)
+    targets = _capture(dense, names, inputs, "out")  # one pass of the dense model
+    masks = [_row_mask(x) for x in inputs]
+    done = []
+    for name in names:
+        m = pruned.get_submodule(name)
         keep_out = plan.get("layers", {}).get(name, {}).get("out")
-        xs = _capture(pruned, name, inputs, "in")
-        ys = _capture(dense, name, inputs, "out")
-        bias = m.bias is not None
-        n_in = m.weight[0].numel()
-        a = torch.zeros(n_in + bias, n_in + bias, dtype=torch.float64)
-        b = torch.zeros(n_in + bias, m.weight.shape[0], dtype=torch.float64)
-        for x, y in zip(xs, ys, strict=True):
-            p = _patches(m, x).double()
-            if bias:
-                p = torch.cat([p, torch.ones(len(p), 1, dtype=p.dtype)], 1)
-            t = _targets(m, y, keep_out).double()
-            a += p.T @ p
-            b += p.T @ t
-        # ridge towards the current weights: few calibration rows cannot wreck a layer
-        lam = ridge * float(torch.diagonal(a).mean().clamp_min(1e-12))
-        w0 = m.weight.detach().reshape(m.weight.shape[0], -1).double().T
-        if bias:
-            w0 = torch.cat([w0, m.bias.detach().double()[None, :]], 0)
-        a += lam * torch.eye(len(a), dtype=a.dtype)
-        b += lam * w0
-        try:
-            sol = torch.linalg.solve(a, b)
-        except RuntimeError:
-            continue  # singular even with the ridge: keep the weights as they are
-        w = sol[:n_in].T.reshape(m.weight.shape).to(m.weight.dtype)
-        if not torch.isfinite(w).all():
-            continue
-        m.weight.copy_(w)
-        if bias:
-            m.bias.copy_(sol[n_in].to(m.bias.dtype))
-        done.append(name)
+        xs = _capture(pruned, [name], inputs, "in", stop=True)[name]
+        if _solve_layer(m, xs, targets.pop(name), masks, keep_out, ridge):
+            done.append(name)
     return done
+
+
+def _solve_layer(m: nn.Module, xs: list[torch.Tensor], ys: list[torch.Tensor],
+                 masks: list[torch.Tensor | None], keep_out: list[int] | None,
+                 ridge: float) -> bool:
+    bias = m.bias is not None
+    n_in = m.weight[0].numel()
+    a = torch.zeros(n_in + bias, n_in + bias, dtype=torch.float64)
+    b = torch.zeros(n_in + bias, m.weight.shape[0], dtype=torch.float64)
+    for x, y, mask in zip(xs, ys, masks, strict=True):
+        p = _patches(m, x).double()
+        t = _targets(m, y, keep_out).double()
+        if mask is not None and isinstance(m, nn.Linear) and len(mask) == len(p):
+            p, t = p[mask], t[mask]
+        if bias:
+            p = torch.cat([p, torch.ones(len(p), 1, dtype=p.dtype)], 1)
+        a += p.T @ p
+        b += p.T @ t
+    # ridge towards the current weights: few calibration rows cannot wreck a layer
+    lam = ridge * float(torch.diagonal(a).mean().clamp_min(1e-12))
+    w0 = m.weight.detach().reshape(m.weight.shape[0], -1).double().T
+    if bias:
+        w0 = torch.cat([w0, m.bias.detach().double()[None, :]], 0)
+    a += lam * torch.eye(len(a), dtype=a.dtype)
+    b += lam * w0
+    try:
+        sol = torch.linalg.solve(a, b)
+    except RuntimeError:
+        return False  # singular even with the ridge: keep the weights as they are
+    w = sol[:n_in].T.reshape(m.weight.shape).to(m.weight.dtype)
+    if not torch.isfinite(w).all():
+        return False
+    m.weight.copy_(w)
+    if bias:
+        m.bias.copy_(sol[n_in].to(m.bias.dtype))
+    return True
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -373,3 +420,128 @@ def prune_calibrated(
                        list(graph.notes) + notes, macs0, params0, inputs, ignored_layers, False)
     return pruned, rep
 
+
+
+# ----------------------------------------------------------------------------- transformers
+
+
+def _consumers(model: nn.Module, sites: Sequence[Any]) -> list[str | None]:
+    """The Linear layer reading each site's units (``output.dense`` of BERT-family blocks)."""
+    out: list[str | None] = []
+    for site in sites:
+        name = None
+        for dotted, dim, chunks in site.slices:
+            if dim == 1 and chunks == 1 and dotted.endswith(".weight"):
+                mod = dotted[: -len(".weight")]
+                if isinstance(model.get_submodule(mod), nn.Linear):
+                    name = mod
+        out.append(name)
+    return out
+
+
+@torch.no_grad()
+def _site_activation_scores(model: nn.Module, sites: Sequence[Any], consumers: list[str | None],
+                            inputs: Sequence[Any]) -> list[np.ndarray | None]:
+    energy: dict[str, torch.Tensor] = {}
+    count: dict[str, int] = {}
+
+    def hook_for(name: str):  # noqa: ANN202
+        def hook(_m: nn.Module, args: tuple[Any, ...]) -> None:
+            e, c = _channel_energy(args[0], True)
+            energy[name] = energy.get(name, 0) + e
+            count[name] = count.get(name, 0) + c
+        return hook
+
+    hooks = [model.get_submodule(c).register_forward_pre_hook(hook_for(c))
+             for c in consumers if c is not None]
+    try:
+        with eval_mode(model):
+            for x in inputs:
+                _forward(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    out: list[np.ndarray | None] = []
+    for site, c in zip(sites, consumers, strict=True):
+        if c is None or c not in energy:
+            out.append(None)
+            continue
+        w = model.get_submodule(c).weight.detach().double()
+        per = (energy[c] / count[c] * w.pow(2).sum(0)).reshape(site.n_units, -1).sum(1)
+        out.append(per.cpu().numpy())
+    return out
+
+
+def prune_transformer_calibrated(
+    model: nn.Module,
+    data: Iterable[Any],
+    *,
+    head_ratio: float = 0.0,
+    ffn_ratio: float = 0.0,
+    criterion: str = "activation",
+    reconstruct_weights: bool = True,
+    max_inputs: int = 256,
+    ridge: float = 1e-2,
+    example_inputs: Any = None,
+    ignored_layers: Sequence[str | nn.Module] = (),
+) -> tuple[nn.Module, Any]:
+    """Heads and FFN neurons removed like :func:`prunekit.nn.structured.prune_transformer`, but
+    ranked by calibration activations (``criterion="activation"``; or ``"l1"``/``"l2"``) and
+    with each block's output projection refitted by least squares to the dense outputs
+    (``reconstruct_weights``). ``data`` yields tokenizer outputs (dicts of tensors); no labels,
+    no training. Returns ``(pruned_copy, TransformerPruneReport)``."""
+    from prunekit._validation import check_choice, check_fraction
+    from prunekit.metrics import count_macs
+
+    from .transformers import (
+        PLAN_FORMAT,
+        TransformerPruneReport,
+        _example,
+        _n_params,
+        apply_transformer_plan,
+        find_sites,
+        keep_units,
+        n_keep,
+        site_scores,
+    )
+
+    check_choice("criterion", criterion, ("activation", "l1", "l2"))
+    head_ratio = check_fraction("head_ratio", head_ratio, low=0.0, high=1.0)
+    ffn_ratio = check_fraction("ffn_ratio", ffn_ratio, low=0.0, high=1.0)
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    calib = calibration_inputs(data, max_inputs)
+    work = copy.deepcopy(model)
+    sites = find_sites(work, ignored_layers)
+    consumers = _consumers(work, sites)
+    act = (_site_activation_scores(work, sites, consumers, calib) if criterion == "activation"
+           else [None] * len(sites))
+    records, layers, notes = [], [], []
+    for site, a in zip(sites, act, strict=True):
+        ratio = head_ratio if site.kind == "heads" else ffn_ratio
+        keep_n = n_keep(site.n_units, ratio) if ratio > 0 else site.n_units
+        scores = a if a is not None else site_scores(work, site, "l2" if criterion ==
+                                                     "activation" else criterion)
+        if a is None and criterion == "activation":
+            notes.append(f"{site.name} ({site.kind}): no Linear consumer; scored with 'l2'")
+        keep = keep_units(scores, keep_n)
+        records.append({"name": site.name, "kind": site.kind, "units": site.n_units,
+                        "keep": keep})
+        layers.append({"name": site.name, "kind": site.kind, "before": site.n_units,
+                       "after": len(keep)})
+    plan = {"format": PLAN_FORMAT, "sites": records,
+            "ignored": sorted({n for n in (ignored_layers or []) if isinstance(n, str)})}
+    pruned = apply_transformer_plan(work, plan)
+    if reconstruct_weights:
+        names = [c for c, r in zip(consumers, records, strict=True)
+                 if c is not None and len(r["keep"]) < r["units"]]
+        done = reconstruct(work, pruned, {"layers": {}}, calib, layers=names, ridge=ridge)
+        notes.append(f"least-squares reconstruction of {len(done)} projections")
+    pruned.train(model.training)
+    inputs = _example(work) if example_inputs is None else example_inputs
+    rep = TransformerPruneReport(
+        criterion=criterion, head_ratio=head_ratio, ffn_ratio=ffn_ratio, layers=layers,
+        params_before=_n_params(work), params_after=_n_params(pruned),
+        macs_before=count_macs(work, inputs), macs_after=count_macs(pruned, inputs),
+        skipped=[], notes=notes, plan=plan)
+    return pruned, rep
