@@ -121,8 +121,8 @@ def allocation_part(quick: bool) -> list[dict[str, Any]]:
             variants = {
                 "global": lambda m, s=s: prune_model(m, s, prune_first_last=True),
                 "uniform": lambda m, s=s: prune_model(m, s, scope="layer", prune_first_last=True),
-                "sensitivity": lambda m, s=s: prune_model(
-                    m, scope=allocate(wsens, target_macs=1 - s).scope, prune_first_last=True),
+                "sensitivity": lambda m, s=s, w=wsens: prune_model(
+                    m, scope=allocate(w, target_macs=1 - s).scope, prune_first_last=True),
             }
             for alloc, fn in variants.items():
                 cand = copy.deepcopy(model)
@@ -203,7 +203,8 @@ def _tree_rows(quick: bool) -> list[dict[str, Any]]:
                 if best_fixed is None or n < best_fixed[1]:
                     best_fixed = (method, n)
         rows.append({
-            "domain": "tree", "data": name, "dense_metric": base, "dense_size": tree.tree_.node_count,
+            "domain": "tree", "data": name, "dense_metric": base,
+            "dense_size": tree.tree_.node_count,
             "search_setting": _setting(res), "search_metric": res.chosen.metric if res.reachable
             else None, "search_x": res.compression if res.reachable else None,
             "fixed_setting": best_fixed[0] if best_fixed else "none within budget",
@@ -430,7 +431,7 @@ def oneshot_part(quick: bool) -> list[dict[str, Any]]:
     try:
         from prunekit.nn.oneshot import oneshot
         from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement
-        from prunekit.nn.oneshot_recovery import masked_distill
+        from prunekit.nn.oneshot.recovery import masked_distill
 
         model, tok, sents, dense, calib = _minilm_setup(quick)
     except (PrunekitError, ImportError) as exc:
@@ -440,7 +441,9 @@ def oneshot_part(quick: bool) -> list[dict[str, Any]]:
 
     work = copy.deepcopy(model)
     t0 = time.perf_counter()
-    oneshot(work, calib[:8], method="sparsegpt", sparsity=0.5)
+    paras = stdlib_paragraphs(8 if quick else 128, seed=0)  # as benchmarks/oneshot.py
+    oneshot(work, paras, "sparsegpt", 0.5, tokenizer=tok, max_length=64 if quick else 128,
+            batch_size=8)
     t_prune = time.perf_counter() - t0
     rows = [{"variant": "SparseGPT 50 %", **embedding_agreement(dense, embed_sentences(
         work, tok, sents)), "seconds": t_prune, "sparsity": _sparsity(work)}]
