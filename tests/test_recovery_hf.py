@@ -50,7 +50,8 @@ def test_ffn_refit_lowers_the_output_error_and_keeps_model():
     state = {k: v.clone() for k, v in dense.state_dict().items()}
     calib, held = _batches(seed=0), _batches(3, seed=1)
     plain, _ = prune_transformer(dense, ffn_ratio=0.5)
-    refit, rep = prune_transformer_calibrated(dense, calib, ffn_ratio=0.5, criterion="l2")
+    refit, rep = prune_transformer_calibrated(dense, calib, ffn_ratio=0.5, criterion="l2",
+                                              reconstruct_weights=True)
     assert rep.neurons_after == plain_neurons(plain)
     assert any("reconstruction of 2" in n for n in rep.notes)
     assert _err(refit, dense, held) < _err(plain, dense, held)

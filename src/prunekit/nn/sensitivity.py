@@ -28,8 +28,10 @@ import torch
 from torch import nn
 
 from prunekit._evaluation import (
+    Accuracy,
     BatchLoss,
     EvalFn,
+    EvaluationError,
     call_metric,
     check_grid,
     fingerprint,
@@ -37,6 +39,18 @@ from prunekit._evaluation import (
 )
 from prunekit._io import atomic_write_json
 from prunekit.errors import InvalidParameterError
+
+__all__ = [
+    "Accuracy",
+    "BatchLoss",
+    "EvaluationError",
+    "SensitivityResult",
+    "clear_cache",
+    "group_keys",
+    "group_sensitivity",
+    "layer_sensitivity",
+    "plot_sensitivity",
+]
 
 DEFAULT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 METHODS = ("full", "taylor")
