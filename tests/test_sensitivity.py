@@ -78,6 +78,8 @@ def test_cache_skips_evaluation_and_disk_cache(lenet, tmp_path):
         calls.append(1)
         return acc(model)
 
+    metric.cache_name = "val-accuracy"  # a stable name: results reusable from the disk cache
+
     a = layer_sensitivity(m, metric, grid=(0.5,), cache_dir=tmp_path)
     n = len(calls)
     assert n == 1 + 3
@@ -91,6 +93,25 @@ def test_cache_skips_evaluation_and_disk_cache(lenet, tmp_path):
         m2.fc1.weight[0, 0] += 1.0  # another model: recomputed
     layer_sensitivity(m2, metric, grid=(0.5,), cache_dir=tmp_path)
     assert len(calls) == 2 * n
+
+
+def test_cache_tells_metrics_apart(lenet, digits):
+    m, acc, va = lenet
+    clear_cache()
+    _, _, te = digits.loaders(64)
+    a = layer_sensitivity(m, acc, grid=(0.9,))
+    b = layer_sensitivity(m, Accuracy(te), grid=(0.9,))  # same class, other data: recomputed
+    assert a.baseline != b.baseline or a.metrics != b.metrics
+    assert layer_sensitivity(m, Accuracy(va), grid=(0.9,)).metrics == a.metrics  # same data
+
+    def f(model):
+        return acc(model)
+
+    def g(model):
+        return 1.0 - acc(model)
+
+    assert layer_sensitivity(m, f, grid=(0.9,)).metrics != layer_sensitivity(
+        m, g, grid=(0.9,)).metrics
 
 
 def test_eval_fn_errors_are_named(lenet):

@@ -75,6 +75,12 @@ class BatchLoss:
         self.batches = batches
         self.loss_fn = loss_fn
 
+    @property
+    def cache_name(self) -> str:
+        """Stable identity for caches: the loss function and a hash of the batches."""
+        name = getattr(self.loss_fn, "__qualname__", None) or "cross_entropy"
+        return f"BatchLoss[{name}]:{_hash_batches(self.batches)}"
+
     def __call__(self, model: Any) -> float:
         import torch
 
@@ -99,10 +105,25 @@ class Accuracy:
         if not self.batches:
             raise InvalidParameterError("data yielded no batches")
 
+    @property
+    def cache_name(self) -> str:
+        """Stable identity for caches: a hash of the batches."""
+        return f"Accuracy:{_hash_batches(self.batches)}"
+
     def __call__(self, model: Any) -> float:
         from prunekit.nn.training import evaluate_accuracy
 
         return evaluate_accuracy(model, self.batches)
+
+
+def _hash_batches(batches: Sequence[Any]) -> str:
+    h = hashlib.sha256()
+    for b in batches:
+        for t in (b if isinstance(b, (list, tuple)) else (b,)):
+            arr = t.detach().cpu().contiguous().numpy() if hasattr(t, "detach") else t
+            h.update(str(getattr(arr, "shape", "")).encode())
+            h.update(arr.tobytes() if hasattr(arr, "tobytes") else repr(arr).encode())
+    return h.hexdigest()[:16]
 
 
 def fingerprint(model: Any, *extra: Any) -> str:

@@ -157,8 +157,14 @@ def _metric(eval_fn: EvalFn | None, data: Iterable[Any] | None,
 
 
 def _eval_name(eval_fn: Any) -> str:
-    return str(getattr(eval_fn, "cache_name", None) or getattr(eval_fn, "__qualname__", None)
-               or type(eval_fn).__qualname__)
+    """The metric's cache identity: its ``cache_name`` attribute when it has one (``Accuracy``
+    and ``BatchLoss`` hash their data; set one on your own ``eval_fn`` to reuse results across
+    runs), else the object's identity, valid for this process only."""
+    name = getattr(eval_fn, "cache_name", None)
+    if name:
+        return str(name)
+    qual = getattr(eval_fn, "__qualname__", None) or type(eval_fn).__qualname__
+    return f"{qual}@{id(eval_fn)}"
 
 
 # ----------------------------------------------------------------------------- weights
