@@ -71,6 +71,8 @@ _EXPORTS = {
 }
 
 _SUBMODULES = {
+    "allocation",
+    "sensitivity",
     "importance",
     "patterns",
     "sparsity",

@@ -25,7 +25,7 @@ from .handlers import get_owner, handler_for, prune_param
 from .importance import CRITERIA, gradients, unit_scores
 
 PLAN_FORMAT = "prunekit.structured/1"
-ALLOCATIONS = ("uniform", "global")
+ALLOCATIONS = ("uniform", "global", "sensitivity")
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -151,6 +151,7 @@ def select_units(
     round_to: int | None = None,
     min_channels: int = 1,
     max_ratio: float = 0.9,
+    group_ratios: dict[int, float] | None = None,
 ) -> set[int]:
     """Choose the units to remove: a uniform ``ratio`` per group, or a global ranking of
     group-normalised scores with per-group ``max_ratio`` / ``min_channels`` limits."""
@@ -162,9 +163,10 @@ def select_units(
             return math.lcm(round_to or 1, len(g.partitions))
         return round_to
 
-    if allocation == "uniform":
+    if allocation in ("uniform", "sensitivity"):
         for g in graph.groups:
-            removed.update(_pick(g, scores, _n_remove(g.n_units, ratio, max_ratio, min_channels,
+            r = ratio if group_ratios is None else group_ratios.get(g.id, 0.0)  # issue 14
+            removed.update(_pick(g, scores, _n_remove(g.n_units, r, max_ratio, min_channels,
                                                       step(g))))
     else:
         norm: list[tuple[float, int, int]] = []
@@ -335,6 +337,7 @@ def prune(
     max_ratio: float = 0.9,
     measure: bool = False,
     seed: int = 0,
+    sensitivity: Any = None,
 ) -> tuple[nn.Module, StructuredReport]:
     """Remove channels, neurons and attention heads; return ``(smaller_copy, report)``.
 
@@ -345,6 +348,9 @@ def prune(
     bisection on the ratio. ``model`` is not modified. The copy is an ordinary module with smaller
     weights; ``report.plan`` replays the shrink on a fresh model (:func:`apply_plan`).
     Dependency groups follow DepGraph (Fang et al., CVPR 2023).
+    ``allocation="sensitivity"`` takes per-group ratios from ``sensitivity=``
+    (:func:`prunekit.nn.sensitivity.group_sensitivity`) that meet the target with the least
+    predicted damage (:mod:`prunekit.nn.allocation`).
     """
     targets = {"ratio": ratio, "target_macs": target_macs, "target_params": target_params,
                "target_latency": target_latency}
@@ -382,8 +388,15 @@ def prune(
     params0 = count_params(work)
 
     def build(r: float) -> tuple[nn.Module, dict[str, Any], set[int]]:
+        gr = None
+        if allocation == "sensitivity":  # issue 14: per-group ratios from sensitivity curves
+            from prunekit.nn.allocation import group_ratios
+
+            resource = ("units" if ratio is not None else
+                        "params" if target_params is not None else "macs")
+            gr = group_ratios(graph, sensitivity, r, resource=resource, max_ratio=max_ratio)
         removed = select_units(graph, scores, r, allocation=allocation, round_to=round_to,
-                               min_channels=min_channels, max_ratio=max_ratio)
+                               min_channels=min_channels, max_ratio=max_ratio, group_ratios=gr)
         plan = make_plan(work, graph, removed)
         return apply_plan(work, plan), plan, removed
 

@@ -1,0 +1,574 @@
+"""How far can I prune? Sensitivity allocation, accuracy-budget search and calibration recovery.
+
+Parts (each prints a Markdown table; all rows go to benchmarks/results/budget.json):
+
+1. allocation — trained MnistCNN and LeNet-300-100 (MNIST, 5000 samples), structured removal at
+   2x/3x/4x MACs reduction: uniform ratio vs global magnitude ranking vs sensitivity allocation
+   (group_sensitivity on the validation split + knapsack DP), test accuracy before and after the
+   same short fine-tune (1 epoch, Adam 1e-3). LeNet also unstructured at 2x/3x/4x (sparsity of the
+   weights) with global magnitude vs uniform vs layer_sensitivity allocation.
+2. proxies — layer_sensitivity of MnistCNN: rank correlation of the cheap proxies (loss on 2
+   batches, first-order Taylor + Fisher) with the full validation-accuracy curves, and their time.
+3. budget — max_drop=0.01 (test split): trees on 5 data sets (search over methods and parameters
+   vs the best default setting of each method), bagging and random forests (size search vs the
+   best of the fixed sizes 10/20/30 %), LeNet unstructured and MnistCNN structured (search vs the
+   best fixed setting of a small grid); compression reached and search time.
+4. recovery — calibration-only structured recovery (no labels, no training): trained MnistCNN and
+   DigitsCNN (BatchNorm) at 1.3x and 2x MACs, and the pretrained MiniLM heads/FFN at 1.3x and 2x:
+   magnitude vs + BatchNorm re-estimation vs + least-squares reconstruction vs + activation scores
+   vs + sensitivity allocation; agreement with the dense model / accuracy / embedding cosine on
+   held-out data, calibration time.
+5. oneshot — MiniLM 50 % SparseGPT, then masked embedding distillation on unlabelled docstring
+   paragraphs (zeros kept): cosine on held-out sentences, time, peak memory.
+6. sweep — search_sparsity with a short fine-tune per candidate, 1 vs 2 joblib workers
+   (interleaved, median wall time).
+
+    python benchmarks/budget.py            # full run (~10-15 min on 2 cores)
+    python benchmarks/budget.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from prunekit._evaluation import Accuracy, BatchLoss
+from prunekit._io import atomic_write_json
+from prunekit.data import load_dataset
+from prunekit.errors import PrunekitError
+from prunekit.metrics import count_macs, markdown_table
+
+RESULTS = Path(__file__).parent / "results" / "budget.json"
+
+
+def _train(model: torch.nn.Module, loader: Any, epochs: int, seed: int = 0) -> torch.nn.Module:
+    from prunekit.nn.training import train_classifier
+
+    torch.manual_seed(seed)
+    train_classifier(model, loader, epochs=epochs, lr=1e-3)
+    return model.eval()
+
+
+def _finetune(model: torch.nn.Module, loader: Any, steps: int | None = None) -> None:
+    from prunekit.nn.training import train_classifier
+
+    torch.manual_seed(1)
+    train_classifier(model, loader, epochs=1, lr=1e-3, max_steps=steps)
+    model.eval()
+
+
+def _finetune_sparse(model: torch.nn.Module, loader: Any, steps: int | None = None) -> None:
+    from prunekit.budget import _keep_zeros_finetune
+
+    _keep_zeros_finetune(model, lambda m: _finetune(m, loader, steps))
+
+
+def _mnist(quick: bool) -> tuple[Any, Any, Any, Any]:
+    d = load_dataset("mnist")
+    tr, va, te = d.loaders(64, images=True)
+    return d, tr, va, te
+
+
+# ----------------------------------------------------------------------------- 1 allocation
+
+
+def allocation_part(quick: bool) -> list[dict[str, Any]]:
+    from prunekit.nn.allocation import allocate
+    from prunekit.nn.models import LeNet300100, MnistCNN
+    from prunekit.nn.sensitivity import group_sensitivity, layer_sensitivity
+    from prunekit.nn.sparsity import prune_model
+    from prunekit.nn.structured import prune
+
+    d, tr, va, te = _mnist(quick)
+    val, test = Accuracy(va), Accuracy(te)
+    ft_steps = 10 if quick else None
+    rows: list[dict[str, Any]] = []
+    grid = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    for name, model in (("MnistCNN", MnistCNN()), ("LeNet-300-100", LeNet300100())):
+        _train(model, tr, 1 if quick else 3)
+        x = next(iter(te))[0][:1]
+        dense = test(model)
+        t0 = time.perf_counter()
+        sens = group_sensitivity(model, x, val, grid=grid)
+        t_sens = time.perf_counter() - t0
+        for factor in (2, 3, 4):
+            for alloc in ("uniform", "global", "sensitivity"):
+                slim, rep = prune(model, x, target_macs=1 / factor, allocation=alloc,
+                                  sensitivity=sens if alloc == "sensitivity" else None)
+                before = test(slim)
+                _finetune(slim, tr, ft_steps)
+                rows.append({"model": name, "kind": "structured", "target": f"{factor}x MACs",
+                             "allocation": alloc, "reached_x": rep.macs_reduction,
+                             "acc_dense": dense, "acc_pruned": before, "acc_finetuned": test(slim),
+                             "sensitivity_s": t_sens if alloc == "sensitivity" else None})
+        if name != "LeNet-300-100":
+            continue
+        t0 = time.perf_counter()
+        wsens = layer_sensitivity(model, val, grid=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98),
+                                  example_inputs=x)
+        t_w = time.perf_counter() - t0
+        for factor in (2, 3, 4):
+            s = 1 - 1 / factor
+            variants = {
+                "global": lambda m, s=s: prune_model(m, s, prune_first_last=True),
+                "uniform": lambda m, s=s: prune_model(m, s, scope="layer", prune_first_last=True),
+                "sensitivity": lambda m, s=s, w=wsens: prune_model(
+                    m, scope=allocate(w, target_macs=1 - s).scope, prune_first_last=True),
+            }
+            for alloc, fn in variants.items():
+                cand = copy.deepcopy(model)
+                fn(cand)
+                nz = sum(int((p != 0).sum()) for n, p in cand.named_parameters() if "weight" in n)
+                tot = sum(p.numel() for n, p in cand.named_parameters() if "weight" in n)
+                before = test(cand)
+                _finetune_sparse(cand, tr, ft_steps)
+                rows.append({"model": name, "kind": "unstructured", "target": f"{factor}x MACs",
+                             "allocation": alloc, "reached_x": tot / nz, "acc_dense": dense,
+                             "acc_pruned": before, "acc_finetuned": test(cand),
+                             "sensitivity_s": t_w if alloc == "sensitivity" else None})
+    return rows
+
+
+# ----------------------------------------------------------------------------- 2 proxies
+
+
+def proxies_part(quick: bool) -> list[dict[str, Any]]:
+    from prunekit.nn.models import MnistCNN
+    from prunekit.nn.sensitivity import layer_sensitivity
+
+    d, tr, va, te = _mnist(quick)
+    model = _train(MnistCNN(), tr, 1 if quick else 3)
+    grid = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+    t0 = time.perf_counter()
+    full = layer_sensitivity(model, Accuracy(va), grid=grid)
+    t_full = time.perf_counter() - t0
+    ref = np.concatenate([full.drop(n) for n in full.names])
+    rows = [{"method": "full (val accuracy, 1000 samples)", "spearman": 1.0, "seconds": t_full}]
+
+    def rank(v: np.ndarray) -> np.ndarray:
+        return np.argsort(np.argsort(v, kind="stable"), kind="stable").astype(float)
+
+    for label, kw in (("loss on 2 batches", {"data": va, "max_batches": 2}),
+                      ("Taylor+Fisher, 4 batches", {"data": va, "max_batches": 4,
+                                                   "method": "taylor"})):
+        t0 = time.perf_counter()
+        res = layer_sensitivity(model, grid=grid, **kw)
+        sec = time.perf_counter() - t0
+        v = np.concatenate([res.drop(n) for n in res.names])
+        rho = float(np.corrcoef(rank(ref), rank(v))[0, 1])
+        rows.append({"method": label, "spearman": rho, "seconds": sec})
+    return rows
+
+
+# ----------------------------------------------------------------------------- 3 budget
+
+
+def _tree_rows(quick: bool) -> list[dict[str, Any]]:
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    from prunekit.budget import search_tree
+    from prunekit.trees import prune_tree
+
+    rows = []
+    defaults = [("reduced_error", {}), ("cost_complexity", {"select": "validation"}),
+                ("pessimistic", {}), ("c45", {}), ("min_error", {}), ("mdl", {})]
+    sets = ("iris", "wine", "breast_cancer", "digits", "diabetes")
+    for name in sets[:2] if quick else sets:
+        d = load_dataset(name)
+        reg = d.task != "classification"
+        est = (DecisionTreeRegressor if reg else DecisionTreeClassifier)(random_state=0)
+        tree = est.fit(d.X_train, d.y_train)
+        base = tree.score(d.X_test, d.y_test)
+        t0 = time.perf_counter()
+        res = search_tree(tree, max_drop=0.01, X_val=d.X_val, y_val=d.y_val, X_eval=d.X_test,
+                          y_eval=d.y_test)
+        t_s = time.perf_counter() - t0
+        best_fixed = None
+        for method, params in defaults:
+            try:
+                p = prune_tree(tree, method, X_val=d.X_val, y_val=d.y_val, **params)
+            except PrunekitError:
+                continue  # classification-only method on a regressor
+            if p.score(d.X_test, d.y_test) >= base - 0.01 - 1e-12:
+                n = p.tree_.node_count
+                if best_fixed is None or n < best_fixed[1]:
+                    best_fixed = (method, n)
+        rows.append({
+            "domain": "tree", "data": name, "dense_metric": base,
+            "dense_size": tree.tree_.node_count,
+            "search_setting": _setting(res), "search_metric": res.chosen.metric if res.reachable
+            else None, "search_x": res.compression if res.reachable else None,
+            "fixed_setting": best_fixed[0] if best_fixed else "none within budget",
+            "fixed_x": tree.tree_.node_count / best_fixed[1] if best_fixed else None,
+            "candidates": len(res.points), "search_s": t_s})
+    return rows
+
+
+def _setting(res: Any) -> str:
+    if not res.reachable:
+        return "not reachable"
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in res.chosen.setting.items())
+
+
+def _ensemble_rows(quick: bool) -> list[dict[str, Any]]:
+    from sklearn.ensemble import BaggingClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    from prunekit.budget import search_ensemble
+    from prunekit.ensembles import prune_ensemble
+
+    rows = []
+    n = 30 if quick else 100
+    for data in ("breast_cancer",) if quick else ("breast_cancer", "wine", "digits"):
+        d = load_dataset(data)
+        for kind, est in (("bagging", BaggingClassifier(DecisionTreeClassifier(), n_estimators=n,
+                                                        random_state=0)),
+                          ("random forest", RandomForestClassifier(n, random_state=0))):
+            model = est.fit(d.X_train, d.y_train)
+            base = model.score(d.X_test, d.y_test)
+            t0 = time.perf_counter()
+            res = search_ensemble(model, max_drop=0.01, X_val=d.X_val, y_val=d.y_val,
+                                  X_eval=d.X_test, y_eval=d.y_test)
+            t_s = time.perf_counter() - t0
+            best_fixed = None
+            for frac in (0.1, 0.2, 0.3):
+                for method in ("reduce_error", "margin_distance", "orientation"):
+                    p = prune_ensemble(model, method, size=frac, X_val=d.X_val, y_val=d.y_val)
+                    k = len(p.estimators_)
+                    if p.score(d.X_test, d.y_test) >= base - 0.01 - 1e-12 and (
+                            best_fixed is None or k < best_fixed[1]):
+                        best_fixed = (f"{method} {frac:.0%}", k)
+            rows.append({
+                "domain": f"ensemble ({kind})", "data": data, "dense_metric": base,
+                "dense_size": n, "search_setting": _setting(res),
+                "search_metric": res.chosen.metric if res.reachable else None,
+                "search_x": res.compression if res.reachable else None,
+                "fixed_setting": best_fixed[0] if best_fixed else "none within budget",
+                "fixed_x": n / best_fixed[1] if best_fixed else None,
+                "candidates": len(res.points), "search_s": t_s})
+    return rows
+
+
+def _nn_rows(quick: bool) -> list[dict[str, Any]]:
+    from prunekit.budget import search_sparsity, search_structured
+    from prunekit.nn.models import LeNet300100, MnistCNN
+    from prunekit.nn.sparsity import prune_model
+    from prunekit.nn.structured import prune
+
+    d, tr, va, te = _mnist(quick)
+    test = Accuracy(te)
+    rows = []
+    lenet = _train(LeNet300100(), tr, 1 if quick else 3)
+    base = test(lenet)
+    t0 = time.perf_counter()
+    res = search_sparsity(lenet, test, max_drop=0.01, prune_first_last=True)
+    t_s = time.perf_counter() - t0
+    best = None
+    for s in (0.5, 0.8, 0.9, 0.95):
+        c = copy.deepcopy(lenet)
+        prune_model(c, s, prune_first_last=True)
+        if test(c) >= base - 0.01 - 1e-12:
+            best = s
+    nz0 = sum(int((p != 0).sum()) for p in lenet.parameters())
+    rows.append({"domain": "LeNet unstructured", "data": "mnist", "dense_metric": base,
+                 "dense_size": nz0, "search_setting": _setting(res),
+                 "search_metric": res.chosen.metric if res.reachable else None,
+                 "search_x": res.compression if res.reachable else None,
+                 "fixed_setting": f"sparsity {best}" if best else "none within budget",
+                 "fixed_x": _nz_x(lenet, best) if best else None,
+                 "candidates": len(res.points), "search_s": t_s})
+    cnn = _train(MnistCNN(), tr, 1 if quick else 3)
+    x = next(iter(te))[0][:1]
+    base = test(cnn)
+    macs0 = count_macs(cnn, x)
+    t0 = time.perf_counter()
+    res = search_structured(cnn, x, test, max_drop=0.01)
+    t_s = time.perf_counter() - t0
+    best = None
+    for keep in (0.9, 0.75, 0.5, 0.33, 0.25):
+        slim, rep = prune(cnn, x, target_macs=keep)
+        if test(slim) >= base - 0.01 - 1e-12:
+            best = (keep, rep.macs_reduction)
+    rows.append({"domain": "MnistCNN structured", "data": "mnist", "dense_metric": base,
+                 "dense_size": macs0, "search_setting": _setting(res),
+                 "search_metric": res.chosen.metric if res.reachable else None,
+                 "search_x": res.compression if res.reachable else None,
+                 "fixed_setting": f"target_macs {best[0]}" if best else "none within budget",
+                 "fixed_x": best[1] if best else None, "candidates": len(res.points),
+                 "search_s": t_s})
+    return rows
+
+
+def _nz_x(model: torch.nn.Module, s: float) -> float:
+    from prunekit.nn.sparsity import prune_model
+
+    c = copy.deepcopy(model)
+    prune_model(c, s, prune_first_last=True)
+    return sum(int((p != 0).sum()) for p in model.parameters()) / sum(
+        int((p != 0).sum()) for p in c.parameters())
+
+
+def budget_part(quick: bool) -> list[dict[str, Any]]:
+    return _tree_rows(quick) + _ensemble_rows(quick) + _nn_rows(quick)
+
+
+# ----------------------------------------------------------------------------- 4 recovery
+
+
+def _agree(dense: torch.nn.Module, pruned: torch.nn.Module, xs: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((dense(xs).argmax(1) == pruned(xs).argmax(1)).float().mean())
+
+
+def recovery_part(quick: bool) -> list[dict[str, Any]]:
+    from prunekit.nn.models import DigitsCNN, MnistCNN
+    from prunekit.nn.sensitivity import group_sensitivity
+    from prunekit.nn.structured import prune
+    from prunekit.nn.structured.recovery import prune_calibrated
+
+    rows: list[dict[str, Any]] = []
+    for data, ctor in (("mnist", MnistCNN), ("digits", DigitsCNN)):
+        d = load_dataset(data)
+        tr, va, te = d.loaders(64, images=True)
+        epochs = (1 if quick else 3) if data == "mnist" else (3 if quick else 8)
+        model = _train(ctor(), tr, epochs)
+        xs = torch.cat([b[0] for b in te])
+        test = Accuracy(te)
+        x = xs[:1]
+        calib = [b[0] for b in tr][:4]  # 256 unlabelled training images
+        dense = test(model)
+        sens = group_sensitivity(model, x, BatchLoss(va, max_batches=4),
+                                 grid=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7))
+        for factor in (1.3, 2.0):
+            keep = 1 / factor
+            variants = [
+                ("magnitude (l2)", None),
+                ("+ BN re-estimation", dict(criterion="l2", reconstruct_weights=False)),
+                ("+ reconstruction", dict(criterion="l2")),
+                ("+ activation scores", dict(criterion="activation")),
+                ("+ sensitivity allocation", dict(criterion="activation",
+                                                  allocation="sensitivity", sensitivity=sens)),
+            ]
+            for label, kw in variants:
+                t0 = time.perf_counter()
+                if kw is None:
+                    slim, rep = prune(model, x, target_macs=keep)
+                else:
+                    slim, rep = prune_calibrated(model, x, calib, target_macs=keep, **kw)
+                sec = time.perf_counter() - t0
+                rows.append({"model": ctor.__name__, "target": f"{factor}x MACs",
+                             "variant": label, "reached_x": rep.macs_reduction,
+                             "agreement": _agree(model, slim, xs), "acc_dense": dense,
+                             "acc": test(slim), "seconds": sec})
+    rows += _minilm_recovery(quick)
+    return rows
+
+
+def _minilm_setup(quick: bool) -> Any:
+    from prunekit.nn.oneshot.corpus import builtin_sentences, stdlib_paragraphs
+    from prunekit.nn.oneshot.minilm import embed_sentences, load_minilm
+
+    model, tok = load_minilm()
+    sents = builtin_sentences()  # held out: never used for calibration or training
+    dense = embed_sentences(model, tok, sents)
+    n = 32 if quick else 128
+    paras = stdlib_paragraphs(n, seed=0)
+    calib = [dict(tok(paras[i:i + 16], padding=True, truncation=True, max_length=64,
+                      return_tensors="pt")) for i in range(0, len(paras), 16)]
+    return model, tok, sents, dense, calib
+
+
+def _minilm_recovery(quick: bool) -> list[dict[str, Any]]:
+    try:
+        from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement
+        from prunekit.nn.structured.recovery import prune_transformer_calibrated
+        from prunekit.nn.structured.transformers import prune_transformer
+
+        model, tok, sents, dense, calib = _minilm_setup(quick)
+    except (PrunekitError, ImportError) as exc:
+        print(f"  MiniLM recovery skipped: {exc}", file=sys.stderr)
+        return []
+    x1 = {k: v[:1] for k, v in calib[0].items()}
+    rows = []
+    for ratio in (0.3, 0.5):
+        variants = [
+            ("magnitude (l2)", None),
+            ("activation scores", dict(criterion="activation", reconstruct_weights=False)),
+            ("activation + reconstruction", dict(criterion="activation",
+                                                 reconstruct_weights=True)),
+        ]
+        for label, kw in variants:
+            t0 = time.perf_counter()
+            if kw is None:
+                slim, rep = prune_transformer(model, head_ratio=ratio, ffn_ratio=ratio,
+                                              example_inputs=x1)
+            else:
+                slim, rep = prune_transformer_calibrated(model, calib, head_ratio=ratio,
+                                                         ffn_ratio=ratio, example_inputs=x1,
+                                                         **kw)
+            sec = time.perf_counter() - t0
+            agree = embedding_agreement(dense, embed_sentences(slim, tok, sents))
+            rows.append({"model": "MiniLM heads+FFN", "target": f"heads+FFN ratio {ratio}",
+                         "variant": label,
+                         "reached_x": rep.macs_before / max(rep.macs_after, 1),
+                         "agreement": agree["nn_agreement"], "acc_dense": None,
+                         "cosine": agree["mean_cosine"], "acc": None, "seconds": sec})
+    return rows
+
+
+# ----------------------------------------------------------------------------- 5 oneshot
+
+
+def oneshot_part(quick: bool) -> list[dict[str, Any]]:
+    try:
+        from prunekit.nn.oneshot import oneshot
+        from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement
+        from prunekit.nn.oneshot.recovery import masked_distill
+
+        model, tok, sents, dense, calib = _minilm_setup(quick)
+    except (PrunekitError, ImportError) as exc:
+        print(f"  one-shot part skipped: {exc}", file=sys.stderr)
+        return []
+    from prunekit.nn.oneshot.corpus import stdlib_paragraphs
+
+    work = copy.deepcopy(model)
+    t0 = time.perf_counter()
+    paras = stdlib_paragraphs(8 if quick else 128, seed=0)  # as benchmarks/oneshot.py
+    oneshot(work, paras, "sparsegpt", 0.5, tokenizer=tok, max_length=64 if quick else 128,
+            batch_size=8)
+    t_prune = time.perf_counter() - t0
+    rows = [{"variant": "SparseGPT 50 %", **embedding_agreement(dense, embed_sentences(
+        work, tok, sents)), "seconds": t_prune, "sparsity": _sparsity(work)}]
+    steps, bs = (4, 8) if quick else (80, 16)
+    paras = stdlib_paragraphs(steps * bs, seed=1)
+    train = [dict(tok(paras[i:i + bs], padding=True, truncation=True, max_length=64,
+                      return_tensors="pt")) for i in range(0, len(paras), bs)]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    masked_distill(work, model, train, steps=steps, lr=5e-4, dropout=False,
+                   layer_map={i: i for i in range(1, 7)})
+    sec = time.perf_counter() - t0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows.append({"variant": f"+ masked distillation ({steps} steps x {bs} texts, "
+                            "cosine + hidden-state MSE)",
+                 **embedding_agreement(dense, embed_sentences(work, tok, sents)),
+                 "seconds": sec, "sparsity": _sparsity(work), "peak_rss_mb": max(rss0, rss1)})
+    return rows
+
+
+def _sparsity(model: torch.nn.Module) -> float:
+    ws = [m.weight for n, m in model.named_modules()
+          if isinstance(m, torch.nn.Linear) and "encoder.layer" in n]
+    return sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
+
+
+# ----------------------------------------------------------------------------- 6 sweep
+
+
+def sweep_part(quick: bool) -> list[dict[str, Any]]:
+    from prunekit.budget import search_sparsity
+    from prunekit.nn.models import LeNet300100
+
+    d, tr, va, te = _mnist(quick)
+    lenet = _train(LeNet300100(), tr, 1)
+    test = Accuracy(te)
+    steps = 5 if quick else 60
+
+    def finetune(m: torch.nn.Module) -> None:  # a fresh seeded loader: same batches anywhere
+        _finetune(m, d.loaders(64, images=True, seed=0)[0], steps)
+
+    times: dict[int, list[float]] = {1: [], 2: []}
+    chosen: dict[int, Any] = {}
+    for _ in range(1 if quick else 2):
+        for workers in (1, 2):
+            t0 = time.perf_counter()
+            res = search_sparsity(lenet, test, max_drop=0.01, finetune=finetune,
+                                  grid=(0.5, 0.7, 0.8, 0.9, 0.95, 0.97), refine=0, patience=6,
+                                  n_jobs=workers, prune_first_last=True)
+            times[workers].append(time.perf_counter() - t0)
+            chosen[workers] = (res.chosen.setting if res.reachable else None, len(res.points))
+    base = statistics.median(times[1])
+    return [{"workers": w, "median_s": statistics.median(t), "speedup": base /
+             statistics.median(t), "candidates": chosen[w][1], "chosen": str(chosen[w][0])}
+            for w, t in times.items()]
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _fmt(rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]) -> str:
+    out = []
+    for r in rows:
+        line = {}
+        for title, key, fmt in cols:
+            v = r.get(key)
+            line[title] = "-" if v is None else (format(v, fmt) if fmt else str(v))
+        out.append(line)
+    return markdown_table(out, right=[t for t, _, f in cols if f])
+
+
+PARTS = ("allocation", "proxies", "budget", "recovery", "oneshot", "sweep")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {PARTS}")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    out: dict[str, Any] = {"quick": args.quick, "torch": torch.__version__}
+    t_all = time.perf_counter()
+    for part in parts:
+        t0 = time.perf_counter()
+        rows = globals()[f"{part}_part"](args.quick)
+        out[part] = rows
+        print(f"\n### {part} ({time.perf_counter() - t0:.0f} s)\n")
+        print(_fmt(rows, COLUMNS[part]))
+        sys.stdout.flush()
+    out["wall_s"] = time.perf_counter() - t_all
+    print(f"\nwall time {out['wall_s']:.0f} s")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULTS, out)
+    return 0
+
+
+COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    "allocation": [("model", "model", ""), ("kind", "kind", ""), ("target", "target", ""),
+                   ("allocation", "allocation", ""), ("reached", "reached_x", ".2f"),
+                   ("acc dense", "acc_dense", ".4f"), ("acc pruned", "acc_pruned", ".4f"),
+                   ("acc fine-tuned", "acc_finetuned", ".4f"),
+                   ("sensitivity s", "sensitivity_s", ".1f")],
+    "proxies": [("sensitivity method", "method", ""), ("Spearman vs full", "spearman", ".3f"),
+                ("seconds", "seconds", ".2f")],
+    "budget": [("domain", "domain", ""), ("data", "data", ""), ("dense", "dense_metric", ".4f"),
+               ("search: chosen", "search_setting", ""), ("metric", "search_metric", ".4f"),
+               ("search x", "search_x", ".2f"), ("best fixed", "fixed_setting", ""),
+               ("fixed x", "fixed_x", ".2f"), ("candidates", "candidates", "d"),
+               ("search s", "search_s", ".2f")],
+    "recovery": [("model", "model", ""), ("target", "target", ""), ("variant", "variant", ""),
+                 ("reached", "reached_x", ".2f"), ("top-1 agreement", "agreement", ".4f"),
+                 ("acc", "acc", ".4f"), ("emb. cosine", "cosine", ".4f"),
+                 ("seconds", "seconds", ".2f")],
+    "oneshot": [("variant", "variant", ""), ("sparsity", "sparsity", ".3f"),
+                ("emb. cosine", "mean_cosine", ".4f"), ("NN agreement", "nn_agreement", ".3f"),
+                ("seconds", "seconds", ".1f"), ("peak RSS MB", "peak_rss_mb", ".0f")],
+    "sweep": [("workers", "workers", "d"), ("median s", "median_s", ".2f"),
+              ("speed-up", "speedup", ".2f"), ("candidates", "candidates", "d"),
+              ("chosen", "chosen", "")],
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

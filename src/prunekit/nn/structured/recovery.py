@@ -1,0 +1,549 @@
+"""Calibration-only recovery for structured pruning: no labels, no training loop.
+
+Removing channels by weight magnitude ignores what flows through them. With a few hundred
+unlabelled calibration inputs three steps repair most of the damage:
+
+* :func:`activation_scores` — a unit's importance is the energy it sends into the next layers,
+  ``E[x_c^2] * ||W[:, c]||^2`` summed over every consumer (the output error of removing it alone);
+* :func:`reconstruct` — after a layer's inputs shrink, its weights are refitted by least squares so
+  that its outputs match the dense model's on the calibration inputs (He, Zhang & Sun, "Channel
+  Pruning for Accelerating Very Deep Neural Networks", ICCV 2017 — the structured analogue of
+  SparseGPT's weight update); layers are refitted in order, each seeing the already repaired ones;
+* :func:`recalibrate_batchnorm` — BatchNorm running statistics re-estimated on the calibration
+  inputs.
+
+:func:`prune_calibrated` chains them with :func:`prunekit.nn.structured.prune`'s machinery (and
+its ``allocation="sensitivity"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunekit._modes import eval_mode
+from prunekit.errors import InvalidParameterError
+
+from .graph import BN, DependencyGraph
+
+CALIBRATED_CRITERIA = ("activation", "l1", "l2", "bn_scale", "fpgm", "random")
+
+
+def _forward(model: nn.Module, x: Any) -> Any:
+    if isinstance(x, dict):
+        return model(**x)
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
+def calibration_inputs(data: Iterable[Any], max_inputs: int = 256) -> list[Any]:
+    """Model inputs from ``data`` (tensors, dicts of tensors such as tokenizer outputs, or the
+    first element of ``(inputs, targets)`` batches), at most ``max_inputs`` samples in all."""
+    out: list[Any] = []
+    n = 0
+    for b in data:
+        x = b[0] if isinstance(b, (list, tuple)) else b
+        if isinstance(x, dict) and x and all(isinstance(v, torch.Tensor) for v in x.values()):
+            size = len(next(iter(x.values())))
+            take = min(size, max_inputs - n)
+            out.append({k: v[:take] for k, v in x.items()})
+            n += take
+            if n >= max_inputs:
+                break
+            continue
+        if not isinstance(x, torch.Tensor):
+            raise InvalidParameterError("calibration data must yield tensors, dicts of tensors "
+                                        f"or (inputs, ...) batches, got {type(x).__name__}")
+        take = min(len(x), max_inputs - n)
+        out.append(x[:take])
+        n += take
+        if n >= max_inputs:
+            break
+    if not out:
+        raise InvalidParameterError("calibration data yielded no inputs")
+    return out
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, inputs: Sequence[Any]) -> int:
+    """Re-estimate every BatchNorm's running mean/var on ``inputs`` (in place, cumulative
+    average); other layers run in eval mode. Returns the number of BatchNorm layers updated."""
+    bns = [m for m in model.modules() if isinstance(m, BN) and m.track_running_stats]
+    if not bns:
+        return 0
+    saved = [(m, m.momentum, m.training) for m in bns]
+    with eval_mode(model):
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over all batches
+            m.train()
+        try:
+            for x in inputs:
+                _forward(model, x)
+        finally:
+            for m, mom, tr in saved:
+                m.momentum = mom
+                m.train(tr)
+    return len(bns)
+
+
+def _consumer_slices(m: nn.Module) -> int | None:
+    """Weight dimension indexed by the input role of ``m`` (None: not a dense consumer)."""
+    if isinstance(m, nn.Linear):
+        return 1
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.groups == 1:
+        return 1
+    return None
+
+
+def _channel_energy(x: torch.Tensor, linear: bool) -> torch.Tensor:
+    x = x.detach().double()
+    if linear:
+        return x.reshape(-1, x.shape[-1]).pow(2).sum(0), x.reshape(-1, x.shape[-1]).shape[0]
+    dims = [0] + list(range(2, x.dim()))
+    count = x.numel() // x.shape[1]
+    return x.pow(2).sum(dims), count
+
+
+@torch.no_grad()
+def activation_scores(model: nn.Module, graph: DependencyGraph, inputs: Sequence[Any],
+                      fallback: dict[int, float] | None = None) -> dict[int, float]:
+    """``{unit: sum over consumers of E[x_c^2] * ||W[:, c]||^2}`` from calibration ``inputs``.
+
+    Units no dense consumer reads (an output group) keep their ``fallback`` score, rescaled to
+    the group's mean consumer score when the group has some.
+    """
+    consumers = {}
+    for (name, role), use in graph.uses.items():
+        if role != "in":
+            continue
+        m = model.get_submodule(name)
+        if _consumer_slices(m) is not None:
+            consumers[name] = (m, graph.unit_of(use))
+    energy: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def hook_for(name: str, linear: bool):  # noqa: ANN202
+        def hook(mod: nn.Module, args: tuple[Any, ...]) -> None:
+            e, c = _channel_energy(args[0], linear)
+            energy[name] = energy.get(name, 0) + e
+            counts[name] = counts.get(name, 0) + c
+        return hook
+
+    hooks = [m.register_forward_pre_hook(hook_for(n, isinstance(m, nn.Linear)))
+             for n, (m, _) in consumers.items()]
+    try:
+        with eval_mode(model):
+            for x in inputs:
+                _forward(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    scores: dict[int, float] = {}
+    for name, (m, units) in consumers.items():
+        if name not in energy:
+            continue
+        w = m.weight.detach().double()
+        col = w.transpose(0, 1).reshape(w.shape[1], -1).pow(2).sum(1)  # per input position
+        vals = (energy[name] / counts[name] * col).cpu().numpy()
+        if len(vals) != len(units):
+            continue
+        uniq, inv = np.unique(units, return_inverse=True)
+        sums = np.zeros(len(uniq))
+        np.add.at(sums, inv, vals)
+        for u, s in zip(uniq.tolist(), sums.tolist(), strict=True):
+            scores[u] = scores.get(u, 0.0) + s
+    fallback = fallback or {}
+    for g in graph.groups:
+        missing = [u for u in g.units if u not in scores]
+        if not missing:
+            continue
+        fb = np.array([fallback.get(u, 0.0) for u in missing])
+        for u, v in zip(missing, fb.tolist(), strict=True):
+            scores[u] = v
+    return scores
+
+
+# ----------------------------------------------------------------------------- reconstruction
+
+
+def _patches(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Rows of the layer's input as its weight sees them: ``(rows, in_features)``."""
+    if isinstance(m, nn.Linear):
+        return x.reshape(-1, x.shape[-1])
+    if isinstance(m, nn.Conv2d):
+        pad = m.padding
+        if isinstance(pad, str):
+            raise InvalidParameterError("padding='same'/'valid' convs are not reconstructed")
+        if m.padding_mode != "zeros":
+            x = nn.functional.pad(x, (pad[1], pad[1], pad[0], pad[0]), mode=m.padding_mode)
+            pad = (0, 0)
+        cols = nn.functional.unfold(x, m.kernel_size, m.dilation, pad, m.stride)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    if isinstance(m, nn.Conv1d):
+        return _patches_conv1d(m, x)
+    raise InvalidParameterError(f"cannot reconstruct a {type(m).__name__}")
+
+
+def _patches_conv1d(m: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    x2 = x.unsqueeze(2)
+    pad = m.padding if not isinstance(m.padding, str) else (0,)
+    cols = nn.functional.unfold(x2, (1, m.kernel_size[0]), (1, m.dilation[0]), (0, pad[0]),
+                                (1, m.stride[0]))
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+def _targets(m: nn.Module, y: torch.Tensor, keep: list[int] | None) -> torch.Tensor:
+    if isinstance(m, nn.Linear):
+        y = y.reshape(-1, y.shape[-1])
+    else:
+        y = y.movedim(1, -1).reshape(-1, y.shape[1])
+    return y if keep is None else y[:, keep]
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the wanted layer has run."""
+
+
+def _capture(model: nn.Module, names: Sequence[str], inputs: Sequence[Any], want: str,
+             stop: bool = False) -> dict[str, list[torch.Tensor]]:
+    """Per layer in ``names``, its input (``want="in"``) or output per calibration batch.
+    With ``stop`` (one name) the forward pass ends right after that layer."""
+    out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+
+    def hook_for(name: str):  # noqa: ANN202
+        def hook(_m: nn.Module, args: tuple[Any, ...], res: Any) -> None:
+            out[name].append((args[0] if want == "in" else res).detach())
+            if stop:
+                raise _Stop
+        return hook
+
+    hooks = [model.get_submodule(n).register_forward_hook(hook_for(n)) for n in names]
+    try:
+        with torch.no_grad(), eval_mode(model):
+            for x in inputs:
+                with contextlib.suppress(_Stop):
+                    _forward(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
+def _row_mask(x: Any) -> torch.Tensor | None:
+    """Real-token rows of a tokenizer batch (padding positions are not fitted)."""
+    if isinstance(x, dict) and isinstance(x.get("attention_mask"), torch.Tensor):
+        return x["attention_mask"].reshape(-1).bool()
+    return None
+
+
+@torch.no_grad()
+def reconstruct(
+    dense: nn.Module,
+    pruned: nn.Module,
+    plan: dict[str, Any],
+    inputs: Sequence[Any],
+    *,
+    layers: Sequence[str] | None = None,
+    ridge: float = 1e-2,
+) -> list[str]:
+    """Refit, in place, the weights of ``pruned``'s layers whose inputs shrank (or ``layers``)
+    so their outputs match ``dense``'s on ``inputs``: least squares with a ``ridge`` (relative to
+    the mean input energy) pulling towards the current weights. Layers go in model order, each
+    fitted on the inputs produced by the already refitted ones; padding tokens of tokenizer
+    batches are left out. Returns the names refitted."""
+    if layers is None:
+        layers = [n for n, roles in plan.get("layers", {}).items() if "in" in roles]
+    order = {n: i for i, (n, _) in enumerate(pruned.named_modules())}
+    names = []
+    for n in sorted(set(layers), key=lambda n: order.get(n, 1 << 30)):
+        try:
+            m = pruned.get_submodule(n)
+        except AttributeError:
+            continue
+        if _consumer_slices(m) is not None and not isinstance(m, nn.Conv3d):
+            names.append(n)
+    targets = _capture(dense, names, inputs, "out")  # one pass of the dense model
+    masks = [_row_mask(x) for x in inputs]
+    done = []
+    for name in names:
+        m = pruned.get_submodule(name)
+        keep_out = plan.get("layers", {}).get(name, {}).get("out")
+        xs = _capture(pruned, [name], inputs, "in", stop=True)[name]
+        if _solve_layer(m, xs, targets.pop(name), masks, keep_out, ridge):
+            done.append(name)
+    return done
+
+
+def _solve_layer(m: nn.Module, xs: list[torch.Tensor], ys: list[torch.Tensor],
+                 masks: list[torch.Tensor | None], keep_out: list[int] | None,
+                 ridge: float) -> bool:
+    bias = m.bias is not None
+    n_in = m.weight[0].numel()
+    a = torch.zeros(n_in + bias, n_in + bias, dtype=torch.float64)
+    b = torch.zeros(n_in + bias, m.weight.shape[0], dtype=torch.float64)
+    for x, y, mask in zip(xs, ys, masks, strict=True):
+        p = _patches(m, x).double()
+        t = _targets(m, y, keep_out).double()
+        if mask is not None and isinstance(m, nn.Linear) and len(mask) == len(p):
+            p, t = p[mask], t[mask]
+        if bias:
+            p = torch.cat([p, torch.ones(len(p), 1, dtype=p.dtype)], 1)
+        a += p.T @ p
+        b += p.T @ t
+    # ridge towards the current weights: few calibration rows cannot wreck a layer
+    lam = ridge * float(torch.diagonal(a).mean().clamp_min(1e-12))
+    w0 = m.weight.detach().reshape(m.weight.shape[0], -1).double().T
+    if bias:
+        w0 = torch.cat([w0, m.bias.detach().double()[None, :]], 0)
+    a += lam * torch.eye(len(a), dtype=a.dtype)
+    b += lam * w0
+    try:
+        sol = torch.linalg.solve(a, b)
+    except RuntimeError:
+        return False  # singular even with the ridge: keep the weights as they are
+    w = sol[:n_in].T.reshape(m.weight.shape).to(m.weight.dtype)
+    if not torch.isfinite(w).all():
+        return False
+    m.weight.copy_(w)
+    if bias:
+        m.bias.copy_(sol[n_in].to(m.bias.dtype))
+    return True
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def prune_calibrated(
+    model: nn.Module,
+    example_inputs: Any,
+    data: Iterable[Any],
+    *,
+    ratio: float | None = None,
+    target_macs: float | None = None,
+    target_params: float | None = None,
+    criterion: str = "activation",
+    allocation: str = "uniform",
+    sensitivity: Any = None,
+    reconstruct_weights: bool = True,
+    batchnorm: bool = True,
+    max_inputs: int = 256,
+    ridge: float = 1e-2,
+    round_to: int | None = None,
+    ignored_layers: Sequence[str | nn.Module] = (),
+    min_channels: int = 1,
+    max_ratio: float = 0.9,
+) -> tuple[nn.Module, Any]:
+    """Structured pruning repaired from unlabelled calibration ``data`` (no fine-tuning).
+
+    Units are ranked by ``criterion`` (``"activation"``: :func:`activation_scores`, or a weight
+    criterion of :mod:`prunekit.nn.structured`), removed with ``allocation``
+    (``"uniform"``, ``"global"`` or ``"sensitivity"`` with ``sensitivity=``) to meet exactly one
+    of ``ratio`` / ``target_macs`` / ``target_params``; then the layers whose inputs shrank are
+    refitted by least squares (``reconstruct_weights``) and BatchNorm statistics re-estimated
+    (``batchnorm``). Returns ``(smaller_copy, StructuredReport)``; ``model`` is not modified.
+    """
+    from prunekit._validation import check_choice, check_fraction
+    from prunekit.metrics import count_macs
+
+    from . import core
+    from .graph import analyze
+    from .importance import unit_scores
+
+    check_choice("criterion", criterion, CALIBRATED_CRITERIA)
+    check_choice("allocation", allocation, core.ALLOCATIONS)
+    given = {k: v for k, v in (("ratio", ratio), ("target_macs", target_macs),
+                               ("target_params", target_params)) if v is not None}
+    if len(given) != 1:
+        raise InvalidParameterError("give exactly one of ratio, target_macs, target_params "
+                                    f"(got {sorted(given) or 'none'})")
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    calib = calibration_inputs(data, max_inputs)
+    work = copy.deepcopy(model)
+    inputs = core._as_tuple(example_inputs)
+    graph = analyze(work, inputs, ignored_layers)
+    base, notes = unit_scores(work, graph, "l2" if criterion == "activation" else criterion)
+    scores = activation_scores(work, graph, calib, base) if criterion == "activation" else base
+    macs0, params0 = count_macs(work, inputs), core.count_params(work)
+
+    def build(r: float) -> tuple[nn.Module, dict[str, Any], set[int]]:
+        gr = None
+        if allocation == "sensitivity":
+            from prunekit.nn.allocation import group_ratios
+
+            res = "units" if ratio is not None else "params" if target_params else "macs"
+            gr = group_ratios(graph, sensitivity, r, resource=res, max_ratio=max_ratio)
+        removed = core.select_units(graph, scores, r, allocation=allocation, round_to=round_to,
+                                    min_channels=min_channels, max_ratio=max_ratio,
+                                    group_ratios=gr)
+        plan = core.make_plan(work, graph, removed)
+        return core.apply_plan(work, plan), plan, removed
+
+    if ratio is not None:
+        r_used = check_fraction("ratio", ratio, low=0.0, high=1.0)
+        pruned, plan, removed = build(r_used)
+    else:
+        name, v, base_v = (("target_macs", target_macs, macs0) if target_macs is not None
+                           else ("target_params", target_params, params0))
+        goal = core._goal(name, v, base_v)
+
+        def value(mm: nn.Module) -> float:
+            return count_macs(mm, inputs) if name == "target_macs" else core.count_params(mm)
+
+        lo, hi, best = 0.0, max_ratio, None
+        for _ in range(14):
+            mid = (lo + hi) / 2
+            cand = build(mid)
+            if value(cand[0]) <= goal:
+                best, hi = (mid, cand), mid
+            else:
+                lo = mid
+        if best is None:
+            best = (hi, build(hi))
+            notes.append(f"{name} {goal:.4g} not reached at max_ratio={max_ratio}")
+        r_used, (pruned, plan, removed) = best
+    if reconstruct_weights:
+        fitted = reconstruct(work, pruned, plan, calib, ridge=ridge)
+        notes.append(f"least-squares reconstruction of {len(fitted)} layers: {fitted}")
+    if batchnorm:
+        n_bn = recalibrate_batchnorm(pruned, calib)
+        if n_bn:
+            notes.append(f"BatchNorm statistics of {n_bn} layers re-estimated")
+    pruned.train(model.training)
+    rep = core._report(work, pruned, graph, removed, plan, criterion, allocation, r_used,
+                       list(graph.notes) + notes, macs0, params0, inputs, ignored_layers, False)
+    return pruned, rep
+
+
+
+# ----------------------------------------------------------------------------- transformers
+
+
+def _consumers(model: nn.Module, sites: Sequence[Any]) -> list[str | None]:
+    """The Linear layer reading each site's units (``output.dense`` of BERT-family blocks)."""
+    out: list[str | None] = []
+    for site in sites:
+        name = None
+        for dotted, dim, chunks in site.slices:
+            if dim == 1 and chunks == 1 and dotted.endswith(".weight"):
+                mod = dotted[: -len(".weight")]
+                if isinstance(model.get_submodule(mod), nn.Linear):
+                    name = mod
+        out.append(name)
+    return out
+
+
+@torch.no_grad()
+def _site_activation_scores(model: nn.Module, sites: Sequence[Any], consumers: list[str | None],
+                            inputs: Sequence[Any]) -> list[np.ndarray | None]:
+    energy: dict[str, torch.Tensor] = {}
+    count: dict[str, int] = {}
+
+    def hook_for(name: str):  # noqa: ANN202
+        def hook(_m: nn.Module, args: tuple[Any, ...]) -> None:
+            e, c = _channel_energy(args[0], True)
+            energy[name] = energy.get(name, 0) + e
+            count[name] = count.get(name, 0) + c
+        return hook
+
+    hooks = [model.get_submodule(c).register_forward_pre_hook(hook_for(c))
+             for c in consumers if c is not None]
+    try:
+        with eval_mode(model):
+            for x in inputs:
+                _forward(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    out: list[np.ndarray | None] = []
+    for site, c in zip(sites, consumers, strict=True):
+        if c is None or c not in energy:
+            out.append(None)
+            continue
+        w = model.get_submodule(c).weight.detach().double()
+        per = (energy[c] / count[c] * w.pow(2).sum(0)).reshape(site.n_units, -1).sum(1)
+        out.append(per.cpu().numpy())
+    return out
+
+
+def prune_transformer_calibrated(
+    model: nn.Module,
+    data: Iterable[Any],
+    *,
+    head_ratio: float = 0.0,
+    ffn_ratio: float = 0.0,
+    criterion: str = "activation",
+    reconstruct_weights: bool = False,
+    max_inputs: int = 256,
+    ridge: float = 1e-2,
+    example_inputs: Any = None,
+    ignored_layers: Sequence[str | nn.Module] = (),
+) -> tuple[nn.Module, Any]:
+    """Heads and FFN neurons removed like :func:`prunekit.nn.structured.prune_transformer`, but
+    ranked by calibration activations (``criterion="activation"``; or ``"l1"``/``"l2"``) and
+    optionally each block's output projection refitted by least squares to the dense outputs
+    (``reconstruct_weights``; off by default: on the pretrained MiniLM with 128 calibration
+    paragraphs it lowered the held-out embedding cosine, see benchmarks/budget.py). ``data``
+    yields tokenizer outputs (dicts of tensors); no labels, no training. Returns
+    ``(pruned_copy, TransformerPruneReport)``."""
+    from prunekit._validation import check_choice, check_fraction
+    from prunekit.metrics import count_macs
+
+    from .transformers import (
+        PLAN_FORMAT,
+        TransformerPruneReport,
+        _example,
+        _n_params,
+        apply_transformer_plan,
+        find_sites,
+        keep_units,
+        n_keep,
+        site_scores,
+    )
+
+    check_choice("criterion", criterion, ("activation", "l1", "l2"))
+    head_ratio = check_fraction("head_ratio", head_ratio, low=0.0, high=1.0)
+    ffn_ratio = check_fraction("ffn_ratio", ffn_ratio, low=0.0, high=1.0)
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    calib = calibration_inputs(data, max_inputs)
+    work = copy.deepcopy(model)
+    sites = find_sites(work, ignored_layers)
+    consumers = _consumers(work, sites)
+    act = (_site_activation_scores(work, sites, consumers, calib) if criterion == "activation"
+           else [None] * len(sites))
+    records, layers, notes = [], [], []
+    for site, a in zip(sites, act, strict=True):
+        ratio = head_ratio if site.kind == "heads" else ffn_ratio
+        keep_n = n_keep(site.n_units, ratio) if ratio > 0 else site.n_units
+        scores = a if a is not None else site_scores(work, site, "l2" if criterion ==
+                                                     "activation" else criterion)
+        if a is None and criterion == "activation":
+            notes.append(f"{site.name} ({site.kind}): no Linear consumer; scored with 'l2'")
+        keep = keep_units(scores, keep_n)
+        records.append({"name": site.name, "kind": site.kind, "units": site.n_units,
+                        "keep": keep})
+        layers.append({"name": site.name, "kind": site.kind, "before": site.n_units,
+                       "after": len(keep)})
+    plan = {"format": PLAN_FORMAT, "sites": records,
+            "ignored": sorted({n for n in (ignored_layers or []) if isinstance(n, str)})}
+    pruned = apply_transformer_plan(work, plan)
+    if reconstruct_weights:
+        names = [c for c, r in zip(consumers, records, strict=True)
+                 if c is not None and len(r["keep"]) < r["units"]]
+        done = reconstruct(work, pruned, {"layers": {}}, calib, layers=names, ridge=ridge)
+        notes.append(f"least-squares reconstruction of {len(done)} projections")
+    pruned.train(model.training)
+    inputs = _example(work) if example_inputs is None else example_inputs
+    rep = TransformerPruneReport(
+        criterion=criterion, head_ratio=head_ratio, ffn_ratio=ffn_ratio, layers=layers,
+        params_before=_n_params(work), params_after=_n_params(pruned),
+        macs_before=count_macs(work, inputs), macs_after=count_macs(pruned, inputs),
+        skipped=[], notes=notes, plan=plan)
+    return pruned, rep
