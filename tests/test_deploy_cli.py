@@ -24,7 +24,11 @@ def test_export_saved_module_with_dynamic_int8_and_sparse(tmp_path):
     src = tmp_path / "mlp.pt"
     torch.save(model, src)
     out = tmp_path / "mlp.onnx"
-    result = runner.invoke(app, ["export", str(src), "--input-shape", "2,16", "-o", str(out),
+    refused = runner.invoke(app, ["export", str(src), "--input-shape", "2,16", "-o", str(out)])
+    assert refused.exit_code != 0 and "--trust-pickle" in str(refused.exception)
+    assert not out.exists()
+    result = runner.invoke(app, ["export", str(src), "--trust-pickle", "--input-shape", "2,16",
+                                 "-o", str(out),
                                  "--quantize", "dynamic", "--sparse-inference",
                                  "--sparsity", "0.8", "--exporter", "torchscript",
                                  "--report", str(tmp_path / "r.md")])

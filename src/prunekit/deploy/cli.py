@@ -32,8 +32,12 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def load_model(name: str, checkpoint: Path | None, input_shape: tuple[int, ...] | None,
-               image_size: int) -> tuple[Any, Any]:
-    """``(model, example_inputs)`` for a built-in architecture or a saved model file."""
+               image_size: int, *, trust_pickle: bool = False) -> tuple[Any, Any]:
+    """``(model, example_inputs)`` for a built-in architecture or a saved model file.
+
+    A whole pickled model (a torch module saved with ``torch.save(model)``, a joblib file) can
+    run arbitrary code when loaded, so it is loaded only with ``trust_pickle=True``.
+    """
     import torch
 
     path = Path(name)
@@ -57,6 +61,12 @@ def load_model(name: str, checkpoint: Path | None, input_shape: tuple[int, ...] 
         )
     if input_shape is None:
         raise InvalidParameterError("a model file needs --input-shape (e.g. 1,3,64,64 or 100,30)")
+    if not trust_pickle:
+        raise InvalidParameterError(
+            f"MODEL={name!r} is a pickled model file, and loading a pickle can run any code it "
+            "holds; pass --trust-pickle if you trust where it came from (or use a built-in "
+            "architecture with --checkpoint, a state_dict loaded with weights_only=True)"
+        )
     if path.suffix in (".joblib", ".pkl"):
         import joblib
         import numpy as np
@@ -106,6 +116,9 @@ def export_cmd(
     exporter: str = typer.Option("auto", help="auto, dynamo or torchscript."),
     opset: int | None = typer.Option(None, help="ONNX opset (exporter default if unset)."),
     report: Path | None = typer.Option(None, help="Also write the reports to this Markdown file."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading a pickled "
+                                      "model file (.pt whole module, .joblib, .pkl): it can run "
+                                      "code; only for files you trust."),
 ) -> None:
     """Export a model to ONNX, verify it in onnxruntime, optionally quantize to int8."""
     from prunekit._io import atomic_write_text
@@ -115,7 +128,8 @@ def export_cmd(
     check_choice("--format", format, ("onnx",))
     if quantize is not None:
         check_choice("--quantize", quantize, ("dynamic", "static"))
-    m, example = load_model(model, checkpoint, _shape(input_shape), image_size)
+    m, example = load_model(model, checkpoint, _shape(input_shape), image_size,
+                            trust_pickle=trust_pickle)
     out = output or Path(f"{Path(model).stem}.onnx")
     parts = []
     if sparsity is not None:
