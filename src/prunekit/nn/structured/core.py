@@ -20,7 +20,7 @@ from prunekit._validation import check_choice, check_fraction, check_positive_in
 from prunekit.errors import InvalidParameterError, PrunekitError, ShapeMismatchError
 from prunekit.metrics import count_macs, markdown_table, measure_latency, serialized_size
 
-from .graph import DependencyGraph, Group, analyze
+from .graph import DependencyGraph, Group, analyze, resolve_names
 from .handlers import get_owner, handler_for, prune_param
 from .importance import CRITERIA, gradients, unit_scores
 
@@ -77,6 +77,17 @@ class StructuredReport:
     @property
     def params_reduction(self) -> float:
         return self.params_before / max(self.params_after, 1)
+
+    @property
+    def kept_fraction(self) -> dict[str, float]:
+        """Per pruned layer: the smallest kept fraction over its roles (1.0 if untouched)."""
+        return {name: min(a / max(b, 1) for b, a in roles.values())
+                for name, roles in self.layers.items()}
+
+    @property
+    def min_kept_fraction(self) -> float:
+        """The smallest kept fraction of any layer (1.0 when nothing was removed)."""
+        return min(self.kept_fraction.values(), default=1.0)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -329,6 +340,7 @@ def prune(
     allocation: str = "uniform",
     round_to: int | None = None,
     ignored_layers: Sequence[str | nn.Module] = (),
+    frozen_layers: Sequence[str | nn.Module] = (),
     data: Iterable[Any] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     min_channels: int = 1,
@@ -366,6 +378,9 @@ def prune(
     if criterion == "taylor" and data is None:
         raise InvalidParameterError("criterion='taylor' needs data= (batches of (inputs, targets))")
 
+    # module objects name layers of the caller's model: map them before the copy
+    ignored_names = sorted(resolve_names(model, ignored_layers, "ignored_layers"))
+    frozen_names = sorted(resolve_names(model, frozen_layers, "frozen_layers"))
     work = copy.deepcopy(model)
     inputs = _as_tuple(example_inputs)
     try:
@@ -373,7 +388,7 @@ def prune(
             ref_out = _out_shapes(work, inputs)
     except (RuntimeError, TypeError, ValueError) as exc:  # the model rejects example_inputs
         raise ShapeMismatchError(f"the model cannot run on example_inputs: {exc}") from exc
-    graph = analyze(work, inputs, ignored_layers)
+    graph = analyze(work, inputs, ignored_names, frozen_names)
     grads = gradients(work, data, loss_fn) if criterion == "taylor" else None
     scores, notes = unit_scores(work, graph, criterion, grads=grads, seed=seed)
     notes = list(graph.notes) + notes
@@ -430,7 +445,7 @@ def prune(
         )
     pruned.train(model.training)
     report = _report(work, pruned, graph, removed, plan, criterion, allocation, ratio, notes,
-                     macs0, params0, inputs, ignored_layers, measure)
+                     macs0, params0, inputs, ignored_names, frozen_names, measure)
     return pruned, report
 
 
@@ -459,7 +474,7 @@ def _shapes(out: Any) -> Any:
 def _report(work: nn.Module, pruned: nn.Module, graph: DependencyGraph, removed: set[int],
             plan: dict[str, Any], criterion: str, allocation: str, ratio: float,
             notes: list[str], macs0: int, params0: int, inputs: tuple[Any, ...],
-            ignored: Sequence[Any], measure: bool) -> StructuredReport:
+            ignored: Sequence[str], frozen: Sequence[str], measure: bool) -> StructuredReport:
     groups = []
     for g in graph.groups:
         groups.append({"id": g.id, "units": g.n_units,
@@ -469,8 +484,8 @@ def _report(work: nn.Module, pruned: nn.Module, graph: DependencyGraph, removed:
     for name, roles in plan["layers"].items():
         for role, keep in roles.items():
             layers.setdefault(name, {})[role] = [plan["original"][name][role], len(keep)]
-    skipped = [f"{n}: in ignored_layers" if isinstance(n, str) else
-               f"{type(n).__name__}: in ignored_layers" for n in ignored]
+    skipped = [f"{n}: in ignored_layers (output units kept)" for n in ignored]
+    skipped += [f"{n}: in frozen_layers (unchanged)" for n in frozen]
     if graph.frozen_units:
         skipped.append(f"{graph.frozen_units} units fixed by the model's inputs/outputs or "
                        "untracked operations")
@@ -488,7 +503,8 @@ def _report(work: nn.Module, pruned: nn.Module, graph: DependencyGraph, removed:
 
 
 def dependency_groups(
-    model: nn.Module, example_inputs: Any, ignored_layers: Sequence[str | nn.Module] = ()
+    model: nn.Module, example_inputs: Any, ignored_layers: Sequence[str | nn.Module] = (),
+    frozen_layers: Sequence[str | nn.Module] = (),
 ) -> DependencyGraph:
     """The coupled groups of ``model`` (for inspection; :func:`prune` computes them itself)."""
-    return analyze(model, _as_tuple(example_inputs), ignored_layers)
+    return analyze(model, _as_tuple(example_inputs), ignored_layers, frozen_layers)

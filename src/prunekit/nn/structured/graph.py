@@ -211,60 +211,83 @@ def _is_known(m: nn.Module) -> bool:
     return isinstance(m, KNOWN_PARAM) and type(m).forward in _KNOWN_FORWARDS
 
 
-def trace(model: nn.Module, leaves: Iterable[str] = ()) -> torch.fx.GraphModule:
-    """Trace ``model`` with torch.fx, treating ``leaves`` (module names) as opaque calls.
+MAX_FALLBACK_LEAVES = 64
 
-    On failure, find the deepest module that cannot be traced and name it in the error.
+
+def trace(model: nn.Module, leaves: Iterable[str] = ()) -> torch.fx.GraphModule:
+    """Trace ``model`` with torch.fx, treating ``leaves`` (module names) as opaque calls."""
+    return trace_with_fallback(model, leaves, fallback=False)[0]
+
+
+def trace_with_fallback(
+    model: nn.Module, leaves: Iterable[str] = (), fallback: bool = True
+) -> tuple[torch.fx.GraphModule, list[tuple[str, str]]]:
+    """Trace ``model``; modules torch.fx cannot trace (data-dependent control flow) become
+    opaque leaves, one at a time, deepest culprit first. Returns the graph module and the
+    ``(name, reason)`` of every fallback leaf. Without ``fallback`` the first culprit is named
+    in an :class:`UnsupportedModelError`.
     """
     leaves = set(leaves)
+    added: list[tuple[str, str]] = []
+    while True:
+        try:
+            graph = _Tracer(leaves).trace(model)
+            return torch.fx.GraphModule(model, graph), added
+        except Exception as exc:  # noqa: BLE001 - tracing raises anything
+            reason = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+            culprit = _find_untraceable(model, leaves)
+            if culprit is None or not fallback or len(added) >= MAX_FALLBACK_LEAVES:
+                where = (f"module {culprit[0]!r} ({culprit[1]})" if culprit
+                         else "the model's own forward")
+                hint = (f"Pass frozen_layers=[{culprit[0]!r}] to keep it as an opaque layer, or "
+                        if culprit else "")
+                raise UnsupportedModelError(
+                    f"torch.fx could not trace {where}: {reason}. {hint}make its forward free "
+                    "of data-dependent control flow."
+                ) from exc
+            leaves.add(culprit[0])
+            added.append((culprit[0], f"{culprit[1]}: {reason}"))
+
+
+def _traces(mod: nn.Module, leaves: set[str]) -> bool:
     try:
-        graph = _Tracer(leaves).trace(model)
-        return torch.fx.GraphModule(model, graph)
-    except Exception as exc:  # noqa: BLE001 - tracing raises anything
-        culprit = _find_untraceable(model, leaves)
-        where = f"module {culprit[0]!r} ({culprit[1]})" if culprit else "the model's forward"
-        raise UnsupportedModelError(
-            f"torch.fx could not trace {where}: {type(exc).__name__}: {str(exc)[:300]}. "
-            f"Pass ignored_layers=[{culprit[0]!r}] to treat it as an opaque layer that is not "
-            "pruned, or make its forward free of data-dependent control flow."
-            if culprit else
-            f"torch.fx could not trace the model's forward: {type(exc).__name__}: "
-            f"{str(exc)[:300]}. Make the forward traceable or pass the failing submodule in "
-            "ignored_layers."
-        ) from exc
+        _Tracer(leaves).trace(mod)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def _find_untraceable(model: nn.Module, leaves: set[str]) -> tuple[str, str] | None:
-    failing: list[tuple[str, str]] = []
-    for name, mod in model.named_modules():
-        if not name or name in leaves or isinstance(mod, KNOWN_PARAM):
-            continue
-        if any(name.startswith(f"{leaf}.") for leaf in leaves):
-            continue
-        try:
-            _Tracer(set()).trace(mod)
-        except Exception:  # noqa: BLE001
-            failing.append((name, type(mod).__name__))
-    if not failing:
-        return None
-    # deepest failing module: one with no failing descendant
-    names = [n for n, _ in failing]
-    for name, cls in failing:
-        if not any(o.startswith(name + ".") for o in names):
-            return name, cls
-    return failing[0]
+    """The deepest submodule that fails to trace given ``leaves`` (walking down from the root
+    through failing children); ``None`` if the root's own forward is the culprit."""
+    name, mod = "", model
+    while True:
+        nxt = None
+        for child_name, child in mod.named_children():
+            full = f"{name}.{child_name}" if name else child_name
+            if full in leaves or _is_known(child):
+                continue
+            rel = {leaf[len(full) + 1:] for leaf in leaves if leaf.startswith(f"{full}.")}
+            if not _traces(child, rel):
+                nxt = (full, child)
+                break
+        if nxt is None:
+            return (name, type(mod).__name__) if name else None
+        name, mod = nxt
 
 
 # ----------------------------------------------------------------------------- interpreter
 
 
 class _Analyzer(torch.fx.Interpreter):
-    def __init__(self, gm: torch.fx.GraphModule, ignored: set[str]) -> None:
+    def __init__(self, gm: torch.fx.GraphModule, ignored: set[str],
+                 frozen: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         super().__init__(gm)
         self.S = SlotSet()
         self.ann: dict[torch.fx.Node, Any] = {}
         self.uses: dict[tuple[str, str], Use] = {}
-        self.ignored = ignored
+        self.ignored = ignored  # layers that keep their output units (Torch-Pruning's convention)
+        self.frozen = set(frozen)  # opaque layers: every unit they touch is kept
         self.notes: list[str] = []
         self.mha_heads: dict[str, int] = {}
         self.split_constraints: list[np.ndarray] = []
@@ -352,8 +375,8 @@ class _Analyzer(torch.fx.Interpreter):
             return None
         if n.op == "get_attr":
             if isinstance(out, nn.Parameter) or (_is_tensor(out) and out.dim() >= 1):
-                if n.target in self.ignored or any(
-                    str(n.target).startswith(f"{i}.") for i in self.ignored
+                if n.target in self.frozen or any(
+                    str(n.target).startswith(f"{i}.") for i in self.frozen
                 ):
                     return None
                 big = [d for d in range(out.dim()) if out.shape[d] > 1]
@@ -366,7 +389,10 @@ class _Analyzer(torch.fx.Interpreter):
                 return ann
             return None
         if n.op == "call_module":
-            return self._call_module(n, self.modules[str(n.target)], out)
+            res = self._call_module(n, self.modules[str(n.target)], out)
+            if str(n.target) in self.ignored:
+                self._freeze_ann(res)  # an ignored layer keeps its output units
+            return res
         if n.op == "call_function":
             return self._call_function(n, n.target, out, method=False)
         if n.op == "call_method":
@@ -378,7 +404,7 @@ class _Analyzer(torch.fx.Interpreter):
         name = str(n.target)
         x_node = n.args[0] if n.args else None
         x = self._val(x_node)
-        if name in self.ignored:
+        if name in self.frozen:
             self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
             return None
         if isinstance(m, KNOWN_PARAM) and not _is_known(m):
@@ -965,14 +991,52 @@ def _same_shape(a: Any, b: Any) -> bool:
 # ----------------------------------------------------------------------------- public
 
 
+def split_ignored(model: nn.Module, names: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Split ignored layer names into (known layers that keep their outputs, opaque layers).
+
+    A known layer (Conv, Linear, norms, ...) keeps its output units while its inputs follow the
+    layer before (Torch-Pruning's ``ignored_layers``); a container stands for the known layers
+    inside it; a custom layer with its own parameters is kept whole (opaque).
+    """
+    mods = dict(model.named_modules())
+    ignored: set[str] = set()
+    opaque: set[str] = set()
+    for name in names:
+        m = mods[name]
+        if _is_known(m):
+            ignored.add(name)
+            continue
+        if isinstance(m, KNOWN_PARAM) or any(True for _ in m.parameters(recurse=False)) \
+                or not any(True for _ in m.children()):
+            opaque.add(name)
+            continue
+        for sub_name, sub in m.named_modules(prefix=name):
+            if sub_name == name or any(sub_name.startswith(f"{o}.") for o in opaque):
+                continue
+            if _is_known(sub):
+                ignored.add(sub_name)
+            elif isinstance(sub, KNOWN_PARAM) or any(True for _ in sub.parameters(recurse=False)):
+                opaque.add(sub_name)
+    return ignored, opaque
+
+
 def analyze(
-    model: nn.Module, example_inputs: Any, ignored_layers: Iterable[str | nn.Module] = ()
+    model: nn.Module, example_inputs: Any, ignored_layers: Iterable[str | nn.Module] = (),
+    frozen_layers: Iterable[str | nn.Module] = (),
 ) -> DependencyGraph:
-    """Trace ``model`` and return its :class:`DependencyGraph` (groups of coupled units)."""
-    ignored = resolve_names(model, ignored_layers)
-    gm = trace(model, leaves=ignored)
+    """Trace ``model`` and return its :class:`DependencyGraph` (groups of coupled units).
+
+    ``ignored_layers`` keep their output units (their inputs still follow the layer before);
+    ``frozen_layers`` are opaque: every unit they read or write is kept.
+    """
+    ignored, opaque = split_ignored(model, resolve_names(model, ignored_layers, "ignored_layers"))
+    frozen = resolve_names(model, frozen_layers, "frozen_layers") | opaque
+    gm, fallback = trace_with_fallback(model, leaves=frozen)
+    frozen |= {name for name, _ in fallback}
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    an = _Analyzer(gm, ignored)
+    an = _Analyzer(gm, ignored, frozen)
+    an.notes += [f"{name}: torch.fx cannot trace it ({why}); kept unchanged as an opaque layer"
+                 for name, why in fallback]
     with eval_mode(model), torch.no_grad():
         gm.eval()
         an.run(*inputs)
@@ -1068,10 +1132,15 @@ def _attribute_bindings(
     return out
 
 
-def resolve_names(model: nn.Module, layers: Iterable[str | nn.Module]) -> set[str]:
+def resolve_names(model: nn.Module, layers: Iterable[str | nn.Module] | None,
+                  arg: str = "ignored_layers") -> set[str]:
     """Module names of ``layers`` (names or module objects) inside ``model``."""
     from prunekit.errors import InvalidParameterError
 
+    if layers is None:
+        return set()
+    if isinstance(layers, (str, nn.Module)):
+        layers = [layers]
     by_id = {id(m): n for n, m in model.named_modules()}
     names = set(by_id.values())
     out: set[str] = set()
@@ -1079,19 +1148,19 @@ def resolve_names(model: nn.Module, layers: Iterable[str | nn.Module]) -> set[st
         if isinstance(layer, nn.Module):
             if id(layer) not in by_id:
                 raise InvalidParameterError(
-                    f"ignored_layers: module {type(layer).__name__} is not part of the model"
+                    f"{arg}: module {type(layer).__name__} is not part of the model"
                 )
             out.add(by_id[id(layer)])
         elif isinstance(layer, str):
             if layer not in names:
                 raise InvalidParameterError(
-                    f"ignored_layers: no module named {layer!r}; accepted values are names from "
+                    f"{arg}: no module named {layer!r}; accepted values are names from "
                     "model.named_modules()"
                 )
             out.add(layer)
         else:
             raise InvalidParameterError(
-                f"ignored_layers entries must be module names or modules, got {layer!r}"
+                f"{arg} entries must be module names or modules, got {layer!r}"
             )
     # ignoring a container ignores what is inside it
     return out
