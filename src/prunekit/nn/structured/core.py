@@ -153,6 +153,50 @@ def _pick(group: Group, scores: dict[int, float], k: int) -> list[int]:
     return sorted(group.units, key=lambda u: (scores[u], u))[:k]
 
 
+def _branches(graph: DependencyGraph, group: Group) -> list[list[int]]:
+    """Split a group's units by the layers that produce them (``out``/``param`` uses).
+
+    Units of one group that come from different producers (the branches of a ``cat``) are ranked
+    and counted per branch, so a branch with small weights is not wiped out while another keeps
+    everything.
+    """
+    cached = graph.branch_cache.get(group.id)
+    if cached is not None:
+        return cached
+    uset = set(group.units)
+    origin: dict[int, list[tuple[str, str]]] = {}
+    for key in group.uses:
+        if key[1] != "out" and not key[1].startswith("param:"):
+            continue
+        for u in graph.unit_of(graph.uses[key]).tolist():
+            if u in uset:
+                origin.setdefault(u, [])
+                if not origin[u] or origin[u][-1] != key:
+                    origin[u].append(key)
+    by_origin: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    for u in group.units:
+        by_origin.setdefault(tuple(sorted(set(origin.get(u, ())))), []).append(u)
+    graph.branch_cache[group.id] = list(by_origin.values())
+    return graph.branch_cache[group.id]
+
+
+def _split_count(sizes: list[int], k: int) -> list[int]:
+    """Distribute ``k`` removals over branches proportionally to their sizes (largest
+    remainders), never removing a whole branch."""
+    total = sum(sizes)
+    if not total:
+        return [0] * len(sizes)
+    exact = [k * n / total for n in sizes]
+    out = [min(int(math.floor(e)), max(n - 1, 0)) for e, n in zip(exact, sizes, strict=True)]
+    order = sorted(range(len(sizes)), key=lambda i: exact[i] - out[i], reverse=True)
+    for i in order:
+        if sum(out) >= k:
+            break
+        if out[i] < sizes[i] - 1:
+            out[i] += 1
+    return out
+
+
 def select_units(
     graph: DependencyGraph,
     scores: dict[int, float],
@@ -163,8 +207,9 @@ def select_units(
     min_channels: int = 1,
     max_ratio: float = 0.9,
 ) -> set[int]:
-    """Choose the units to remove: a uniform ``ratio`` per group, or a global ranking of
-    group-normalised scores with per-group ``max_ratio`` / ``min_channels`` limits."""
+    """Choose the units to remove: a uniform ``ratio`` per group (counted per branch where a
+    group joins several producers), or a global ranking of branch-normalised scores with
+    per-group ``max_ratio`` / ``min_channels`` limits."""
     removed: set[int] = set()
 
     def step(g: Group) -> int | None:
@@ -173,26 +218,41 @@ def select_units(
             return math.lcm(round_to or 1, len(g.partitions))
         return round_to
 
+    def pick(g: Group, k: int) -> list[int]:
+        if g.partitions or k <= 0:
+            return _pick(g, scores, k)
+        branches = _branches(graph, g)
+        if len(branches) == 1:
+            return _pick(g, scores, k)
+        out: list[int] = []
+        for units, kb in zip(branches, _split_count([len(b) for b in branches], k),
+                             strict=True):
+            out += sorted(units, key=lambda u: (scores[u], u))[:kb]
+        return out
+
     if allocation == "uniform":
         for g in graph.groups:
-            removed.update(_pick(g, scores, _n_remove(g.n_units, ratio, max_ratio, min_channels,
-                                                      step(g))))
+            removed.update(pick(g, _n_remove(g.n_units, ratio, max_ratio, min_channels,
+                                             step(g))))
     else:
         norm: list[tuple[float, int, int]] = []
         for gi, g in enumerate(graph.groups):
-            vals = np.array([scores[u] for u in g.units])
-            mean = float(vals.mean()) if len(vals) and vals.mean() > 0 else 1.0
-            norm += [(scores[u] / mean, u, gi) for u in g.units]
+            for units in ([g.units] if g.partitions else _branches(graph, g)):
+                vals = np.array([scores[u] for u in units])
+                mean = float(vals.mean()) if len(vals) and vals.mean() > 0 else 1.0
+                norm += [(scores[u] / mean, u, gi) for u in units]
         norm.sort()
         budget = int(round(ratio * len(norm)))
         cap = [_n_remove(g.n_units, max_ratio, max_ratio, min_channels, None)
                for g in graph.groups]
         per_group: list[int] = [0] * len(graph.groups)
-        for _, _u, gi in norm:
+        chosen: list[set[int]] = [set() for _ in graph.groups]
+        for _, u, gi in norm:
             if sum(per_group) >= budget:
                 break
             if per_group[gi] < cap[gi]:
                 per_group[gi] += 1
+                chosen[gi].add(u)
         for gi, g in enumerate(graph.groups):
             k = per_group[gi]
             r = step(g)
@@ -200,7 +260,10 @@ def select_units(
                 keep = g.n_units - k
                 keep = min(g.n_units, int(math.ceil(keep / r)) * r)
                 k = g.n_units - keep
-            removed.update(_pick(g, scores, k))
+            if g.partitions or len(chosen[gi]) != k:
+                removed.update(pick(g, k))
+            else:
+                removed.update(chosen[gi])
     # every layer keeps at least one position
     for use in graph.uses.values():
         units = graph.unit_of(use)

@@ -124,6 +124,7 @@ class DependencyGraph:
     bindings: list[tuple[str, str, int, np.ndarray, int]]  # (module, attr, value, units, axis)
     mha_heads: dict[str, int]
     _units: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    branch_cache: dict[int, list[list[int]]] = field(default_factory=dict, repr=False)
 
     def unit_of(self, use: Use) -> np.ndarray:
         key = (use.name, use.role)
@@ -180,6 +181,17 @@ _RESHAPE_FN = {torch.reshape, torch.flatten, torch.unsqueeze, torch.squeeze}
 _SOFTMAX = {torch.softmax, torch.nn.functional.softmax, torch.nn.functional.log_softmax}
 _REDUCE_METHODS = {"mean", "sum", "amax", "max", "amin", "min", "std", "var"}
 _REDUCE_FN = {torch.mean, torch.sum, torch.amax, torch.amin}
+_FUNCTIONAL_LAYERS: dict[Any, tuple[type[nn.Module], ...]] = {
+    torch.nn.functional.linear: (nn.Linear,),
+    torch.nn.functional.conv1d: (nn.Conv1d,),
+    torch.nn.functional.conv2d: (nn.Conv2d,),
+    torch.nn.functional.conv3d: (nn.Conv3d,),
+    torch.nn.functional.batch_norm: (*BN, *INORM),
+    torch.nn.functional.instance_norm: (*BN, *INORM),
+    torch.nn.functional.group_norm: (nn.GroupNorm,),
+    torch.nn.functional.layer_norm: (nn.LayerNorm,),
+    torch.nn.functional.prelu: (nn.PReLU,),
+}
 HEAD_ATTR_NAMES = ("num_heads", "n_heads", "num_attention_heads", "heads", "n_head", "nheads")
 INNER_ATTR_NAMES = ("all_head_size", "inner_dim", "inner_size", "attention_dim")
 
@@ -293,6 +305,7 @@ class _Analyzer(torch.fx.Interpreter):
         self.split_constraints: list[np.ndarray] = []
         self.bindings: list[tuple[str, int, np.ndarray, int]] = []
         self.modules = dict(gm.named_modules())
+        self.originals: dict[str, nn.Module] = dict(self.modules)  # set by analyze()
 
     # -- bookkeeping ------------------------------------------------------------
     def _use(self, name: str, role: str, slots: np.ndarray) -> None:
@@ -400,14 +413,16 @@ class _Analyzer(torch.fx.Interpreter):
         return None
 
     # -- modules ----------------------------------------------------------------
-    def _call_module(self, n: torch.fx.Node, m: nn.Module, out: Any) -> Any:
-        name = str(n.target)
-        x_node = n.args[0] if n.args else None
+    def _call_module(self, n: torch.fx.Node, m: nn.Module, out: Any, name: str | None = None,
+                     x_node: Any = None, functional: bool = False) -> Any:
+        name = str(n.target) if name is None else name
+        if x_node is None:
+            x_node = n.args[0] if n.args else n.kwargs.get("input")
         x = self._val(x_node)
         if name in self.frozen:
             self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
             return None
-        if isinstance(m, KNOWN_PARAM) and not _is_known(m):
+        if isinstance(m, KNOWN_PARAM) and not _is_known(m) and not functional:
             raise UnsupportedModelError(
                 f"layer {name!r} ({type(m).__name__}) overrides forward of a known layer type; "
                 f"pass ignored_layers=[{name!r}] or register a handler"
@@ -543,8 +558,8 @@ class _Analyzer(torch.fx.Interpreter):
             return None
         x_node = args[0] if args else None
         a0 = self.ann.get(x_node) if isinstance(x_node, torch.fx.Node) else None
-        if not method and target is torch.nn.functional.layer_norm:
-            return self._f_layer_norm(n, a0, out)
+        if not method and target in _FUNCTIONAL_LAYERS:
+            return self._functional_layer(n, target, out)
         if (method and target in _ELEMENTWISE_METHODS) or (
             not method and (target in _ELEMENTWISE_FN
                             or getattr(target, "__name__", "") in _ELEMENTWISE_NAMES)
@@ -577,6 +592,9 @@ class _Analyzer(torch.fx.Interpreter):
                                                                kwargs.get("chunks"))
             literal = name != "chunk" and not isinstance(sizes, torch.fx.Node)
             return self._split(x_node, dim, out, literal)
+        if (method and target == "unbind") or (not method and target is torch.unbind):
+            dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+            return self._unbind(a0, self._val(x_node), dim, out)
         if (method and target in _RESHAPE_METHODS) or (not method and target in _RESHAPE_FN):
             res = self._reshape_like(a0, self._val(x_node), out)
             if isinstance(res, Ann):
@@ -616,36 +634,59 @@ class _Analyzer(torch.fx.Interpreter):
             self._freeze_ann(anns)
         return None
 
-    def _f_layer_norm(self, n: torch.fx.Node, a: Any, out: Any) -> Any:
-        """``F.layer_norm`` inside a LayerNorm subclass (e.g. torchvision's LayerNorm2d)."""
-        args = list(n.args) + [None] * 4
-        w = args[2] if args[2] is not None else n.kwargs.get("weight")
-        b = args[3] if args[3] is not None else n.kwargs.get("bias")
-        shape = self._val(args[1]) if args[1] is not None else n.kwargs.get("normalized_shape")
-        if not isinstance(a, Ann):
+    def _functional_layer(self, n: torch.fx.Node, target: Any, out: Any) -> Any:
+        """``F.conv2d``/``F.linear``/``F.batch_norm``/``F.layer_norm``/... called with the
+        parameters of one known module (a subclass with its own ``forward``, e.g. torchvision's
+        ``LayerNorm2d`` or timm's ``BatchNormAct2d``): analyse it as a call of that module, so
+        its weights follow the channels instead of forming groups of their own."""
+        params = [a for a in (*n.args[1:], *n.kwargs.values())
+                  if isinstance(a, torch.fx.Node) and a.op == "get_attr"]
+        owners = {str(p.target).rsplit(".", 1)[0] if "." in str(p.target) else "" for p in params}
+        kinds = _FUNCTIONAL_LAYERS[target]
+        m = self.originals.get(next(iter(owners))) if len(owners) == 1 else None
+        if m is None or not isinstance(m, kinds) or not self._shape_matches(n, target, m):
+            self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
+            self.notes.append(f"{n.name}: {target.__name__} on parameters that are not one known "
+                              "layer's; channels through it kept")
             return None
-        x = self._val(n.args[0])
-        nd = len(shape) if isinstance(shape, (list, tuple)) else 1
-        if not set(range(x.dim() - nd, x.dim())) & set(a.dims):
-            return a
-        owner = None
-        if isinstance(w, torch.fx.Node) and w.op == "get_attr" and str(w.target).endswith(
-            ".weight"
-        ):
-            owner = str(w.target).rsplit(".", 1)[0]
-        m = self.modules.get(owner) if owner else None
-        if nd != 1 or a.dims != (x.dim() - 1,) or not isinstance(m, nn.LayerNorm):
-            self.S.freeze(a.slots)
-            return a
-        for p in (w, b):
-            if isinstance(p, torch.fx.Node):
-                pa = self.ann.get(p)
-                if isinstance(pa, Ann):
-                    self.S.union_arrays(pa.slots, a.slots)
-                for key in [k for k in self.uses if k[0] == str(p.target)]:
-                    del self.uses[key]
-        self._use(owner, "chan", a.slots)
-        return a
+        owner = next(iter(owners))
+        for p in params:
+            for key in [k for k in self.uses if k[0] == str(p.target)]:
+                del self.uses[key]
+        res = self._call_module(n, m, out, name=owner, x_node=n.args[0], functional=True)
+        if owner in self.ignored:
+            self._freeze_ann(res)
+        return res
+
+    def _shape_matches(self, n: torch.fx.Node, target: Any, m: nn.Module) -> bool:
+        """The functional call uses the module's own configuration (normalized shape, groups)."""
+        if target is torch.nn.functional.layer_norm:
+            shape = self._val(n.args[1]) if len(n.args) > 1 else n.kwargs.get("normalized_shape")
+            return tuple(shape) == tuple(m.normalized_shape)
+        if target is torch.nn.functional.group_norm:
+            g = self._val(n.args[1]) if len(n.args) > 1 else n.kwargs.get("num_groups")
+            return g == m.num_groups
+        if target in (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
+                      torch.nn.functional.conv3d):
+            g = self._val(n.args[6]) if len(n.args) > 6 else n.kwargs.get("groups", 1)
+            return g == m.groups
+        return True
+
+    def _unbind(self, a: Any, x: Any, dim: int, out: Any) -> Any:
+        """``unbind(dim)``: every output keeps the slots at its index along ``dim``."""
+        if not isinstance(a, Ann) or not _is_tensor(x):
+            return None
+        dim = dim % x.dim()
+        res = []
+        for i in range(len(out)):
+            if dim in a.dims:
+                axis = a.dims.index(dim)
+                slots = np.take(a.slots, i, axis=axis)
+                dims = tuple(d - (d > dim) for d in a.dims if d != dim)
+            else:
+                slots, dims = a.slots, tuple(d - (d > dim) for d in a.dims)
+            res.append(Ann(dims, slots) if dims else None)
+        return res
 
     def _getitem(self, n: torch.fx.Node, out: Any) -> Any:
         src, idx = n.args[0], n.args[1]
@@ -678,12 +719,14 @@ class _Analyzer(torch.fx.Interpreter):
         if not n_ell:
             expanded.extend([slice(None)] * (srcv.dim() - n_real))
         dim_map: dict[int, int] = {}
+        picked: dict[int, int] = {}
         src_d = out_d = 0
         for i in expanded:
             if i is None:
                 out_d += 1
                 continue
             if isinstance(i, int):
+                picked[src_d] = i
                 src_d += 1
                 continue
             if isinstance(i, slice):
@@ -696,10 +739,18 @@ class _Analyzer(torch.fx.Interpreter):
                     return None
                 src_d += 1
                 out_d += 1
-        if any(d not in dim_map for d in a.dims):
+        slots, dims = a.slots, list(a.dims)
+        for d in sorted(picked, reverse=True):  # an integer index selects those slots
+            if d in dims:
+                axis = dims.index(d)
+                slots = np.take(slots, picked[d], axis=axis)
+                dims.pop(axis)
+        if not dims:
+            return None
+        if any(d not in dim_map for d in dims):
             self.S.freeze(a.slots)
             return None
-        return Ann(tuple(dim_map[d] for d in a.dims), a.slots)
+        return Ann(tuple(dim_map[d] for d in dims), slots)
 
     def _bind_literals(self, n: torch.fx.Node, res: Ann, out: torch.Tensor) -> None:
         """A literal size in ``view``/``reshape`` that equals a channel-like dimension usually
@@ -1035,6 +1086,7 @@ def analyze(
     frozen |= {name for name, _ in fallback}
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     an = _Analyzer(gm, ignored, frozen)
+    an.originals = dict(model.named_modules())
     an.notes += [f"{name}: torch.fx cannot trace it ({why}); kept unchanged as an opaque layer"
                  for name, why in fallback]
     with eval_mode(model), torch.no_grad():

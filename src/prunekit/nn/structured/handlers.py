@@ -8,6 +8,7 @@ how to keep only some positions (:meth:`Handler.prune`), updating attributes suc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -161,6 +162,19 @@ class MultiheadAttentionHandler(Handler):
 
     def prune(self, m: nn.Module, role: str, keep: torch.Tensor) -> None:
         e = m.embed_dim
+        n = len(keep)
+        if n % m.num_heads:
+            raise UnsupportedModelError(
+                f"MultiheadAttention: {n} kept positions do not divide into {m.num_heads} heads"
+            )
+        # the softmax scale is 1/sqrt(head_dim): fold sqrt(new/old head_dim) into the query
+        # projection so that the attention logits of the kept dimensions stay the same
+        fold = math.sqrt((n // m.num_heads) / m.head_dim)
+        with torch.no_grad():
+            if m.in_proj_weight is not None:
+                m.in_proj_weight[:e].mul_(fold)
+            if m.in_proj_bias is not None:
+                m.in_proj_bias[:e].mul_(fold)
         rows = torch.cat([keep, keep + e, keep + 2 * e])
         _take(m, "in_proj_weight", 0, rows)
         _take(m, "in_proj_weight", 1, keep)
@@ -171,11 +185,6 @@ class MultiheadAttentionHandler(Handler):
         _take(op, "weight", 0, keep)
         _take(op, "weight", 1, keep)
         _take(op, "bias", 0, keep)
-        n = len(keep)
-        if n % m.num_heads:
-            raise UnsupportedModelError(
-                f"MultiheadAttention: {n} kept positions do not divide into {m.num_heads} heads"
-            )
         op.in_features = op.out_features = n
         m.embed_dim = m.kdim = m.vdim = n
         m.head_dim = n // m.num_heads
