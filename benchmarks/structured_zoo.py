@@ -104,9 +104,7 @@ def classifier_layers(model: Any, n_cls: int) -> list[Any]:
 
     out = []
     for m in model.modules():
-        if isinstance(m, nn.Linear) and m.out_features == n_cls:
-            out.append(m)
-        elif isinstance(m, nn.Conv2d) and m.out_channels == n_cls:
+        if isinstance(m, nn.Linear) and m.out_features == n_cls or isinstance(m, nn.Conv2d) and m.out_channels == n_cls:
             out.append(m)
     return out
 
@@ -118,7 +116,7 @@ def _attention_heads(model: Any) -> dict[Any, int]:
     for m in model.modules():
         if isinstance(m, nn.MultiheadAttention):
             heads[m] = m.num_heads
-        elif hasattr(m, "qkv") and isinstance(getattr(m, "qkv"), nn.Linear) and hasattr(
+        elif hasattr(m, "qkv") and isinstance(m.qkv, nn.Linear) and hasattr(
                 m, "num_heads"):
             heads[m.qkv] = m.num_heads
     return heads
@@ -139,7 +137,7 @@ def tp_prune(model: Any, x: Any, ignored: list[Any], heads: bool) -> Any:
     pruner.step()
     if heads:
         for m in model.modules():
-            if hasattr(m, "qkv") and isinstance(getattr(m, "qkv"), nn.Linear) and hasattr(
+            if hasattr(m, "qkv") and isinstance(m.qkv, nn.Linear) and hasattr(
                     m, "num_heads") and m.qkv in pruner.num_heads:
                 m.num_heads = pruner.num_heads[m.qkv]
                 m.head_dim = m.qkv.out_features // (3 * m.num_heads)

@@ -386,11 +386,12 @@ class WithLSTM(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 8)
-        self.rnn = nn.RNN(8, 8, batch_first=True)
+        self.rnn = nn.Bilinear(8, 8, 8)  # a torch layer without a handler
         self.out = nn.Linear(8, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.rnn(self.fc(x))[0][:, -1])
+        h = self.fc(x)
+        return self.out(self.rnn(h, h)[:, -1])
 
 
 class Branchy(nn.Module):
@@ -418,7 +419,7 @@ def test_unsupported_layer_names_module_and_suggests_ignored_layers() -> None:
     with pytest.raises(UnsupportedModelError, match=r"'rnn'.*ignored_layers"):
         prune(model, x, ratio=0.5)
     slim, report = prune(model, x, ratio=0.5, ignored_layers=["rnn"])
-    assert slim.rnn.input_size == 8 and slim(x).shape == (2, 2)
+    assert slim.rnn.in1_features == 8 and slim(x).shape == (2, 2)
     assert any("rnn" in s for s in report.skipped)
 
 

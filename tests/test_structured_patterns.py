@@ -342,3 +342,80 @@ def test_ignored_layers_accept_modules_of_the_original_model() -> None:
 
 def test_math_of_fold_matches_issue_numbers() -> None:
     assert math.isclose(math.sqrt(12 / 16), 0.8660254, rel_tol=1e-6)
+
+
+class RNNNet(nn.Module):
+    def __init__(self, kind: type[nn.RNNBase], bidirectional: bool, layers: int) -> None:
+        super().__init__()
+        self.emb = nn.Linear(6, 12)
+        self.rnn = kind(12, 16, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+        self.fc = nn.Linear(16 * (2 if bidirectional else 1), 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(self.emb(x))
+        return self.fc(out[:, -1])
+
+
+class LastHidden(nn.Module):
+    """Classifier on the final hidden state ``h_n[-1]`` of an LSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(6, 16, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.rnn(x)
+        return self.fc(h[-1])
+
+
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU, nn.RNN])
+@pytest.mark.parametrize(("bidirectional", "layers"), [(False, 1), (True, 2)])
+def test_recurrent_hidden_units_are_pruned(kind: type[nn.RNNBase], bidirectional: bool,
+                                           layers: int) -> None:
+    torch.manual_seed(0)
+    model, x = RNNNet(kind, bidirectional, layers).eval(), torch.randn(2, 5, 6)
+    slim, report = prune(model, x, ratio=0.5)
+    assert slim.rnn.hidden_size == 8 and slim.rnn.input_size == 6
+    assert slim(x).shape == (2, 3)
+    fresh = apply_plan(RNNNet(kind, bidirectional, layers), report.plan)
+    fresh.load_state_dict(slim.state_dict())
+    assert torch.allclose(fresh.eval()(x), slim(x), atol=1e-6)
+    assert removed_units_error(model, x, report.plan) < 1e-5
+
+
+def test_lstm_final_hidden_state_follows_pruning() -> None:
+    torch.manual_seed(0)
+    model, x = LastHidden().eval(), torch.randn(2, 5, 6)
+    slim, report = prune(model, x, ratio=0.5)
+    assert slim.rnn.hidden_size == 8 and slim.fc.in_features == 8
+    assert removed_units_error(model, x, report.plan) < 1e-5
+
+
+class EncoderNet(nn.Module):
+    def __init__(self, stack: bool) -> None:
+        super().__init__()
+        self.emb = nn.Linear(6, 32)
+        layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True,
+                                           dropout=0.0)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False) if stack else layer
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.enc(self.emb(x)).mean(1))
+
+
+@pytest.mark.parametrize("stack", [False, True])
+def test_transformer_encoder_is_pruned(stack: bool) -> None:
+    torch.manual_seed(0)
+    model, x = EncoderNet(stack).eval(), torch.randn(2, 5, 6)
+    slim, report = prune(model, x, ratio=0.5)
+    layer = slim.enc.layers[1] if stack else slim.enc
+    assert layer.self_attn.embed_dim == 16 and layer.linear1.out_features == 32
+    assert layer.norm1.normalized_shape == (16,)
+    with torch.no_grad():
+        y = slim(x)  # the fast path (inference, no grad) still runs
+    assert y.shape == (2, 3)
+    fresh = apply_plan(EncoderNet(stack), report.plan)
+    fresh.load_state_dict(slim.state_dict())
+    assert torch.allclose(fresh.eval()(x), slim(x), atol=1e-5)

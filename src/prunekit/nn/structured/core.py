@@ -357,8 +357,17 @@ def replace_with_identity(model: nn.Module, name: str) -> None:
 
 
 def _role_size(m: nn.Module, role: str) -> int | None:
+    """Positions of ``role`` in ``m`` as built (``None`` if not known)."""
     if isinstance(m, nn.MultiheadAttention):
         return m.embed_dim
+    if isinstance(m, nn.RNNBase):
+        return m.input_size if role == "in" else m.hidden_size
+    if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerEncoder)):
+        layers = m.layers if isinstance(m, nn.TransformerEncoder) else [m]
+        if role == "model":
+            return layers[0].self_attn.embed_dim
+        i = int(role[3:]) if role[3:] else 0
+        return layers[i].linear1.out_features if i < len(layers) else None
     if isinstance(m, nn.Linear):
         return m.out_features if role == "out" else m.in_features
     if isinstance(m, nn.Embedding):

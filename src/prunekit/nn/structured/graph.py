@@ -139,8 +139,10 @@ CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 CONVT = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 INORM = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+RNN = (nn.LSTM, nn.GRU, nn.RNN)
 KNOWN_PARAM = (*CONV, *CONVT, *BN, *INORM, nn.Linear, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
-               nn.PReLU, nn.MultiheadAttention)
+               nn.PReLU, nn.MultiheadAttention, *RNN, nn.TransformerEncoderLayer,
+               nn.TransformerEncoder)
 PASSTHROUGH_MODULES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid,
     nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.Hardtanh, nn.Identity,
@@ -505,6 +507,10 @@ class _Analyzer(torch.fx.Interpreter):
             return o
         if isinstance(m, nn.MultiheadAttention):
             return self._mha(n, name, m, out)
+        if isinstance(m, RNN):
+            return self._rnn(n, name, m, x_node, out)
+        if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerEncoder)):
+            return self._encoder(name, m, x_node, out)
         if isinstance(m, RESHAPE_MODULES):
             return self._reshape_like(self.ann.get(x_node), x, out)
         if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
@@ -524,6 +530,43 @@ class _Analyzer(torch.fx.Interpreter):
         self.notes.append(f"{name} ({type(m).__name__}): unknown parameter-free layer; frozen")
         self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
         return None
+
+    def _rnn(self, n: torch.fx.Node, name: str, m: nn.RNNBase, x_node: Any, out: Any) -> Any:
+        """LSTM/GRU/RNN: input features, and hidden units shared by every layer/direction."""
+        x = self._val(x_node)
+        seq = out[0] if isinstance(out, tuple) else None
+        if not _is_tensor(x) or not _is_tensor(seq) or getattr(m, "proj_size", 0):
+            self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
+            return None
+        inp = self._channel_ann(x_node, x, -1)
+        self._use(name, "in", inp.slots)
+        hidden = self.S.alloc(m.hidden_size)
+        self._use(name, "hidden", hidden)
+        if len(n.args) > 1 or n.kwargs.get("hx") is not None:  # initial state from outside
+            self.S.freeze(hidden)
+            self._freeze_ann(self._arg_anns((n.args[1:], n.kwargs)))
+        dirs = 2 if m.bidirectional else 1
+        res = Ann((seq.dim() - 1,), np.tile(hidden, dirs))
+        state = out[1]
+        if isinstance(state, tuple):  # LSTM (h, c)
+            return (res, tuple(Ann((s.dim() - 1,), hidden) for s in state))
+        return (res, Ann((state.dim() - 1,), hidden))
+
+    def _encoder(self, name: str, m: nn.Module, x_node: Any, out: Any) -> Any:
+        """nn.TransformerEncoder(Layer): d_model positions pass through (residual); every
+        layer's FFN neurons are a group of their own."""
+        x = self._val(x_node)
+        if not _is_tensor(out):
+            self._freeze_ann(self.ann.get(x_node))
+            return None
+        inp = self._channel_ann(x_node, x, -1)
+        self._use(name, "model", inp.slots)
+        layers = m.layers if isinstance(m, nn.TransformerEncoder) else [m]
+        for i, _layer in enumerate(layers):
+            role = f"ffn{i}" if isinstance(m, nn.TransformerEncoder) else "ffn"
+            self._use(name, role, self.S.alloc(_layer.linear1.out_features))
+        self.mha_heads[name] = layers[0].self_attn.num_heads
+        return Ann((out.dim() - 1,), inp.slots.copy())
 
     def _mha(self, n: torch.fx.Node, name: str, m: nn.MultiheadAttention, out: Any) -> Any:
         args = list(n.args) + [None] * 3
@@ -1131,7 +1174,7 @@ def analyze(
         order = _unit_order(units, [unit_of_use[k] for k in g_uses])
         grp = Group(gi, order, g_uses)
         for k in g_uses:
-            if k[0] in an.mha_heads and k[1] == "in":
+            if k[0] in an.mha_heads and k[1] in ("in", "model"):
                 h = an.mha_heads[k[0]]
                 us = unit_of_use[k]
                 per = len(us) // h
