@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,8 +18,13 @@ from torch import nn
 from prunekit._io import atomic_write_json
 from prunekit._modes import eval_mode
 from prunekit._validation import check_choice, check_fraction, check_positive_int
-from prunekit.errors import InvalidParameterError, PrunekitError, ShapeMismatchError
-from prunekit.metrics import count_macs, markdown_table, measure_latency, serialized_size
+from prunekit.errors import (
+    InvalidParameterError,
+    PrunekitError,
+    ShapeMismatchError,
+    UnsupportedModelError,
+)
+from prunekit.metrics import count_macs, markdown_table, measure_latency
 
 from .graph import DependencyGraph, Group, analyze, resolve_names
 from .handlers import get_owner, handler_for, prune_param
@@ -38,6 +44,18 @@ def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
 def count_params(model: nn.Module) -> int:
     """Number of parameter elements."""
     return sum(p.numel() for p in model.parameters())
+
+
+def state_bytes(model: nn.Module) -> int:
+    """Bytes of the tensors in ``model.state_dict()`` (the payload of a saved checkpoint,
+    without serialising it)."""
+    seen: set[int] = set()
+    total = 0
+    for t in model.state_dict(keep_vars=True).values():
+        if isinstance(t, torch.Tensor) and id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
 
 
 def _latency_s(model: nn.Module, example_inputs: Any) -> float:
@@ -453,26 +471,30 @@ def prune(
     # module objects name layers of the caller's model: map them before the copy
     ignored_names = sorted(resolve_names(model, ignored_layers, "ignored_layers"))
     frozen_names = sorted(resolve_names(model, frozen_layers, "frozen_layers"))
+    inputs = _example_inputs(model, example_inputs)
     work = copy.deepcopy(model)
-    inputs = _as_tuple(example_inputs)
     try:
-        with torch.no_grad():
-            ref_out = _out_shapes(work, inputs)
-    except (RuntimeError, TypeError, ValueError) as exc:  # the model rejects example_inputs
+        macs0, ref_out = _macs_and_shapes(work, inputs)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:  # rejects example_inputs
         raise ShapeMismatchError(f"the model cannot run on example_inputs: {exc}") from exc
     graph = analyze(work, inputs, ignored_names, frozen_names)
     grads = gradients(work, data, loss_fn) if criterion == "taylor" else None
     scores, notes = unit_scores(work, graph, criterion, grads=grads, seed=seed)
     notes = list(graph.notes) + notes
-
-    macs0 = count_macs(work, inputs)
     params0 = count_params(work)
+    bytes0 = state_bytes(work)
 
-    def build(r: float) -> tuple[nn.Module, dict[str, Any], set[int]]:
+    def build(r: float, inplace: bool = False) -> tuple[nn.Module, dict[str, Any], set[int]]:
         removed = select_units(graph, scores, r, allocation=allocation, round_to=round_to,
                                min_channels=min_channels, max_ratio=max_ratio)
         plan = make_plan(work, graph, removed)
-        return apply_plan(work, plan), plan, removed
+        try:
+            return apply_plan(work, plan, inplace=inplace), plan, removed
+        except PrunekitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a handler failed on this model
+            raise PrunekitError(f"applying the pruning plan failed: {type(exc).__name__}: "
+                                f"{exc}; {_culprit(model, graph, removed, inputs)}") from exc
 
     if ratio is None:
         lat0 = None
@@ -506,19 +528,115 @@ def prune(
             best = (hi, build(hi))
             notes.append(f"{metric} target {goal:.4g} not reached at max_ratio={max_ratio}")
         ratio, (pruned, plan, removed) = best[0], best[1]
+        if measure and lat0 is None:
+            lat0 = _latency_s(work, inputs)
     else:
-        pruned, plan, removed = build(ratio)
+        lat0 = _latency_s(work, inputs) if measure else None
+        pruned, plan, removed = build(ratio, inplace=True)  # `work` is our own copy
 
-    with torch.no_grad():
-        new_out = _out_shapes(pruned, inputs)
+    try:
+        macs1, new_out = _macs_and_shapes(pruned, inputs)
+    except Exception as exc:  # noqa: BLE001 - the pruned model does not run
+        raise PrunekitError(f"the pruned model fails to run: {type(exc).__name__}: "
+                            f"{str(exc)[:300]}; {_culprit(model, graph, removed, inputs)}"
+                            ) from exc
     if new_out != ref_out:
-        raise PrunekitError(
-            f"internal error: output shape changed from {ref_out} to {new_out}; please report it"
-        )
+        raise PrunekitError(f"the pruned model's output shape changed from {ref_out} to "
+                            f"{new_out}; {_culprit(model, graph, removed, inputs)}")
     pruned.train(model.training)
-    report = _report(work, pruned, graph, removed, plan, criterion, allocation, ratio, notes,
-                     macs0, params0, inputs, ignored_names, frozen_names, measure)
+    report = _report(pruned, graph, removed, plan, criterion, allocation, ratio, notes,
+                     (macs0, macs1), (params0, bytes0), inputs, ignored_names, frozen_names,
+                     lat0 if measure else None, measure)
+    _warn_weak_result(report, graph, ratio if targets["ratio"] is not None else None)
     return pruned, report
+
+
+def _example_inputs(model: nn.Module, example_inputs: Any) -> tuple[Any, ...]:
+    """``example_inputs`` as a tuple of positional arguments; numpy arrays become tensors
+    (floating ones in the model's dtype)."""
+    if type(model).__module__.startswith("transformers.") or hasattr(model, "config") and \
+            hasattr(model.config, "model_type"):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is a Hugging Face transformers model, which torch.fx "
+            "cannot trace; use prunekit.nn.structured.prune_transformer(model, head_ratio=..., "
+            "ffn_ratio=...) for it"
+        )
+    if isinstance(example_inputs, dict):
+        raise InvalidParameterError(
+            "example_inputs must be a tensor, a numpy array or a tuple of them (positional "
+            "arguments of forward), got a dict; for a tokenizer's output on a Hugging Face "
+            "model use prune_transformer"
+        )
+    p = next(iter(model.parameters()), None)
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+    device = p.device if p is not None else torch.device("cpu")
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            if x.dtype == object:
+                raise InvalidParameterError("example_inputs: numpy arrays of objects are not "
+                                            "accepted; pass numeric arrays or tensors")
+            t = torch.from_numpy(np.ascontiguousarray(x))
+            return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device)
+        if isinstance(x, list):
+            return [conv(v) for v in x]
+        return x
+
+    return tuple(conv(x) for x in _as_tuple(example_inputs))
+
+
+def _macs_and_shapes(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[int, Any]:
+    """MACs and output shapes from one forward pass (eval mode, no grad)."""
+    from prunekit.metrics.complexity import _counting_mode, _flop_counter
+
+    counter = _flop_counter()
+    with _counting_mode(model), counter:
+        out = model(*inputs)
+    return int(counter.get_total_flops()) // 2, _shapes(out)
+
+
+def _culprit(model: nn.Module, graph: DependencyGraph, removed: set[int],
+             inputs: tuple[Any, ...]) -> str:
+    """Name the first group whose removal alone breaks the model (for error messages)."""
+    for g in graph.groups[:300]:
+        mine = removed & set(g.units)
+        if not mine:
+            continue
+        try:
+            m = apply_plan(model, make_plan(model, graph, mine))
+            with torch.no_grad(), eval_mode(m):
+                m(*inputs)
+        except Exception as exc:  # noqa: BLE001
+            layers = ", ".join(f"{n}.{r}" for n, r in g.uses[:6])
+            return (f"group {g.id} ({layers}) breaks it ({type(exc).__name__}); pass one of "
+                    "those layers in frozen_layers to keep that group")
+    return "no single group reproduces it; please report it"
+
+
+def _warn_weak_result(report: StructuredReport, graph: DependencyGraph,
+                      ratio: float | None) -> None:
+    """Warn when a ratio removed almost nothing, or a layer keeps under 10 % of its units."""
+    if ratio and ratio >= 0.05:
+        removed = 1 - report.params_after / max(report.params_before, 1)
+        if removed < 0.1 * ratio:
+            why = []
+            if not graph.groups:
+                why.append("no prunable group was found")
+            if graph.frozen_units:
+                why.append(f"{graph.frozen_units} units are fixed by the model's inputs/outputs, "
+                           "ignored/frozen layers or operations prunekit does not track")
+            unknown = [n for n in report.notes if "unknown" in n or "cannot trace" in n]
+            if unknown:
+                why.append("e.g. " + "; ".join(unknown[:3]))
+            warnings.warn(
+                f"ratio={ratio} removed only {removed:.1%} of the parameters: "
+                + ("; ".join(why) or "most units are coupled to the output"),
+                UserWarning, stacklevel=3)
+    low = {n: f for n, f in report.kept_fraction.items() if f < 0.1}
+    if low:
+        worst = ", ".join(f"{n} ({f:.1%})" for n, f in sorted(low.items(), key=lambda t: t[1])[:5])
+        warnings.warn(f"{len(low)} layer(s) keep under 10% of their units: {worst}",
+                      UserWarning, stacklevel=3)
 
 
 def _goal(name: str, value: float, base: float) -> float:
@@ -543,10 +661,11 @@ def _shapes(out: Any) -> Any:
     return None
 
 
-def _report(work: nn.Module, pruned: nn.Module, graph: DependencyGraph, removed: set[int],
+def _report(pruned: nn.Module, graph: DependencyGraph, removed: set[int],
             plan: dict[str, Any], criterion: str, allocation: str, ratio: float,
-            notes: list[str], macs0: int, params0: int, inputs: tuple[Any, ...],
-            ignored: Sequence[str], frozen: Sequence[str], measure: bool) -> StructuredReport:
+            notes: list[str], macs: tuple[int, int], sizes: tuple[int, int],
+            inputs: tuple[Any, ...], ignored: Sequence[str], frozen: Sequence[str],
+            lat0: float | None, measure: bool) -> StructuredReport:
     groups = []
     for g in graph.groups:
         groups.append({"id": g.id, "units": g.n_units,
@@ -563,13 +682,13 @@ def _report(work: nn.Module, pruned: nn.Module, graph: DependencyGraph, removed:
                        "untracked operations")
     rep = StructuredReport(
         criterion=criterion, allocation=allocation, ratio=float(ratio),
-        macs_before=macs0, macs_after=count_macs(pruned, inputs),
-        params_before=params0, params_after=count_params(pruned),
-        bytes_before=serialized_size(work), bytes_after=serialized_size(pruned),
+        macs_before=macs[0], macs_after=macs[1],
+        params_before=sizes[0], params_after=count_params(pruned),
+        bytes_before=sizes[1], bytes_after=state_bytes(pruned),
         groups=groups, layers=layers, skipped=skipped, notes=notes, plan=plan,
     )
     if measure:
-        rep.latency_before_s = _latency_s(work, inputs)
+        rep.latency_before_s = lat0
         rep.latency_after_s = _latency_s(pruned, inputs)
     return rep
 

@@ -1156,8 +1156,9 @@ def analyze(
             x = gparent[x]
         return x
 
-    for units in unit_of_use.values():
-        live = [int(u) for u in np.unique(units) if not S.is_frozen_root(int(u))]
+    uniq_of_use = {k: np.unique(units).tolist() for k, units in unit_of_use.items()}
+    for uniq in uniq_of_use.values():
+        live = [u for u in uniq if not S.is_frozen_root(u)]
         for u in live[1:]:
             ra, rb = gfind(live[0]), gfind(u)
             if ra != rb:
@@ -1165,12 +1166,15 @@ def analyze(
     members: dict[int, list[int]] = {}
     for u in list(gparent):
         members.setdefault(gfind(u), []).append(u)
-    all_units = {int(u) for units in unit_of_use.values() for u in np.unique(units)}
+    all_units = {u for uniq in uniq_of_use.values() for u in uniq}
     frozen_units = sum(1 for u in all_units if S.is_frozen_root(u))
+    uses_of_root: dict[int, list[tuple[str, str]]] = {}
+    for k, uniq in uniq_of_use.items():
+        for r in dict.fromkeys(gfind(u) for u in uniq if u in gparent):
+            uses_of_root.setdefault(r, []).append(k)
     groups: list[Group] = []
-    for gi, (_root, units) in enumerate(sorted(members.items(), key=lambda kv: min(kv[1]))):
-        uset = set(units)
-        g_uses = [k for k, us in unit_of_use.items() if uset & {int(x) for x in np.unique(us)}]
+    for gi, (root, units) in enumerate(sorted(members.items(), key=lambda kv: min(kv[1]))):
+        g_uses = uses_of_root.get(root, [])
         order = _unit_order(units, [unit_of_use[k] for k in g_uses])
         grp = Group(gi, order, g_uses)
         for k in g_uses:
