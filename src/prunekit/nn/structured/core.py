@@ -29,8 +29,8 @@ from prunekit.metrics import count_macs, markdown_table, measure_latency
 from .graph import DependencyGraph, Group, analyze, resolve_names
 from .handlers import get_owner, handler_for, prune_param
 from .importance import CRITERIA, gradients, unit_scores
+from .plan_check import PLAN_FORMAT, role_size, validate_plan
 
-PLAN_FORMAT = "prunekit.structured/1"
 ALLOCATIONS = ("uniform", "global")
 
 
@@ -327,8 +327,9 @@ def apply_plan(model: nn.Module, plan: dict[str, Any], *, inplace: bool = False)
     Then ``load_state_dict`` of the pruned weights works. Returns the shrunk model (a deep copy
     unless ``inplace``).
     """
-    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
-        raise InvalidParameterError(f"plan must be a dict with format {PLAN_FORMAT!r}")
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    validate_plan(model, plan)  # before anything is touched
     model = model if inplace else copy.deepcopy(model)
     for name in plan.get("blocks", []):  # residual blocks removed by drop_blocks
         replace_with_identity(model, name)
@@ -374,26 +375,7 @@ def replace_with_identity(model: nn.Module, name: str) -> None:
         setattr(parent, child, nn.Identity())
 
 
-def _role_size(m: nn.Module, role: str) -> int | None:
-    """Positions of ``role`` in ``m`` as built (``None`` if not known)."""
-    if isinstance(m, nn.MultiheadAttention):
-        return m.embed_dim
-    if isinstance(m, nn.RNNBase):
-        return m.input_size if role == "in" else m.hidden_size
-    if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerEncoder)):
-        layers = m.layers if isinstance(m, nn.TransformerEncoder) else [m]
-        if role == "model":
-            return layers[0].self_attn.embed_dim
-        i = int(role[3:]) if role[3:] else 0
-        return layers[i].linear1.out_features if i < len(layers) else None
-    if isinstance(m, nn.Linear):
-        return m.out_features if role == "out" else m.in_features
-    if isinstance(m, nn.Embedding):
-        return m.embedding_dim
-    if hasattr(m, "out_channels"):
-        return m.out_channels if role == "out" else m.in_channels
-    w = getattr(m, "weight", None)
-    return int(w.shape[0]) if isinstance(w, torch.Tensor) else None
+_role_size = role_size
 
 
 def save_plan(plan: dict[str, Any], path: str | os.PathLike[str]) -> None:

@@ -308,6 +308,7 @@ class _Analyzer(torch.fx.Interpreter):
         self.bindings: list[tuple[str, int, np.ndarray, int]] = []
         self.modules = dict(gm.named_modules())
         self.originals: dict[str, nn.Module] = dict(self.modules)  # set by analyze()
+        self.constants: set[str] = set()  # fx constants (not attributes of the model)
 
     # -- bookkeeping ------------------------------------------------------------
     def _use(self, name: str, role: str, slots: np.ndarray) -> None:
@@ -394,6 +395,8 @@ class _Analyzer(torch.fx.Interpreter):
                     str(n.target).startswith(f"{i}.") for i in self.frozen
                 ):
                     return None
+                if not self._in_model(str(n.target)):
+                    return None  # a tracing constant (a fresh model lacks it): kept as is
                 big = [d for d in range(out.dim()) if out.shape[d] > 1]
                 if not big:
                     return None
@@ -676,6 +679,13 @@ class _Analyzer(torch.fx.Interpreter):
             self.notes.append(f"unknown op {tname!r} at {n.name}: channels through it kept")
             self._freeze_ann(anns)
         return None
+
+    def _in_model(self, target: str) -> bool:
+        """``target`` names a tensor attribute of the traced model itself (not an fx constant)."""
+        owner, attr = target.rsplit(".", 1) if "." in target else ("", target)
+        m = self.originals.get(owner)
+        return m is not None and isinstance(getattr(m, attr, None), torch.Tensor) and \
+            (bool(owner) or attr not in self.constants)
 
     def _functional_layer(self, n: torch.fx.Node, target: Any, out: Any) -> Any:
         """``F.conv2d``/``F.linear``/``F.batch_norm``/``F.layer_norm``/... called with the
@@ -1125,11 +1135,16 @@ def analyze(
     """
     ignored, opaque = split_ignored(model, resolve_names(model, ignored_layers, "ignored_layers"))
     frozen = resolve_names(model, frozen_layers, "frozen_layers") | opaque
+    before = set(model.__dict__)
     gm, fallback = trace_with_fallback(model, leaves=frozen)
+    constants = [k for k in model.__dict__ if k not in before]
+    for k in constants:  # torch.fx parks tensors created in forward on the traced root
+        delattr(model, k)
     frozen |= {name for name, _ in fallback}
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     an = _Analyzer(gm, ignored, frozen)
     an.originals = dict(model.named_modules())
+    an.constants = set(constants)
     an.notes += [f"{name}: torch.fx cannot trace it ({why}); kept unchanged as an opaque layer"
                  for name, why in fallback]
     with eval_mode(model), torch.no_grad():
@@ -1203,6 +1218,7 @@ def _unit_order(units: list[int], arrays: list[np.ndarray]) -> list[int]:
 
 
 WIDTH_ATTR_NAMES = (*HEAD_ATTR_NAMES, *INNER_ATTR_NAMES, "head_dim", "hidden_dim", "embed_dim",
+                    "attn_dim", "all_head_dim", "qkv_dim", "key_dim", "val_dim", "dim_head",
                     "d_model", "hidden_size", "dim", "width", "channels", "num_channels",
                     "n_embd", "attention_head_size", "head_size", "d_head", "d_k")
 
@@ -1221,12 +1237,15 @@ def _attribute_bindings(
         if m is None or key in done:
             continue
         done.add(key)
+        roots = S.roots(slots)
+        if roots.shape[axis] > 1 and (np.take(roots, [0], axis=axis) == roots).all():
+            continue  # units do not vary along this axis (e.g. the q/k/v axis): it never shrinks
         for attr in WIDTH_ATTR_NAMES:  # one attribute per literal, in order of preference
             v = getattr(m, attr, None)
             if (isinstance(v, int) and not isinstance(v, bool) and v == value
                     and (owner, attr) not in bound):
                 bound.add((owner, attr))
-                out.append((owner, attr, value, S.roots(slots), axis))
+                out.append((owner, attr, value, roots, axis))
                 break
     return out
 
