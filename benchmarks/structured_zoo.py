@@ -139,6 +139,8 @@ def tp_prune(model: Any, x: Any, ignored: list[Any], heads: bool) -> Any:
                     m, "num_heads") and m.qkv in pruner.num_heads:
                 m.num_heads = pruner.num_heads[m.qkv]
                 m.head_dim = m.qkv.out_features // (3 * m.num_heads)
+                if hasattr(m, "attn_dim"):
+                    m.attn_dim = m.qkv.out_features // 3
     if hasattr(model, "hidden_dim") and hasattr(model, "conv_proj"):  # torchvision ViT
         model.hidden_dim = model.conv_proj.out_channels
     return model
@@ -271,7 +273,7 @@ def run_one(spec: str) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001
             errors.append(_err(exc))
     if best is None:
-        res["tp_ok"] = errors[0] if errors else "failed"
+        res["tp_ok"] = errors[-1] if errors else "failed"
     else:
         models["tp"] = best.pop("_model")
         res.update(best)

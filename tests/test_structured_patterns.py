@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prunekit.errors import InvalidParameterError
+from prunekit.errors import InvalidParameterError, UnsupportedModelError
 from prunekit.nn.structured import apply_plan, prune
 from prunekit.nn.structured.checks import removed_units_error
 
@@ -419,3 +420,59 @@ def test_transformer_encoder_is_pruned(stack: bool) -> None:
     fresh = apply_plan(EncoderNet(stack), report.plan)
     fresh.load_state_dict(slim.state_dict())
     assert torch.allclose(fresh.eval()(x), slim(x), atol=1e-5)
+
+
+def test_numpy_example_inputs_are_accepted() -> None:
+    torch.manual_seed(0)
+    model = _ReluFC().eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8))  # float64 -> model dtype
+    slim, _ = prune(model, x, ratio=0.5)
+    assert slim(torch.as_tensor(x, dtype=torch.float32)).shape == (1, 4)
+
+
+def test_dict_inputs_and_hf_style_models_point_to_prune_transformer() -> None:
+    model = _ReluFC().eval()
+    with pytest.raises(InvalidParameterError, match="prune_transformer"):
+        prune(model, {"input_ids": torch.zeros(1, 4, dtype=torch.long)}, ratio=0.5)
+
+    class FakeConfig:
+        model_type = "bert"
+
+    model.config = FakeConfig()
+    with pytest.raises(UnsupportedModelError, match="prune_transformer"):
+        prune(model, torch.randn(1, 3, 8, 8), ratio=0.5)
+
+
+class _AllFrozen(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.fft(self.fc(x)).real  # an op prunekit does not track
+
+
+def test_weak_result_warns_and_says_why() -> None:
+    model = _AllFrozen().eval()
+    with pytest.warns(UserWarning, match=r"removed only 0\.0%.*(fixed|no prunable)"):
+        prune(model, torch.randn(2, 8), ratio=0.5)
+
+
+def test_layer_keeping_under_ten_percent_warns() -> None:
+    torch.manual_seed(0)
+    model = _ReluFC().eval()
+    with pytest.warns(UserWarning, match="under 10%"):
+        _, report = prune(model, torch.randn(1, 3, 8, 8), ratio=0.95, max_ratio=0.95)
+    assert report.min_kept_fraction < 0.1
+
+
+def test_resnet18_ignoring_fc_still_prunes_its_inputs() -> None:
+    """Torch-Pruning's convention: resnet18 with ignored_layers=[model.fc] loses ~4x params."""
+    from prunekit._compat import import_torchvision
+
+    tv = import_torchvision()
+    torch.manual_seed(0)
+    model = tv.models.resnet18(num_classes=10).eval()
+    slim, report = prune(model, torch.randn(1, 3, 32, 32), ratio=0.5, ignored_layers=[model.fc])
+    assert slim.fc.in_features == 256 and slim.fc.out_features == 10
+    assert report.params_reduction > 3.5
