@@ -33,11 +33,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "structured_zoo.json"
 
 # name -> (source, constructor name, kwargs, image size)
 TV = [
-    "resnet18", "resnet34", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "resnet101",
+    "resnet18", "resnet34", "resnet50", "resnext50_32x4d",
     "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "mnasnet0_5", "mnasnet1_0",
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "squeezenet1_0", "squeezenet1_1",
-    "densenet121", "googlenet", "efficientnet_b0", "efficientnet_b1", "efficientnet_v2_s",
-    "regnet_x_400mf", "regnet_y_400mf", "regnet_y_800mf", "convnext_tiny", "vgg11_bn", "alexnet",
+    "densenet121", "googlenet", "efficientnet_b0", "efficientnet_v2_s",
+    "regnet_x_400mf", "regnet_y_400mf", "convnext_tiny", "vgg11_bn", "alexnet",
     "vit_b_16", "swin_t", "swin_v2_t",
 ]
 TV_SEG = ["fcn_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"]
@@ -178,7 +178,7 @@ def _err(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:90]
 
 
-def latency(models: dict[str, Any], x: Any, repeats: int = 7) -> dict[str, float]:
+def latency(models: dict[str, Any], x: Any, repeats: int = 5) -> dict[str, float]:
     import torch
 
     names = list(models)
@@ -334,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a handful of models")
     ap.add_argument("--models", default=None, help="comma-separated specs (tv:name, timm:name)")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per model")
+    ap.add_argument("--update", action="store_true",
+                    help="with --models: replace those rows in the saved results, print all")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -363,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{spec}: pk={row.get('pk_ok')} tp={row.get('tp_ok')} "
               f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+    out = RESULTS.with_name("structured_zoo_quick.json") if args.quick else RESULTS
+    if args.update and out.exists():  # rerun some models, keep the other rows of the last run
+        new = {r["model"]: r for r in rows}
+        old = json.loads(out.read_text())["rows"]
+        rows = [new.pop(r["model"], r) for r in old] + list(new.values())
     built = [r for r in rows if "build" not in str(r.get("pk_ok", ""))]
     m = len(built)
     n_pk = sum(1 for r in built if _pk_good(r))
@@ -377,8 +384,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(total {time.perf_counter() - t_all:.0f}s)")
     from prunekit._io import atomic_write_json
 
-    out = RESULTS.with_name("structured_zoo_quick.json") if args.quick else RESULTS
-    if not args.models:
+    if not args.models or args.update:
         atomic_write_json(out, {"rows": rows, "prunekit_ok": n_pk, "tp_ok": n_tp, "total": m})
     return 0
 

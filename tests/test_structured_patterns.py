@@ -476,3 +476,31 @@ def test_resnet18_ignoring_fc_still_prunes_its_inputs() -> None:
     slim, report = prune(model, torch.randn(1, 3, 32, 32), ratio=0.5, ignored_layers=[model.fc])
     assert slim.fc.in_features == 256 and slim.fc.out_features == 10
     assert report.params_reduction > 3.5
+
+
+class ShapeDependent(nn.Module):
+    """MobileViT-style unfolding: Python arithmetic and branches on the input's *shape*."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 16)
+        self.out = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        b, c, h, w = y.shape
+        new_h = math.ceil(h / 4) * 4
+        if new_h != h:
+            y = F.interpolate(y, size=(new_h, new_h))
+        z = self.fc(y.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, new_h, new_h)
+        return self.out(F.relu(z))
+
+
+def test_shape_dependent_python_is_traced_with_concrete_shapes() -> None:
+    torch.manual_seed(0)
+    model, x = ShapeDependent().eval(), torch.randn(1, 3, 6, 6)
+    slim, report = prune(model, x, ratio=0.5)
+    assert slim.conv.out_channels == 8 and slim.fc.out_features == 8
+    assert not any("cannot trace" in n for n in report.notes)
+    assert removed_units_error(model, x, report.plan) < 1e-5

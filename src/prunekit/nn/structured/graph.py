@@ -178,7 +178,8 @@ _BINARY_FN = {operator.add, operator.sub, operator.mul, operator.truediv, torch.
               torch.mul, torch.div, operator.iadd, operator.imul, torch.maximum, torch.minimum}
 _BINARY_METHODS = {"add", "sub", "mul", "div", "add_", "mul_", "sub_", "div_", "__add__",
                    "__mul__", "__radd__", "__rmul__"}
-_RESHAPE_METHODS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten"}
+_RESHAPE_METHODS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten", "view_as",
+                    "reshape_as"}
 _RESHAPE_FN = {torch.reshape, torch.flatten, torch.unsqueeze, torch.squeeze}
 _SOFTMAX = {torch.softmax, torch.nn.functional.softmax, torch.nn.functional.log_softmax}
 _REDUCE_METHODS = {"mean", "sum", "amax", "max", "amin", "min", "std", "var"}
@@ -233,8 +234,140 @@ def trace(model: nn.Module, leaves: Iterable[str] = ()) -> torch.fx.GraphModule:
     return trace_with_fallback(model, leaves, fallback=False)[0]
 
 
+_SHAPE_ATTRS = {"shape", "ndim", "dtype", "device", "is_cuda", "layout"}
+_SHAPE_METHODS = {"size", "dim", "numel", "nelement", "ndimension"}
+
+
+class _ConcreteProxy(torch.fx.Proxy):
+    """A proxy whose shape queries (``x.shape``, ``x.size()``, ``len(x)``) return the concrete
+    values of the example inputs, so shape-dependent Python (``math.ceil(H / p)``, ``if H % 2``)
+    traces; control flow on tensor *values* still fails (and falls back to an opaque layer)."""
+
+    def _value(self) -> Any:
+        return self.tracer.values.get(self.node)  # type: ignore[attr-defined]
+
+    def __getattr__(self, k: str) -> Any:
+        v = self._value()
+        if isinstance(v, torch.Tensor):
+            if k in _SHAPE_ATTRS:
+                return getattr(v, k)
+            if k in _SHAPE_METHODS:
+                return getattr(v, k)
+        return super().__getattr__(k)
+
+    def __len__(self) -> int:
+        v = self._value()
+        if isinstance(v, (torch.Tensor, list, tuple)):
+            return len(v)
+        return super().__len__()
+
+
+class _ConcreteTracer(_Tracer):
+    """torch.fx tracing that runs every recorded operation on the example inputs alongside."""
+
+    def __init__(self, leaves: set[str], inputs: dict[str, Any]) -> None:
+        super().__init__(leaves)
+        self.inputs = inputs
+        self.values: dict[torch.fx.Node, Any] = {}
+
+    def proxy(self, node: torch.fx.Node) -> torch.fx.Proxy:
+        return _ConcreteProxy(node, self)
+
+    def _attr(self, target: str) -> Any:
+        v: Any = self.root
+        for part in target.split("."):
+            v = getattr(v, part)
+        return v
+
+    def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, name: Any = None,
+                     type_expr: Any = None, proxy_factory_fn: Any = None) -> torch.fx.Proxy:
+        p = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        node = p.node
+
+        def val(n: torch.fx.Node) -> Any:
+            if n not in self.values and n.op == "get_attr":  # constants made by create_arg
+                self.values[n] = self._attr(str(n.target))
+            return self.values[n]
+
+        with _unpatched():
+            self.values[node] = self._run(kind, target, node, val)
+        return p
+
+    def _run(self, kind: str, target: Any, node: torch.fx.Node, val: Any) -> Any:
+        a = torch.fx.node.map_arg(node.args, val)
+        kw = torch.fx.node.map_arg(node.kwargs, val)
+        if kind == "placeholder":
+            key = str(target).lstrip("*")
+            v = self.inputs[key] if key in self.inputs else (a[0] if a else None)
+        elif kind == "get_attr":
+            v = self._attr(str(target))
+        elif kind == "call_function":
+            v = target(*a, **kw)
+        elif kind == "call_method":
+            v = getattr(a[0], target)(*a[1:], **kw)
+        elif kind == "call_module":
+            v = self.root.get_submodule(target)(*a, **kw)
+        else:
+            v = None
+        return v
+
+
+def _unpatched() -> Any:
+    """Run real code during tracing without torch.fx's patched ``Module.__call__``."""
+    import contextlib
+
+    from torch.fx import _symbolic_trace
+
+    revert = getattr(_symbolic_trace, "_maybe_revert_all_patches", None)
+    return revert() if revert is not None else contextlib.nullcontext()
+
+
+def _bind_inputs(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> dict[str, Any] | None:
+    import inspect
+
+    try:
+        bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _record_inputs(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, dict[str, Any]]:
+    """The arguments of every submodule's first call during one forward on ``inputs``."""
+    seen: dict[str, dict[str, Any]] = {}
+    handles = []
+
+    def hook(name: str) -> Any:
+        def pre(mod: nn.Module, args: Any, kwargs: Any) -> None:
+            if name not in seen:
+                b = _bind_inputs(mod, args, kwargs)
+                if b is not None:
+                    seen[name] = b
+        return pre
+
+    for name, mod in model.named_modules():
+        if name and not _is_known(mod):
+            handles.append(mod.register_forward_pre_hook(hook(name), with_kwargs=True))
+    try:
+        model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def _concrete_trace(mod: nn.Module, leaves: set[str], inputs: dict[str, Any] | None
+                    ) -> torch.fx.Graph:
+    if inputs is None:
+        return _Tracer(leaves).trace(mod)
+    return _ConcreteTracer(leaves, inputs).trace(mod)
+
+
 def trace_with_fallback(
-    model: nn.Module, leaves: Iterable[str] = (), fallback: bool = True
+    model: nn.Module, leaves: Iterable[str] = (), fallback: bool = True,
+    example_inputs: tuple[Any, ...] | None = None,
 ) -> tuple[torch.fx.GraphModule, list[tuple[str, str]]]:
     """Trace ``model``; modules torch.fx cannot trace (data-dependent control flow) become
     opaque leaves, one at a time, deepest culprit first. Returns the graph module and the
@@ -243,13 +376,20 @@ def trace_with_fallback(
     """
     leaves = set(leaves)
     added: list[tuple[str, str]] = []
+    root_inputs = None if example_inputs is None else _bind_inputs(model, example_inputs, {})
+    recorded: dict[str, dict[str, Any]] | None = None
     while True:
         try:
-            graph = _Tracer(leaves).trace(model)
+            graph = _concrete_trace(model, leaves, root_inputs)
             return torch.fx.GraphModule(model, graph), added
         except Exception as exc:  # noqa: BLE001 - tracing raises anything
             reason = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-            culprit = _find_untraceable(model, leaves)
+            if recorded is None and example_inputs is not None and fallback:
+                try:
+                    recorded = _record_inputs(model, example_inputs)
+                except Exception:  # noqa: BLE001
+                    recorded = {}
+            culprit = _find_untraceable(model, leaves, recorded or {})
             if culprit is None or not fallback or len(added) >= MAX_FALLBACK_LEAVES:
                 where = (f"module {culprit[0]!r} ({culprit[1]})" if culprit
                          else "the model's own forward")
@@ -263,15 +403,17 @@ def trace_with_fallback(
             added.append((culprit[0], f"{culprit[1]}: {reason}"))
 
 
-def _traces(mod: nn.Module, leaves: set[str]) -> bool:
+def _traces(mod: nn.Module, leaves: set[str], inputs: dict[str, Any] | None = None) -> bool:
     try:
-        _Tracer(leaves).trace(mod)
+        _concrete_trace(mod, leaves, inputs)
     except Exception:  # noqa: BLE001
         return False
     return True
 
 
-def _find_untraceable(model: nn.Module, leaves: set[str]) -> tuple[str, str] | None:
+def _find_untraceable(model: nn.Module, leaves: set[str],
+                      recorded: dict[str, dict[str, Any]] | None = None
+                      ) -> tuple[str, str] | None:
     """The deepest submodule that fails to trace given ``leaves`` (walking down from the root
     through failing children); ``None`` if the root's own forward is the culprit."""
     name, mod = "", model
@@ -282,7 +424,9 @@ def _find_untraceable(model: nn.Module, leaves: set[str]) -> tuple[str, str] | N
             if full in leaves or _is_known(child):
                 continue
             rel = {leaf[len(full) + 1:] for leaf in leaves if leaf.startswith(f"{full}.")}
-            if not _traces(child, rel):
+            if recorded and full not in recorded:
+                continue  # not called on the example inputs: not what failed
+            if not _traces(child, rel, (recorded or {}).get(full)):
                 nxt = (full, child)
                 break
         if nxt is None:
@@ -395,8 +539,8 @@ class _Analyzer(torch.fx.Interpreter):
                     str(n.target).startswith(f"{i}.") for i in self.frozen
                 ):
                     return None
-                if not self._in_model(str(n.target)):
-                    return None  # a tracing constant (a fresh model lacks it): kept as is
+                if not self._in_model(str(n.target)) or not out.is_floating_point():
+                    return None  # an fx constant (a fresh model lacks it) or an index table
                 big = [d for d in range(out.dim()) if out.shape[d] > 1]
                 if not big:
                     return None
@@ -1135,13 +1279,14 @@ def analyze(
     """
     ignored, opaque = split_ignored(model, resolve_names(model, ignored_layers, "ignored_layers"))
     frozen = resolve_names(model, frozen_layers, "frozen_layers") | opaque
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     before = set(model.__dict__)
-    gm, fallback = trace_with_fallback(model, leaves=frozen)
+    with eval_mode(model), torch.no_grad():
+        gm, fallback = trace_with_fallback(model, leaves=frozen, example_inputs=inputs)
     constants = [k for k in model.__dict__ if k not in before]
     for k in constants:  # torch.fx parks tensors created in forward on the traced root
         delattr(model, k)
     frozen |= {name for name, _ in fallback}
-    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     an = _Analyzer(gm, ignored, frozen)
     an.originals = dict(model.named_modules())
     an.constants = set(constants)
@@ -1188,8 +1333,11 @@ def analyze(
         for r in dict.fromkeys(gfind(u) for u in uniq if u in gparent):
             uses_of_root.setdefault(r, []).append(k)
     groups: list[Group] = []
-    for gi, (root, units) in enumerate(sorted(members.items(), key=lambda kv: min(kv[1]))):
+    for root, units in sorted(members.items(), key=lambda kv: min(kv[1])):
         g_uses = uses_of_root.get(root, [])
+        if all(k[1].startswith("param:") for k in g_uses):
+            continue  # tensors no layer reads along this dimension: nothing to couple them to
+        gi = len(groups)
         order = _unit_order(units, [unit_of_use[k] for k in g_uses])
         grp = Group(gi, order, g_uses)
         for k in g_uses:
