@@ -111,6 +111,8 @@ class StructuredReport:
         d = asdict(self)
         d["macs_reduction"] = self.macs_reduction
         d["params_reduction"] = self.params_reduction
+        d["kept_fraction"] = self.kept_fraction
+        d["min_kept_fraction"] = self.min_kept_fraction
         return d
 
     def to_markdown(self) -> str:
@@ -139,6 +141,9 @@ class StructuredReport:
         ]
         if groups:
             lines += ["", markdown_table(groups, right=("group", "units", "removed"))]
+        if self.layers:
+            worst = min(self.kept_fraction.items(), key=lambda t: t[1])
+            lines += ["", f"Smallest kept fraction of a layer: {worst[1]:.1%} ({worst[0]})"]
         if self.skipped:
             lines += ["", "Kept unchanged:"] + [f"- {s}" for s in self.skipped]
         if self.notes:
