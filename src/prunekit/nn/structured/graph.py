@@ -541,6 +541,9 @@ class _Analyzer(torch.fx.Interpreter):
                     return None
                 if not self._in_model(str(n.target)) or not out.is_floating_point():
                     return None  # an fx constant (a fresh model lacks it) or an index table
+                owner = self.originals.get(str(n.target).rpartition(".")[0])
+                if isinstance(owner, KNOWN_PARAM):
+                    return None  # a layer's own tensor: its handler prunes it with the layer
                 big = [d for d in range(out.dim()) if out.shape[d] > 1]
                 if not big:
                     return None

@@ -54,6 +54,17 @@ def _take(module: nn.Module, attr: str, dim: int, keep: torch.Tensor) -> None:
     _set(module, attr, t.data.index_select(dim, keep.to(t.device)))
 
 
+def _take_extra(module: nn.Module, n_old: int, keep: torch.Tensor,
+                known: tuple[str, ...] = ("weight", "bias")) -> None:
+    """Extra per-output tensors of a layer subclass (e.g. the ``gain`` of a weight-standardised
+    conv): parameters/buffers other than ``known`` whose first dimension is the output width."""
+    for attr in [*module._parameters, *module._buffers]:
+        t = getattr(module, attr, None)
+        if attr not in known and isinstance(t, torch.Tensor) and t.dim() and \
+                t.shape[0] == n_old and t.is_floating_point():
+            _take(module, attr, 0, keep)
+
+
 class Handler:
     """Base class: subclasses implement :meth:`slices` and :meth:`prune`."""
 
@@ -78,6 +89,7 @@ class ConvHandler(Handler):
 
     def prune(self, m: nn.Module, role: str, keep: torch.Tensor) -> None:
         if role == "out":
+            _take_extra(m, m.out_channels, keep)
             _take(m, "weight", 0, keep)
             _take(m, "bias", 0, keep)
             m.out_channels = len(keep)
@@ -113,6 +125,7 @@ class LinearHandler(Handler):
 
     def prune(self, m: nn.Module, role: str, keep: torch.Tensor) -> None:
         if role == "out":
+            _take_extra(m, m.out_features, keep)
             _take(m, "weight", 0, keep)
             _take(m, "bias", 0, keep)
             m.out_features = len(keep)
