@@ -237,8 +237,9 @@ def run_one(spec: str) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001
             res["pk_replay"] = _err(exc)
         try:
+            # normalisations whose statistics run over the pruned dimension count zeros
             stats = [m for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm))
-                     or "LayerNorm" in type(m).__name__ or "GroupNorm" in type(m).__name__]
+                     or any(k in type(m).__name__ for k in ("LayerNorm", "GroupNorm", "StdConv"))]
             plan = rep.plan
             if stats:
                 _, rep2 = prune(model, x, ratio=0.5, ignored_layers=ignored,
