@@ -504,3 +504,66 @@ def test_shape_dependent_python_is_traced_with_concrete_shapes() -> None:
     assert slim.conv.out_channels == 8 and slim.fc.out_features == 8
     assert not any("cannot trace" in n for n in report.notes)
     assert removed_units_error(model, x, report.plan) < 1e-5
+
+
+class RelPosAttention(nn.Module):
+    """Swin/MaxViT-style relative position bias: a (positions, heads) table gathered by an
+    index buffer and added to the attention logits; its head dimension follows the heads."""
+
+    def __init__(self, dim: int = 32, heads: int = 4, n: int = 5) -> None:
+        super().__init__()
+        self.num_heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.table = nn.Parameter(torch.randn(2 * n - 1, heads))
+        pos = torch.arange(n)
+        self.register_buffer("index", (pos[:, None] - pos[None, :] + n - 1).flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        bias = self.table[self.index].view(n, n, -1).permute(2, 0, 1)
+        attn = (q @ k.transpose(-2, -1) + bias.unsqueeze(0)).softmax(-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+def test_relative_position_table_follows_pruned_heads() -> None:
+    torch.manual_seed(0)
+    model, x = RelPosAttention().eval(), torch.randn(2, 5, 32)
+    slim, report = prune(model, x, ratio=0.5)
+    assert slim.num_heads == 2 and slim.table.shape == (9, 2)
+    assert removed_units_error(model, x, report.plan) < 1e-5
+    fresh = apply_plan(RelPosAttention(), report.plan)
+    fresh.load_state_dict(slim.state_dict())
+
+
+class WidthTiedAttention(nn.Module):
+    """torchvision-Swin style: head_dim computed from the *input* width at run time, so the
+    attention width cannot shrink on its own (a coupling torch.fx does not record)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_heads = 4
+        self.inp = nn.Linear(6, 32)
+        self.qkv = nn.Linear(32, 96)
+        self.proj = nn.Linear(32, 32)
+        self.mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.inp(x)
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).unbind(2)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                           v.transpose(1, 2))
+        x = x + self.proj(y.transpose(1, 2).reshape(b, n, c))
+        return x + self.mlp(x)
+
+
+def test_groups_that_break_the_model_are_kept_with_a_note() -> None:
+    torch.manual_seed(0)
+    model, x = WidthTiedAttention().eval(), torch.randn(2, 5, 6)
+    slim, report = prune(model, x, ratio=0.5)
+    assert slim(x).shape == (2, 5, 32)
+    assert slim.mlp[0].out_features == 32  # what can be pruned still is
+    assert any("breaks the model" in n for n in report.notes)
+    assert removed_units_error(model, x, report.plan) < 1e-5

@@ -471,17 +471,45 @@ def prune(
     params0 = count_params(work)
     bytes0 = state_bytes(work)
 
+    excluded: set[int] = set()  # units of groups whose removal breaks the model
+    state = {"work": work}
+
     def build(r: float, inplace: bool = False) -> tuple[nn.Module, dict[str, Any], set[int]]:
         removed = select_units(graph, scores, r, allocation=allocation, round_to=round_to,
-                               min_channels=min_channels, max_ratio=max_ratio)
-        plan = make_plan(work, graph, removed)
+                               min_channels=min_channels, max_ratio=max_ratio) - excluded
+        src = state["work"]
+        plan = make_plan(src, graph, removed)
         try:
-            return apply_plan(work, plan, inplace=inplace), plan, removed
+            return apply_plan(src, plan, inplace=inplace), plan, removed
         except PrunekitError:
             raise
         except Exception as exc:  # noqa: BLE001 - a handler failed on this model
             raise PrunekitError(f"applying the pruning plan failed: {type(exc).__name__}: "
                                 f"{exc}; {_culprit(model, graph, removed, inputs)}") from exc
+
+    def verified(r: float, inplace: bool) -> tuple[nn.Module, dict[str, Any], set[int], int]:
+        """Build at ratio ``r`` and run it; groups whose removal alone breaks the model (shape
+        arithmetic the trace cannot see) are kept, with a note, and the build is redone."""
+        for _ in range(3):
+            cand = build(r, inplace=inplace)
+            try:
+                macs1, new_out = _macs_and_shapes(cand[0], inputs)
+                if new_out == ref_out:
+                    return (*cand, macs1)
+                problem = f"output shape changed from {ref_out} to {new_out}"
+            except Exception as exc:  # noqa: BLE001 - the pruned model does not run
+                problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if inplace:  # our copy is spoilt: start again from the caller's model
+                state["work"], inplace = copy.deepcopy(model), False
+            bad = _breaking_groups(model, graph, cand[2], inputs, ref_out)
+            if not bad:
+                break
+            for g in bad:
+                excluded.update(g.units)
+                notes.append(f"group {g.id} ({', '.join(f'{n}.{ro}' for n, ro in g.uses[:4])}) "
+                             f"kept: removing its units breaks the model ({problem})")
+        raise PrunekitError(f"the pruned model fails: {problem}; "
+                            f"{_culprit(model, graph, cand[2], inputs)}")
 
     if ratio is None:
         lat0 = None
@@ -502,6 +530,7 @@ def prune(
                 return count_params(m)
             return _latency_s(m, inputs)
 
+        verified(max_ratio, inplace=False)  # find groups that cannot be pruned, once
         lo, hi = 0.0, max_ratio
         best = None
         for _ in range(14 if metric != "latency" else 8):
@@ -514,22 +543,14 @@ def prune(
         if best is None:
             best = (hi, build(hi))
             notes.append(f"{metric} target {goal:.4g} not reached at max_ratio={max_ratio}")
-        ratio, (pruned, plan, removed) = best[0], best[1]
+        ratio = best[0]
+        pruned, plan, removed, macs1 = verified(ratio, inplace=False)
         if measure and lat0 is None:
             lat0 = _latency_s(work, inputs)
     else:
         lat0 = _latency_s(work, inputs) if measure else None
-        pruned, plan, removed = build(ratio, inplace=True)  # `work` is our own copy
+        pruned, plan, removed, macs1 = verified(ratio, inplace=True)  # `work` is our own copy
 
-    try:
-        macs1, new_out = _macs_and_shapes(pruned, inputs)
-    except Exception as exc:  # noqa: BLE001 - the pruned model does not run
-        raise PrunekitError(f"the pruned model fails to run: {type(exc).__name__}: "
-                            f"{str(exc)[:300]}; {_culprit(model, graph, removed, inputs)}"
-                            ) from exc
-    if new_out != ref_out:
-        raise PrunekitError(f"the pruned model's output shape changed from {ref_out} to "
-                            f"{new_out}; {_culprit(model, graph, removed, inputs)}")
     pruned.train(model.training)
     report = _report(pruned, graph, removed, plan, criterion, allocation, ratio, notes,
                      (macs0, macs1), (params0, bytes0), inputs, ignored_names, frozen_names,
@@ -580,6 +601,25 @@ def _macs_and_shapes(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[int, An
     with _counting_mode(model), counter:
         out = model(*inputs)
     return int(counter.get_total_flops()) // 2, _shapes(out)
+
+
+def _breaking_groups(model: nn.Module, graph: DependencyGraph, removed: set[int],
+                     inputs: tuple[Any, ...], ref_out: Any, limit: int = 400) -> list[Group]:
+    """The groups whose removal alone makes ``model`` fail or change its output shape."""
+    bad = []
+    for g in graph.groups[:limit]:
+        mine = removed & set(g.units)
+        if not mine:
+            continue
+        try:
+            m = apply_plan(model, make_plan(model, graph, mine))
+            with torch.no_grad(), eval_mode(m):
+                ok = _shapes(m(*inputs)) == ref_out
+        except Exception:  # noqa: BLE001
+            ok = False
+        if not ok:
+            bad.append(g)
+    return bad
 
 
 def _culprit(model: nn.Module, graph: DependencyGraph, removed: set[int],

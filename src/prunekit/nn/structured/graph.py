@@ -181,6 +181,9 @@ _BINARY_METHODS = {"add", "sub", "mul", "div", "add_", "mul_", "sub_", "div_", "
 _RESHAPE_METHODS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten", "view_as",
                     "reshape_as"}
 _RESHAPE_FN = {torch.reshape, torch.flatten, torch.unsqueeze, torch.squeeze}
+_LIKE_METHODS = {"new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "size", "dim"}
+_LIKE_FN = {torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like,
+            torch.rand_like, torch.randn_like}
 _SOFTMAX = {torch.softmax, torch.nn.functional.softmax, torch.nn.functional.log_softmax}
 _REDUCE_METHODS = {"mean", "sum", "amax", "max", "amin", "min", "std", "var"}
 _REDUCE_FN = {torch.mean, torch.sum, torch.amax, torch.amin}
@@ -255,6 +258,10 @@ class _ConcreteProxy(torch.fx.Proxy):
                 return getattr(v, k)
         return super().__getattr__(k)
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # in-place writes (attention masks built slice by slice): recorded and run concretely
+        self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
     def __len__(self) -> int:
         v = self._value()
         if isinstance(v, (torch.Tensor, list, tuple)):
@@ -272,6 +279,28 @@ class _ConcreteTracer(_Tracer):
 
     def proxy(self, node: torch.fx.Node) -> torch.fx.Proxy:
         return _ConcreteProxy(node, self)
+
+    def trace(self, root: Any, concrete_args: Any = None) -> torch.fx.Graph:
+        """Trace into functions registered with ``torch.fx.wrap`` too (they are often wrapped
+        only for their shape arithmetic, which concrete shapes handle); if that fails, trace
+        again with them as opaque calls."""
+        from torch.fx import _symbolic_trace as st
+
+        fns = getattr(st, "_wrapped_fns_to_patch", None)
+        methods = getattr(st, "_wrapped_methods_to_patch", None)
+        if not isinstance(fns, dict) or not isinstance(methods, list):
+            return super().trace(root, concrete_args)
+        saved_fns, saved_methods = dict(fns), list(methods)
+        fns.clear()
+        methods.clear()
+        try:
+            return super().trace(root, concrete_args)
+        except Exception:  # noqa: BLE001 - retry with the wrapped functions opaque
+            self.values.clear()
+        finally:
+            fns.update(saved_fns)
+            methods[:] = saved_methods
+        return super().trace(root, concrete_args)
 
     def _attr(self, target: str) -> Any:
         v: Any = self.root
@@ -745,6 +774,11 @@ class _Analyzer(torch.fx.Interpreter):
         args, kwargs = n.args, n.kwargs
         if not method and target is operator.getitem:
             return self._getitem(n, out)
+        if (method and target in _LIKE_METHODS) or (not method and target in _LIKE_FN):
+            return None  # a new tensor that takes only x's shape/dtype: no channels flow
+        if not method and target is operator.setitem:  # in-place write: keep what it touches
+            self._freeze_ann(self._arg_anns((args, kwargs)))
+            return None
         if not _is_tensor(out) and not (
             isinstance(out, (list, tuple)) and out and all(_is_tensor(o) for o in out)
         ):
@@ -785,6 +819,16 @@ class _Analyzer(torch.fx.Interpreter):
                                                                kwargs.get("chunks"))
             literal = name != "chunk" and not isinstance(sizes, torch.fx.Node)
             return self._split(x_node, dim, out, literal)
+        if (method and target == "roll") or (not method and target is torch.roll):
+            dims = args[2] if len(args) > 2 else kwargs.get("dims")
+            x = self._val(x_node)
+            if not isinstance(a0, Ann) or dims is None:
+                self._freeze_ann(a0)
+                return None
+            dims = [dims] if isinstance(dims, int) else list(dims)
+            if {d % x.dim() for d in dims} & set(a0.dims):
+                self.S.freeze(a0.slots)
+            return a0
         if (method and target == "unbind") or (not method and target is torch.unbind):
             dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
             return self._unbind(a0, self._val(x_node), dim, out)
@@ -872,6 +916,29 @@ class _Analyzer(torch.fx.Interpreter):
             return g == m.groups
         return True
 
+    def _gather(self, a: Ann, x: torch.Tensor, idx_t: tuple[Any, ...], out: Any) -> Any:
+        """Indexing with one index tensor on a dimension that is not a channel dimension
+        (``table[relative_position_index]``): channel dimensions after it shift by the index's
+        extra dimensions. Anything else keeps the channels (frozen)."""
+        adv = [d for d, i in enumerate(idx_t) if isinstance(i, (torch.fx.Node, torch.Tensor,
+                                                                 list))]
+        rest_ok = all(i == slice(None) for d, i in enumerate(idx_t) if d not in adv)
+        if len(adv) != 1 or not rest_ok or Ellipsis in idx_t or adv[0] in a.dims:
+            self.S.freeze(a.slots)
+            return None
+        d = adv[0]
+        index = self._val(idx_t[d])
+        extra = (index.dim() if _is_tensor(index) else np.ndim(index)) - 1
+        if isinstance(index, torch.Tensor) and index.dtype == torch.bool:
+            self.S.freeze(a.slots)
+            return None
+        dims = tuple(e if e < d else e + extra for e in a.dims)
+        if not _is_tensor(out) or any(e >= out.dim() for e in dims) or any(
+                out.shape[e] != x.shape[o] for e, o in zip(dims, a.dims, strict=True)):
+            self.S.freeze(a.slots)
+            return None
+        return Ann(dims, a.slots)
+
     def _unbind(self, a: Any, x: Any, dim: int, out: Any) -> Any:
         """``unbind(dim)``: every output keeps the slots at its index along ``dim``."""
         if not isinstance(a, Ann) or not _is_tensor(x):
@@ -906,8 +973,7 @@ class _Analyzer(torch.fx.Interpreter):
         # tensor indexing: map surviving dims; channel dims must be indexed by full slices
         idx_t = idx if isinstance(idx, tuple) else (idx,)
         if any(isinstance(i, (torch.fx.Node, torch.Tensor, list)) for i in idx_t):
-            self.S.freeze(a.slots)
-            return None
+            return self._gather(a, srcv, idx_t, out)
         n_ell = sum(1 for i in idx_t if i is Ellipsis)
         n_real = sum(1 for i in idx_t if i is not None and i is not Ellipsis)
         expanded: list[Any] = []
