@@ -33,24 +33,24 @@ RESULTS = Path(__file__).resolve().parent / "results" / "structured_zoo.json"
 
 # name -> (source, constructor name, kwargs, image size)
 TV = [
-    "resnet18", "resnet34", "resnet50", "resnext50_32x4d",
-    "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "mnasnet0_5", "mnasnet1_0",
-    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "squeezenet1_0", "squeezenet1_1",
-    "densenet121", "googlenet", "efficientnet_b0", "efficientnet_v2_s",
-    "regnet_x_400mf", "regnet_y_400mf", "convnext_tiny", "vgg11_bn", "alexnet",
+    "resnet18", "resnet50", "resnext50_32x4d",
+    "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "mnasnet0_5",
+    "shufflenet_v2_x0_5", "squeezenet1_0",
+    "densenet121", "googlenet", "efficientnet_b0",
+    "regnet_y_400mf", "convnext_tiny", "vgg11_bn", "alexnet",
     "vit_b_16", "swin_t", "swin_v2_t",
 ]
 TV_SEG = ["fcn_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"]
 TIMM = [
-    "resnet18", "resnet50d", "seresnext26d_32x4d", "convnext_atto", "convnext_femto",
-    "convnextv2_atto", "vit_tiny_patch16_224", "deit_tiny_patch16_224", "deit3_small_patch16_224",
+    "resnet50d", "seresnext26d_32x4d", "convnext_atto", "convnextv2_atto",
+    "vit_tiny_patch16_224", "deit_tiny_patch16_224", "deit3_small_patch16_224",
     "efficientnet_lite0", "efficientnet_b0", "tf_efficientnetv2_b0", "regnetz_b16",
-    "regnety_002", "regnetx_002", "mobilevit_xxs", "mobilevitv2_050", "maxvit_nano_rw_256",
-    "mobilenetv3_small_100", "mobilenetv3_large_100", "mobilenetv4_conv_small", "ghostnet_100",
-    "levit_128s", "swin_tiny_patch4_window7_224", "densenet121", "dla34", "cspresnet50",
-    "rexnet_100", "lcnet_050", "mixnet_s", "fbnetv3_b", "repvgg_a0", "mobileone_s0",
+    "regnety_002", "mobilevit_xxs", "mobilevitv2_050", "maxvit_nano_rw_256",
+    "mobilenetv3_large_100", "mobilenetv4_conv_small", "ghostnet_100",
+    "levit_128s", "swin_tiny_patch4_window7_224", "dla34",
+    "rexnet_100", "lcnet_050", "mixnet_s", "repvgg_a0", "mobileone_s0",
     "poolformer_s12", "edgenext_xx_small", "resmlp_12_224", "mixer_s16_224", "pit_ti_224",
-    "efficientformer_l1", "nf_resnet26", "coatnet_nano_rw_224", "tinynet_a", "hgnetv2_b0",
+    "efficientformer_l1", "nf_resnet26", "coatnet_nano_rw_224", "hgnetv2_b0",
     "fastvit_t8", "repvit_m0_9",
 ]
 QUICK = ["tv:resnet18", "tv:densenet121", "tv:vit_b_16", "timm:convnext_atto",
@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a handful of models")
     ap.add_argument("--models", default=None, help="comma-separated specs (tv:name, timm:name)")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per model")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="models run at once (each single-threaded; latency is then noisier)")
     ap.add_argument("--update", action="store_true",
                     help="with --models: replace those rows in the saved results, print all")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -347,10 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         specs = [s if ":" in s else f"tv:{s}" for s in args.models.split(",") if s]
     else:
         specs = QUICK if args.quick else all_models()
-    rows = []
     env = dict(os.environ, OMP_NUM_THREADS="1")
     t_all = time.perf_counter()
-    for spec in specs:
+    partial = RESULTS.with_name("structured_zoo_partial.jsonl")
+
+    def one(spec: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
             p = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True,
@@ -363,9 +366,17 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"model": spec, "pk_ok": f"crashed: {tail[:80]}", "tp_ok": "-"}
         except subprocess.TimeoutExpired:
             row = {"model": spec, "pk_ok": f"timeout {args.timeout:.0f}s", "tp_ok": "-"}
-        rows.append(row)
         print(f"{spec}: pk={row.get('pk_ok')} tp={row.get('tp_ok')} "
               f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+        with open(partial, "a", encoding="utf-8") as fh:  # survives an interrupted run
+            fh.write(json.dumps(row) + "\n")
+        return row
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        rows = list(pool.map(one, specs))
     out = RESULTS.with_name("structured_zoo_quick.json") if args.quick else RESULTS
     if args.update and out.exists():  # rerun some models, keep the other rows of the last run
         new = {r["model"]: r for r in rows}
