@@ -318,7 +318,10 @@ class _ConcreteTracer(_Tracer):
                 self.values[n] = self._attr(str(n.target))
             return self.values[n]
 
-        with _unpatched():
+        if kind in ("call_module", "get_attr"):  # real module code must not re-enter fx
+            with _unpatched():
+                self.values[node] = self._run(kind, target, node, val)
+        else:
             self.values[node] = self._run(kind, target, node, val)
         return p
 
