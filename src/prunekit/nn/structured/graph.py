@@ -806,6 +806,11 @@ class _Analyzer(torch.fx.Interpreter):
                 return a0
             self.S.freeze(a0.slots)
             return None
+        if (method and target in ("addcmul", "addcdiv")) or (
+                not method and target in (torch.addcmul, torch.addcdiv)):
+            return self._elementwise(list(args[:3]), out)
+        if (method and target == "norm") or (not method and target is torch.norm):
+            return self._reduce(n, a0, out, dim_pos=2)
         if (method and target in _BINARY_METHODS) or (not method and target in _BINARY_FN):
             return self._elementwise([args[0], args[1] if len(args) > 1 else kwargs.get("other")],
                                      out)
@@ -1189,12 +1194,13 @@ class _Analyzer(torch.fx.Interpreter):
         order = np.argsort(new_dims)
         return Ann(tuple(sorted(new_dims)), np.transpose(a.slots, order))
 
-    def _reduce(self, n: torch.fx.Node, a: Any, out: Any) -> Any:
+    def _reduce(self, n: torch.fx.Node, a: Any, out: Any, dim_pos: int = 1) -> Any:
         if not isinstance(a, Ann):
             return None
         x = self._val(n.args[0])
-        dim = n.kwargs.get("dim", self._val(n.args[1]) if len(n.args) > 1 else None)
-        keep = n.kwargs.get("keepdim", self._val(n.args[2]) if len(n.args) > 2 else False)
+        dim = n.kwargs.get("dim", self._val(n.args[dim_pos]) if len(n.args) > dim_pos else None)
+        keep = n.kwargs.get("keepdim", self._val(n.args[dim_pos + 1])
+                            if len(n.args) > dim_pos + 1 else False)
         if dim is None:
             self.S.freeze(a.slots)
             return None
