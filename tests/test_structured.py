@@ -24,6 +24,7 @@ from prunekit.nn.structured import (
     prune,
     save_plan,
 )
+from prunekit.nn.structured.core import _branches, _split_count
 from prunekit.nn.structured.handlers import handler_for, slice_tensor
 
 
@@ -301,7 +302,10 @@ def _zero_units(model: nn.Module, x: torch.Tensor, frac: float) -> None:
         k = int(g.n_units * frac)
         if g.partitions:
             continue
-        chosen.update(g.units[:k])
+        branches = _branches(graph, g)  # each branch of a concat loses its own share
+        for units, kb in zip(branches, _split_count([len(b) for b in branches], k),
+                             strict=True):
+            chosen.update(units[:kb])
     with torch.no_grad():
         for (name, role), use in graph.uses.items():
             units = graph.unit_of(use)
@@ -382,11 +386,12 @@ class WithLSTM(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 8)
-        self.rnn = nn.RNN(8, 8, batch_first=True)
+        self.rnn = nn.Bilinear(8, 8, 8)  # a torch layer without a handler
         self.out = nn.Linear(8, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.rnn(self.fc(x))[0][:, -1])
+        h = self.fc(x)
+        return self.out(self.rnn(h, h)[:, -1])
 
 
 class Branchy(nn.Module):
@@ -414,15 +419,16 @@ def test_unsupported_layer_names_module_and_suggests_ignored_layers() -> None:
     with pytest.raises(UnsupportedModelError, match=r"'rnn'.*ignored_layers"):
         prune(model, x, ratio=0.5)
     slim, report = prune(model, x, ratio=0.5, ignored_layers=["rnn"])
-    assert slim.rnn.input_size == 8 and slim(x).shape == (2, 2)
+    assert slim.rnn.in1_features == 8 and slim(x).shape == (2, 2)
     assert any("rnn" in s for s in report.skipped)
 
 
-def test_untraceable_module_is_named() -> None:
+def test_untraceable_module_becomes_an_opaque_layer() -> None:
     model, x = WithBranchy().eval(), torch.randn(2, 4)
-    with pytest.raises(UnsupportedModelError, match=r"module 'b' \(Branchy\)"):
-        prune(model, x, ratio=0.5)
-    slim, _ = prune(model, x, ratio=0.5, ignored_layers=["b"])
+    slim, report = prune(model, x, ratio=0.5)
+    assert slim(x).shape == (2, 2)
+    assert any(n.startswith("b:") and "cannot trace" in n for n in report.notes)
+    slim, _ = prune(model, x, ratio=0.5, frozen_layers=["b"])
     assert slim(x).shape == (2, 2)
 
 

@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,14 +18,19 @@ from torch import nn
 from prunekit._io import atomic_write_json
 from prunekit._modes import eval_mode
 from prunekit._validation import check_choice, check_fraction, check_positive_int
-from prunekit.errors import InvalidParameterError, PrunekitError, ShapeMismatchError
-from prunekit.metrics import count_macs, markdown_table, measure_latency, serialized_size
+from prunekit.errors import (
+    InvalidParameterError,
+    PrunekitError,
+    ShapeMismatchError,
+    UnsupportedModelError,
+)
+from prunekit.metrics import count_macs, markdown_table, measure_latency
 
-from .graph import DependencyGraph, Group, analyze
+from .graph import DependencyGraph, Group, analyze, resolve_names
 from .handlers import get_owner, handler_for, prune_param
 from .importance import CRITERIA, gradients, unit_scores
+from .plan_check import PLAN_FORMAT, role_size, validate_plan
 
-PLAN_FORMAT = "prunekit.structured/1"
 ALLOCATIONS = ("uniform", "global", "sensitivity")
 
 
@@ -38,6 +44,18 @@ def _as_tuple(example_inputs: Any) -> tuple[Any, ...]:
 def count_params(model: nn.Module) -> int:
     """Number of parameter elements."""
     return sum(p.numel() for p in model.parameters())
+
+
+def state_bytes(model: nn.Module) -> int:
+    """Bytes of the tensors in ``model.state_dict()`` (the payload of a saved checkpoint,
+    without serialising it)."""
+    seen: set[int] = set()
+    total = 0
+    for t in model.state_dict(keep_vars=True).values():
+        if isinstance(t, torch.Tensor) and id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
 
 
 def _latency_s(model: nn.Module, example_inputs: Any) -> float:
@@ -78,10 +96,23 @@ class StructuredReport:
     def params_reduction(self) -> float:
         return self.params_before / max(self.params_after, 1)
 
+    @property
+    def kept_fraction(self) -> dict[str, float]:
+        """Per pruned layer: the smallest kept fraction over its roles (1.0 if untouched)."""
+        return {name: min(a / max(b, 1) for b, a in roles.values())
+                for name, roles in self.layers.items()}
+
+    @property
+    def min_kept_fraction(self) -> float:
+        """The smallest kept fraction of any layer (1.0 when nothing was removed)."""
+        return min(self.kept_fraction.values(), default=1.0)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["macs_reduction"] = self.macs_reduction
         d["params_reduction"] = self.params_reduction
+        d["kept_fraction"] = self.kept_fraction
+        d["min_kept_fraction"] = self.min_kept_fraction
         return d
 
     def to_markdown(self) -> str:
@@ -110,6 +141,9 @@ class StructuredReport:
         ]
         if groups:
             lines += ["", markdown_table(groups, right=("group", "units", "removed"))]
+        if self.layers:
+            worst = min(self.kept_fraction.items(), key=lambda t: t[1])
+            lines += ["", f"Smallest kept fraction of a layer: {worst[1]:.1%} ({worst[0]})"]
         if self.skipped:
             lines += ["", "Kept unchanged:"] + [f"- {s}" for s in self.skipped]
         if self.notes:
@@ -142,6 +176,50 @@ def _pick(group: Group, scores: dict[int, float], k: int) -> list[int]:
     return sorted(group.units, key=lambda u: (scores[u], u))[:k]
 
 
+def _branches(graph: DependencyGraph, group: Group) -> list[list[int]]:
+    """Split a group's units by the layers that produce them (``out``/``param`` uses).
+
+    Units of one group that come from different producers (the branches of a ``cat``) are ranked
+    and counted per branch, so a branch with small weights is not wiped out while another keeps
+    everything.
+    """
+    cached = graph.branch_cache.get(group.id)
+    if cached is not None:
+        return cached
+    uset = set(group.units)
+    origin: dict[int, list[tuple[str, str]]] = {}
+    for key in group.uses:
+        if key[1] != "out" and not key[1].startswith("param:"):
+            continue
+        for u in graph.unit_of(graph.uses[key]).tolist():
+            if u in uset:
+                origin.setdefault(u, [])
+                if not origin[u] or origin[u][-1] != key:
+                    origin[u].append(key)
+    by_origin: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    for u in group.units:
+        by_origin.setdefault(tuple(sorted(set(origin.get(u, ())))), []).append(u)
+    graph.branch_cache[group.id] = list(by_origin.values())
+    return graph.branch_cache[group.id]
+
+
+def _split_count(sizes: list[int], k: int) -> list[int]:
+    """Distribute ``k`` removals over branches proportionally to their sizes (largest
+    remainders), never removing a whole branch."""
+    total = sum(sizes)
+    if not total:
+        return [0] * len(sizes)
+    exact = [k * n / total for n in sizes]
+    out = [min(int(math.floor(e)), max(n - 1, 0)) for e, n in zip(exact, sizes, strict=True)]
+    order = sorted(range(len(sizes)), key=lambda i: exact[i] - out[i], reverse=True)
+    for i in order:
+        if sum(out) >= k:
+            break
+        if out[i] < sizes[i] - 1:
+            out[i] += 1
+    return out
+
+
 def select_units(
     graph: DependencyGraph,
     scores: dict[int, float],
@@ -153,8 +231,9 @@ def select_units(
     max_ratio: float = 0.9,
     group_ratios: dict[int, float] | None = None,
 ) -> set[int]:
-    """Choose the units to remove: a uniform ``ratio`` per group, or a global ranking of
-    group-normalised scores with per-group ``max_ratio`` / ``min_channels`` limits."""
+    """Choose the units to remove: a uniform ``ratio`` per group (counted per branch where a
+    group joins several producers), or a global ranking of branch-normalised scores with
+    per-group ``max_ratio`` / ``min_channels`` limits."""
     removed: set[int] = set()
 
     def step(g: Group) -> int | None:
@@ -163,27 +242,41 @@ def select_units(
             return math.lcm(round_to or 1, len(g.partitions))
         return round_to
 
+    def pick(g: Group, k: int) -> list[int]:
+        if g.partitions or k <= 0:
+            return _pick(g, scores, k)
+        branches = _branches(graph, g)
+        if len(branches) == 1:
+            return _pick(g, scores, k)
+        out: list[int] = []
+        for units, kb in zip(branches, _split_count([len(b) for b in branches], k),
+                             strict=True):
+            out += sorted(units, key=lambda u: (scores[u], u))[:kb]
+        return out
+
     if allocation in ("uniform", "sensitivity"):
         for g in graph.groups:
             r = ratio if group_ratios is None else group_ratios.get(g.id, 0.0)  # issue 14
-            removed.update(_pick(g, scores, _n_remove(g.n_units, r, max_ratio, min_channels,
-                                                      step(g))))
+            removed.update(pick(g, _n_remove(g.n_units, r, max_ratio, min_channels, step(g))))
     else:
         norm: list[tuple[float, int, int]] = []
         for gi, g in enumerate(graph.groups):
-            vals = np.array([scores[u] for u in g.units])
-            mean = float(vals.mean()) if len(vals) and vals.mean() > 0 else 1.0
-            norm += [(scores[u] / mean, u, gi) for u in g.units]
+            for units in ([g.units] if g.partitions else _branches(graph, g)):
+                vals = np.array([scores[u] for u in units])
+                mean = float(vals.mean()) if len(vals) and vals.mean() > 0 else 1.0
+                norm += [(scores[u] / mean, u, gi) for u in units]
         norm.sort()
         budget = int(round(ratio * len(norm)))
         cap = [_n_remove(g.n_units, max_ratio, max_ratio, min_channels, None)
                for g in graph.groups]
         per_group: list[int] = [0] * len(graph.groups)
-        for _, _u, gi in norm:
+        chosen: list[set[int]] = [set() for _ in graph.groups]
+        for _, u, gi in norm:
             if sum(per_group) >= budget:
                 break
             if per_group[gi] < cap[gi]:
                 per_group[gi] += 1
+                chosen[gi].add(u)
         for gi, g in enumerate(graph.groups):
             k = per_group[gi]
             r = step(g)
@@ -191,7 +284,10 @@ def select_units(
                 keep = g.n_units - k
                 keep = min(g.n_units, int(math.ceil(keep / r)) * r)
                 k = g.n_units - keep
-            removed.update(_pick(g, scores, k))
+            if g.partitions or len(chosen[gi]) != k:
+                removed.update(pick(g, k))
+            else:
+                removed.update(chosen[gi])
     # every layer keeps at least one position
     for use in graph.uses.values():
         units = graph.unit_of(use)
@@ -237,8 +333,9 @@ def apply_plan(model: nn.Module, plan: dict[str, Any], *, inplace: bool = False)
     Then ``load_state_dict`` of the pruned weights works. Returns the shrunk model (a deep copy
     unless ``inplace``).
     """
-    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
-        raise InvalidParameterError(f"plan must be a dict with format {PLAN_FORMAT!r}")
+    if not isinstance(model, nn.Module):
+        raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    validate_plan(model, plan)  # before anything is touched
     model = model if inplace else copy.deepcopy(model)
     for name in plan.get("blocks", []):  # residual blocks removed by drop_blocks
         replace_with_identity(model, name)
@@ -284,17 +381,7 @@ def replace_with_identity(model: nn.Module, name: str) -> None:
         setattr(parent, child, nn.Identity())
 
 
-def _role_size(m: nn.Module, role: str) -> int | None:
-    if isinstance(m, nn.MultiheadAttention):
-        return m.embed_dim
-    if isinstance(m, nn.Linear):
-        return m.out_features if role == "out" else m.in_features
-    if isinstance(m, nn.Embedding):
-        return m.embedding_dim
-    if hasattr(m, "out_channels"):
-        return m.out_channels if role == "out" else m.in_channels
-    w = getattr(m, "weight", None)
-    return int(w.shape[0]) if isinstance(w, torch.Tensor) else None
+_role_size = role_size
 
 
 def save_plan(plan: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -331,6 +418,7 @@ def prune(
     allocation: str = "uniform",
     round_to: int | None = None,
     ignored_layers: Sequence[str | nn.Module] = (),
+    frozen_layers: Sequence[str | nn.Module] = (),
     data: Iterable[Any] | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     min_channels: int = 1,
@@ -372,22 +460,26 @@ def prune(
     if criterion == "taylor" and data is None:
         raise InvalidParameterError("criterion='taylor' needs data= (batches of (inputs, targets))")
 
+    # module objects name layers of the caller's model: map them before the copy
+    ignored_names = sorted(resolve_names(model, ignored_layers, "ignored_layers"))
+    frozen_names = sorted(resolve_names(model, frozen_layers, "frozen_layers"))
+    inputs = _example_inputs(model, example_inputs)
     work = copy.deepcopy(model)
-    inputs = _as_tuple(example_inputs)
     try:
-        with torch.no_grad():
-            ref_out = _out_shapes(work, inputs)
-    except (RuntimeError, TypeError, ValueError) as exc:  # the model rejects example_inputs
+        macs0, ref_out = _macs_and_shapes(work, inputs)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:  # rejects example_inputs
         raise ShapeMismatchError(f"the model cannot run on example_inputs: {exc}") from exc
-    graph = analyze(work, inputs, ignored_layers)
+    graph = analyze(work, inputs, ignored_names, frozen_names)
     grads = gradients(work, data, loss_fn) if criterion == "taylor" else None
     scores, notes = unit_scores(work, graph, criterion, grads=grads, seed=seed)
     notes = list(graph.notes) + notes
-
-    macs0 = count_macs(work, inputs)
     params0 = count_params(work)
+    bytes0 = state_bytes(work)
 
-    def build(r: float) -> tuple[nn.Module, dict[str, Any], set[int]]:
+    excluded: set[int] = set()  # units of groups whose removal breaks the model
+    state = {"work": work}
+
+    def build(r: float, inplace: bool = False) -> tuple[nn.Module, dict[str, Any], set[int]]:
         gr = None
         if allocation == "sensitivity":  # issue 14: per-group ratios from sensitivity curves
             from prunekit.nn.allocation import group_ratios
@@ -396,9 +488,41 @@ def prune(
                         "params" if target_params is not None else "macs")
             gr = group_ratios(graph, sensitivity, r, resource=resource, max_ratio=max_ratio)
         removed = select_units(graph, scores, r, allocation=allocation, round_to=round_to,
-                               min_channels=min_channels, max_ratio=max_ratio, group_ratios=gr)
-        plan = make_plan(work, graph, removed)
-        return apply_plan(work, plan), plan, removed
+                               min_channels=min_channels, max_ratio=max_ratio,
+                               group_ratios=gr) - excluded
+        src = state["work"]
+        plan = make_plan(src, graph, removed)
+        try:
+            return apply_plan(src, plan, inplace=inplace), plan, removed
+        except PrunekitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a handler failed on this model
+            raise PrunekitError(f"applying the pruning plan failed: {type(exc).__name__}: "
+                                f"{exc}; {_culprit(model, graph, removed, inputs)}") from exc
+
+    def verified(r: float, inplace: bool) -> tuple[nn.Module, dict[str, Any], set[int], int]:
+        """Build at ratio ``r`` and run it; groups whose removal alone breaks the model (shape
+        arithmetic the trace cannot see) are kept, with a note, and the build is redone."""
+        for _ in range(3):
+            cand = build(r, inplace=inplace)
+            try:
+                macs1, new_out = _macs_and_shapes(cand[0], inputs)
+                if new_out == ref_out:
+                    return (*cand, macs1)
+                problem = f"output shape changed from {ref_out} to {new_out}"
+            except Exception as exc:  # noqa: BLE001 - the pruned model does not run
+                problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if inplace:  # our copy is spoilt: start again from the caller's model
+                state["work"], inplace = copy.deepcopy(model), False
+            bad = _breaking_groups(model, graph, cand[2], inputs, ref_out)
+            if not bad:
+                break
+            for g in bad:
+                excluded.update(g.units)
+                notes.append(f"group {g.id} ({', '.join(f'{n}.{ro}' for n, ro in g.uses[:4])}) "
+                             f"kept: removing its units breaks the model ({problem})")
+        raise PrunekitError(f"the pruned model fails: {problem}; "
+                            f"{_culprit(model, graph, cand[2], inputs)}")
 
     if ratio is None:
         lat0 = None
@@ -419,6 +543,7 @@ def prune(
                 return count_params(m)
             return _latency_s(m, inputs)
 
+        verified(max_ratio, inplace=False)  # find groups that cannot be pruned, once
         lo, hi = 0.0, max_ratio
         best = None
         for _ in range(14 if metric != "latency" else 8):
@@ -431,20 +556,127 @@ def prune(
         if best is None:
             best = (hi, build(hi))
             notes.append(f"{metric} target {goal:.4g} not reached at max_ratio={max_ratio}")
-        ratio, (pruned, plan, removed) = best[0], best[1]
+        ratio = best[0]
+        pruned, plan, removed, macs1 = verified(ratio, inplace=False)
+        if measure and lat0 is None:
+            lat0 = _latency_s(work, inputs)
     else:
-        pruned, plan, removed = build(ratio)
+        lat0 = _latency_s(work, inputs) if measure else None
+        pruned, plan, removed, macs1 = verified(ratio, inplace=True)  # `work` is our own copy
 
-    with torch.no_grad():
-        new_out = _out_shapes(pruned, inputs)
-    if new_out != ref_out:
-        raise PrunekitError(
-            f"internal error: output shape changed from {ref_out} to {new_out}; please report it"
-        )
     pruned.train(model.training)
-    report = _report(work, pruned, graph, removed, plan, criterion, allocation, ratio, notes,
-                     macs0, params0, inputs, ignored_layers, measure)
+    report = _report(pruned, graph, removed, plan, criterion, allocation, ratio, notes,
+                     (macs0, macs1), (params0, bytes0), inputs, ignored_names, frozen_names,
+                     lat0 if measure else None, measure)
+    _warn_weak_result(report, graph, ratio if targets["ratio"] is not None else None)
     return pruned, report
+
+
+def _example_inputs(model: nn.Module, example_inputs: Any) -> tuple[Any, ...]:
+    """``example_inputs`` as a tuple of positional arguments; numpy arrays become tensors
+    (floating ones in the model's dtype)."""
+    if type(model).__module__.startswith("transformers.") or hasattr(model, "config") and \
+            hasattr(model.config, "model_type"):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is a Hugging Face transformers model, which torch.fx "
+            "cannot trace; use prunekit.nn.structured.prune_transformer(model, head_ratio=..., "
+            "ffn_ratio=...) for it"
+        )
+    if isinstance(example_inputs, dict):
+        raise InvalidParameterError(
+            "example_inputs must be a tensor, a numpy array or a tuple of them (positional "
+            "arguments of forward), got a dict; for a tokenizer's output on a Hugging Face "
+            "model use prune_transformer"
+        )
+    p = next(iter(model.parameters()), None)
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+    device = p.device if p is not None else torch.device("cpu")
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            if x.dtype == object:
+                raise InvalidParameterError("example_inputs: numpy arrays of objects are not "
+                                            "accepted; pass numeric arrays or tensors")
+            t = torch.from_numpy(np.ascontiguousarray(x))
+            return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device)
+        if isinstance(x, list):
+            return [conv(v) for v in x]
+        return x
+
+    return tuple(conv(x) for x in _as_tuple(example_inputs))
+
+
+def _macs_and_shapes(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[int, Any]:
+    """MACs and output shapes from one forward pass (eval mode, no grad)."""
+    from prunekit.metrics.complexity import _counting_mode, _flop_counter
+
+    counter = _flop_counter()
+    with _counting_mode(model), counter:
+        out = model(*inputs)
+    return int(counter.get_total_flops()) // 2, _shapes(out)
+
+
+def _breaking_groups(model: nn.Module, graph: DependencyGraph, removed: set[int],
+                     inputs: tuple[Any, ...], ref_out: Any, limit: int = 400) -> list[Group]:
+    """The groups whose removal alone makes ``model`` fail or change its output shape."""
+    bad = []
+    for g in graph.groups[:limit]:
+        mine = removed & set(g.units)
+        if not mine:
+            continue
+        try:
+            m = apply_plan(model, make_plan(model, graph, mine))
+            with torch.no_grad(), eval_mode(m):
+                ok = _shapes(m(*inputs)) == ref_out
+        except Exception:  # noqa: BLE001
+            ok = False
+        if not ok:
+            bad.append(g)
+    return bad
+
+
+def _culprit(model: nn.Module, graph: DependencyGraph, removed: set[int],
+             inputs: tuple[Any, ...]) -> str:
+    """Name the first group whose removal alone breaks the model (for error messages)."""
+    for g in graph.groups[:300]:
+        mine = removed & set(g.units)
+        if not mine:
+            continue
+        try:
+            m = apply_plan(model, make_plan(model, graph, mine))
+            with torch.no_grad(), eval_mode(m):
+                m(*inputs)
+        except Exception as exc:  # noqa: BLE001
+            layers = ", ".join(f"{n}.{r}" for n, r in g.uses[:6])
+            return (f"group {g.id} ({layers}) breaks it ({type(exc).__name__}); pass one of "
+                    "those layers in frozen_layers to keep that group")
+    return "no single group reproduces it; please report it"
+
+
+def _warn_weak_result(report: StructuredReport, graph: DependencyGraph,
+                      ratio: float | None) -> None:
+    """Warn when a ratio removed almost nothing, or a layer keeps under 10 % of its units."""
+    if ratio and ratio >= 0.05:
+        removed = 1 - report.params_after / max(report.params_before, 1)
+        if removed < 0.1 * ratio:
+            why = []
+            if not graph.groups:
+                why.append("no prunable group was found")
+            if graph.frozen_units:
+                why.append(f"{graph.frozen_units} units are fixed by the model's inputs/outputs, "
+                           "ignored/frozen layers or operations prunekit does not track")
+            unknown = [n for n in report.notes if "unknown" in n or "cannot trace" in n]
+            if unknown:
+                why.append("e.g. " + "; ".join(unknown[:3]))
+            warnings.warn(
+                f"ratio={ratio} removed only {removed:.1%} of the parameters: "
+                + ("; ".join(why) or "most units are coupled to the output"),
+                UserWarning, stacklevel=3)
+    low = {n: f for n, f in report.kept_fraction.items() if f < 0.1}
+    if low:
+        worst = ", ".join(f"{n} ({f:.1%})" for n, f in sorted(low.items(), key=lambda t: t[1])[:5])
+        warnings.warn(f"{len(low)} layer(s) keep under 10% of their units: {worst}",
+                      UserWarning, stacklevel=3)
 
 
 def _goal(name: str, value: float, base: float) -> float:
@@ -469,10 +701,11 @@ def _shapes(out: Any) -> Any:
     return None
 
 
-def _report(work: nn.Module, pruned: nn.Module, graph: DependencyGraph, removed: set[int],
+def _report(pruned: nn.Module, graph: DependencyGraph, removed: set[int],
             plan: dict[str, Any], criterion: str, allocation: str, ratio: float,
-            notes: list[str], macs0: int, params0: int, inputs: tuple[Any, ...],
-            ignored: Sequence[Any], measure: bool) -> StructuredReport:
+            notes: list[str], macs: tuple[int, int], sizes: tuple[int, int],
+            inputs: tuple[Any, ...], ignored: Sequence[str], frozen: Sequence[str],
+            lat0: float | None, measure: bool) -> StructuredReport:
     groups = []
     for g in graph.groups:
         groups.append({"id": g.id, "units": g.n_units,
@@ -482,26 +715,27 @@ def _report(work: nn.Module, pruned: nn.Module, graph: DependencyGraph, removed:
     for name, roles in plan["layers"].items():
         for role, keep in roles.items():
             layers.setdefault(name, {})[role] = [plan["original"][name][role], len(keep)]
-    skipped = [f"{n}: in ignored_layers" if isinstance(n, str) else
-               f"{type(n).__name__}: in ignored_layers" for n in ignored]
+    skipped = [f"{n}: in ignored_layers (output units kept)" for n in ignored]
+    skipped += [f"{n}: in frozen_layers (unchanged)" for n in frozen]
     if graph.frozen_units:
         skipped.append(f"{graph.frozen_units} units fixed by the model's inputs/outputs or "
                        "untracked operations")
     rep = StructuredReport(
         criterion=criterion, allocation=allocation, ratio=float(ratio),
-        macs_before=macs0, macs_after=count_macs(pruned, inputs),
-        params_before=params0, params_after=count_params(pruned),
-        bytes_before=serialized_size(work), bytes_after=serialized_size(pruned),
+        macs_before=macs[0], macs_after=macs[1],
+        params_before=sizes[0], params_after=count_params(pruned),
+        bytes_before=sizes[1], bytes_after=state_bytes(pruned),
         groups=groups, layers=layers, skipped=skipped, notes=notes, plan=plan,
     )
     if measure:
-        rep.latency_before_s = _latency_s(work, inputs)
+        rep.latency_before_s = lat0
         rep.latency_after_s = _latency_s(pruned, inputs)
     return rep
 
 
 def dependency_groups(
-    model: nn.Module, example_inputs: Any, ignored_layers: Sequence[str | nn.Module] = ()
+    model: nn.Module, example_inputs: Any, ignored_layers: Sequence[str | nn.Module] = (),
+    frozen_layers: Sequence[str | nn.Module] = (),
 ) -> DependencyGraph:
     """The coupled groups of ``model`` (for inspection; :func:`prune` computes them itself)."""
-    return analyze(model, _as_tuple(example_inputs), ignored_layers)
+    return analyze(model, _as_tuple(example_inputs), ignored_layers, frozen_layers)

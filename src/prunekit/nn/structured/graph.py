@@ -124,6 +124,7 @@ class DependencyGraph:
     bindings: list[tuple[str, str, int, np.ndarray, int]]  # (module, attr, value, units, axis)
     mha_heads: dict[str, int]
     _units: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    branch_cache: dict[int, list[list[int]]] = field(default_factory=dict, repr=False)
 
     def unit_of(self, use: Use) -> np.ndarray:
         key = (use.name, use.role)
@@ -138,8 +139,10 @@ CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 CONVT = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 INORM = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+RNN = (nn.LSTM, nn.GRU, nn.RNN)
 KNOWN_PARAM = (*CONV, *CONVT, *BN, *INORM, nn.Linear, nn.LayerNorm, nn.GroupNorm, nn.Embedding,
-               nn.PReLU, nn.MultiheadAttention)
+               nn.PReLU, nn.MultiheadAttention, *RNN, nn.TransformerEncoderLayer,
+               nn.TransformerEncoder)
 PASSTHROUGH_MODULES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid,
     nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.Hardtanh, nn.Identity,
@@ -175,11 +178,26 @@ _BINARY_FN = {operator.add, operator.sub, operator.mul, operator.truediv, torch.
               torch.mul, torch.div, operator.iadd, operator.imul, torch.maximum, torch.minimum}
 _BINARY_METHODS = {"add", "sub", "mul", "div", "add_", "mul_", "sub_", "div_", "__add__",
                    "__mul__", "__radd__", "__rmul__"}
-_RESHAPE_METHODS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten"}
+_RESHAPE_METHODS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "unflatten", "view_as",
+                    "reshape_as"}
 _RESHAPE_FN = {torch.reshape, torch.flatten, torch.unsqueeze, torch.squeeze}
+_LIKE_METHODS = {"new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "size", "dim"}
+_LIKE_FN = {torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like,
+            torch.rand_like, torch.randn_like}
 _SOFTMAX = {torch.softmax, torch.nn.functional.softmax, torch.nn.functional.log_softmax}
 _REDUCE_METHODS = {"mean", "sum", "amax", "max", "amin", "min", "std", "var"}
 _REDUCE_FN = {torch.mean, torch.sum, torch.amax, torch.amin}
+_FUNCTIONAL_LAYERS: dict[Any, tuple[type[nn.Module], ...]] = {
+    torch.nn.functional.linear: (nn.Linear,),
+    torch.nn.functional.conv1d: (nn.Conv1d,),
+    torch.nn.functional.conv2d: (nn.Conv2d,),
+    torch.nn.functional.conv3d: (nn.Conv3d,),
+    torch.nn.functional.batch_norm: (*BN, *INORM),
+    torch.nn.functional.instance_norm: (*BN, *INORM),
+    torch.nn.functional.group_norm: (nn.GroupNorm,),
+    torch.nn.functional.layer_norm: (nn.LayerNorm,),
+    torch.nn.functional.prelu: (nn.PReLU,),
+}
 HEAD_ATTR_NAMES = ("num_heads", "n_heads", "num_attention_heads", "heads", "n_head", "nheads")
 INNER_ATTR_NAMES = ("all_head_size", "inner_dim", "inner_size", "attention_dim")
 
@@ -211,65 +229,262 @@ def _is_known(m: nn.Module) -> bool:
     return isinstance(m, KNOWN_PARAM) and type(m).forward in _KNOWN_FORWARDS
 
 
-def trace(model: nn.Module, leaves: Iterable[str] = ()) -> torch.fx.GraphModule:
-    """Trace ``model`` with torch.fx, treating ``leaves`` (module names) as opaque calls.
+MAX_FALLBACK_LEAVES = 64
 
-    On failure, find the deepest module that cannot be traced and name it in the error.
+
+def trace(model: nn.Module, leaves: Iterable[str] = ()) -> torch.fx.GraphModule:
+    """Trace ``model`` with torch.fx, treating ``leaves`` (module names) as opaque calls."""
+    return trace_with_fallback(model, leaves, fallback=False)[0]
+
+
+_SHAPE_ATTRS = {"shape", "ndim", "dtype", "device", "is_cuda", "layout"}
+_SHAPE_METHODS = {"size", "dim", "numel", "nelement", "ndimension"}
+
+
+class _ConcreteProxy(torch.fx.Proxy):
+    """A proxy whose shape queries (``x.shape``, ``x.size()``, ``len(x)``) return the concrete
+    values of the example inputs, so shape-dependent Python (``math.ceil(H / p)``, ``if H % 2``)
+    traces; control flow on tensor *values* still fails (and falls back to an opaque layer)."""
+
+    def _value(self) -> Any:
+        return self.tracer.values.get(self.node)  # type: ignore[attr-defined]
+
+    def __getattr__(self, k: str) -> Any:
+        v = self._value()
+        if isinstance(v, torch.Tensor):
+            if k in _SHAPE_ATTRS:
+                return getattr(v, k)
+            if k in _SHAPE_METHODS:
+                return getattr(v, k)
+        return super().__getattr__(k)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # in-place writes (attention masks built slice by slice): recorded and run concretely
+        self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
+    def __len__(self) -> int:
+        v = self._value()
+        if isinstance(v, (torch.Tensor, list, tuple)):
+            return len(v)
+        return super().__len__()
+
+
+class _ConcreteTracer(_Tracer):
+    """torch.fx tracing that runs every recorded operation on the example inputs alongside."""
+
+    def __init__(self, leaves: set[str], inputs: dict[str, Any]) -> None:
+        super().__init__(leaves)
+        self.inputs = inputs
+        self.values: dict[torch.fx.Node, Any] = {}
+
+    def proxy(self, node: torch.fx.Node) -> torch.fx.Proxy:
+        return _ConcreteProxy(node, self)
+
+    def trace(self, root: Any, concrete_args: Any = None) -> torch.fx.Graph:
+        """Trace into functions registered with ``torch.fx.wrap`` too (they are often wrapped
+        only for their shape arithmetic, which concrete shapes handle); if that fails, trace
+        again with them as opaque calls."""
+        from torch.fx import _symbolic_trace as st
+
+        fns = getattr(st, "_wrapped_fns_to_patch", None)
+        methods = getattr(st, "_wrapped_methods_to_patch", None)
+        if not isinstance(fns, dict) or not isinstance(methods, list):
+            return super().trace(root, concrete_args)
+        saved_fns, saved_methods = dict(fns), list(methods)
+        fns.clear()
+        methods.clear()
+        try:
+            return super().trace(root, concrete_args)
+        except Exception:  # noqa: BLE001 - retry with the wrapped functions opaque
+            self.values.clear()
+        finally:
+            fns.update(saved_fns)
+            methods[:] = saved_methods
+        return super().trace(root, concrete_args)
+
+    def _attr(self, target: str) -> Any:
+        v: Any = self.root
+        for part in target.split("."):
+            v = getattr(v, part)
+        return v
+
+    def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, name: Any = None,
+                     type_expr: Any = None, proxy_factory_fn: Any = None) -> torch.fx.Proxy:
+        p = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        node = p.node
+
+        def val(n: torch.fx.Node) -> Any:
+            if n not in self.values and n.op == "get_attr":  # constants made by create_arg
+                self.values[n] = self._attr(str(n.target))
+            return self.values[n]
+
+        if kind in ("call_module", "get_attr"):  # real module code must not re-enter fx
+            with _unpatched():
+                self.values[node] = self._run(kind, target, node, val)
+        else:
+            self.values[node] = self._run(kind, target, node, val)
+        return p
+
+    def _run(self, kind: str, target: Any, node: torch.fx.Node, val: Any) -> Any:
+        a = torch.fx.node.map_arg(node.args, val)
+        kw = torch.fx.node.map_arg(node.kwargs, val)
+        if kind == "placeholder":
+            key = str(target).lstrip("*")
+            v = self.inputs[key] if key in self.inputs else (a[0] if a else None)
+        elif kind == "get_attr":
+            v = self._attr(str(target))
+        elif kind == "call_function":
+            v = target(*a, **kw)
+        elif kind == "call_method":
+            v = getattr(a[0], target)(*a[1:], **kw)
+        elif kind == "call_module":
+            v = self.root.get_submodule(target)(*a, **kw)
+        else:
+            v = None
+        return v
+
+
+def _unpatched() -> Any:
+    """Run real code during tracing without torch.fx's patched ``Module.__call__``."""
+    import contextlib
+
+    from torch.fx import _symbolic_trace
+
+    revert = getattr(_symbolic_trace, "_maybe_revert_all_patches", None)
+    return revert() if revert is not None else contextlib.nullcontext()
+
+
+def _bind_inputs(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> dict[str, Any] | None:
+    import inspect
+
+    try:
+        bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _record_inputs(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, dict[str, Any]]:
+    """The arguments of every submodule's first call during one forward on ``inputs``."""
+    seen: dict[str, dict[str, Any]] = {}
+    handles = []
+
+    def hook(name: str) -> Any:
+        def pre(mod: nn.Module, args: Any, kwargs: Any) -> None:
+            if name not in seen:
+                b = _bind_inputs(mod, args, kwargs)
+                if b is not None:
+                    seen[name] = b
+        return pre
+
+    for name, mod in model.named_modules():
+        if name and not _is_known(mod):
+            handles.append(mod.register_forward_pre_hook(hook(name), with_kwargs=True))
+    try:
+        model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def _concrete_trace(mod: nn.Module, leaves: set[str], inputs: dict[str, Any] | None
+                    ) -> torch.fx.Graph:
+    if inputs is None:
+        return _Tracer(leaves).trace(mod)
+    return _ConcreteTracer(leaves, inputs).trace(mod)
+
+
+def trace_with_fallback(
+    model: nn.Module, leaves: Iterable[str] = (), fallback: bool = True,
+    example_inputs: tuple[Any, ...] | None = None,
+) -> tuple[torch.fx.GraphModule, list[tuple[str, str]]]:
+    """Trace ``model``; modules torch.fx cannot trace (data-dependent control flow) become
+    opaque leaves, one at a time, deepest culprit first. Returns the graph module and the
+    ``(name, reason)`` of every fallback leaf. Without ``fallback`` the first culprit is named
+    in an :class:`UnsupportedModelError`.
     """
     leaves = set(leaves)
-    try:
-        graph = _Tracer(leaves).trace(model)
-        return torch.fx.GraphModule(model, graph)
-    except Exception as exc:  # noqa: BLE001 - tracing raises anything
-        culprit = _find_untraceable(model, leaves)
-        where = f"module {culprit[0]!r} ({culprit[1]})" if culprit else "the model's forward"
-        raise UnsupportedModelError(
-            f"torch.fx could not trace {where}: {type(exc).__name__}: {str(exc)[:300]}. "
-            f"Pass ignored_layers=[{culprit[0]!r}] to treat it as an opaque layer that is not "
-            "pruned, or make its forward free of data-dependent control flow."
-            if culprit else
-            f"torch.fx could not trace the model's forward: {type(exc).__name__}: "
-            f"{str(exc)[:300]}. Make the forward traceable or pass the failing submodule in "
-            "ignored_layers."
-        ) from exc
-
-
-def _find_untraceable(model: nn.Module, leaves: set[str]) -> tuple[str, str] | None:
-    failing: list[tuple[str, str]] = []
-    for name, mod in model.named_modules():
-        if not name or name in leaves or isinstance(mod, KNOWN_PARAM):
-            continue
-        if any(name.startswith(f"{leaf}.") for leaf in leaves):
-            continue
+    added: list[tuple[str, str]] = []
+    root_inputs = None if example_inputs is None else _bind_inputs(model, example_inputs, {})
+    recorded: dict[str, dict[str, Any]] | None = None
+    while True:
         try:
-            _Tracer(set()).trace(mod)
-        except Exception:  # noqa: BLE001
-            failing.append((name, type(mod).__name__))
-    if not failing:
-        return None
-    # deepest failing module: one with no failing descendant
-    names = [n for n, _ in failing]
-    for name, cls in failing:
-        if not any(o.startswith(name + ".") for o in names):
-            return name, cls
-    return failing[0]
+            graph = _concrete_trace(model, leaves, root_inputs)
+            return torch.fx.GraphModule(model, graph), added
+        except Exception as exc:  # noqa: BLE001 - tracing raises anything
+            reason = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+            if recorded is None and example_inputs is not None and fallback:
+                try:
+                    recorded = _record_inputs(model, example_inputs)
+                except Exception:  # noqa: BLE001
+                    recorded = {}
+            culprit = _find_untraceable(model, leaves, recorded or {})
+            if culprit is None or not fallback or len(added) >= MAX_FALLBACK_LEAVES:
+                where = (f"module {culprit[0]!r} ({culprit[1]})" if culprit
+                         else "the model's own forward")
+                hint = (f"Pass frozen_layers=[{culprit[0]!r}] to keep it as an opaque layer, or "
+                        if culprit else "")
+                raise UnsupportedModelError(
+                    f"torch.fx could not trace {where}: {reason}. {hint}make its forward free "
+                    "of data-dependent control flow."
+                ) from exc
+            leaves.add(culprit[0])
+            added.append((culprit[0], f"{culprit[1]}: {reason}"))
+
+
+def _traces(mod: nn.Module, leaves: set[str], inputs: dict[str, Any] | None = None) -> bool:
+    try:
+        _concrete_trace(mod, leaves, inputs)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def _find_untraceable(model: nn.Module, leaves: set[str],
+                      recorded: dict[str, dict[str, Any]] | None = None
+                      ) -> tuple[str, str] | None:
+    """The deepest submodule that fails to trace given ``leaves`` (walking down from the root
+    through failing children); ``None`` if the root's own forward is the culprit."""
+    name, mod = "", model
+    while True:
+        nxt = None
+        for child_name, child in mod.named_children():
+            full = f"{name}.{child_name}" if name else child_name
+            if full in leaves or _is_known(child):
+                continue
+            rel = {leaf[len(full) + 1:] for leaf in leaves if leaf.startswith(f"{full}.")}
+            if recorded and full not in recorded:
+                continue  # not called on the example inputs: not what failed
+            if not _traces(child, rel, (recorded or {}).get(full)):
+                nxt = (full, child)
+                break
+        if nxt is None:
+            return (name, type(mod).__name__) if name else None
+        name, mod = nxt
 
 
 # ----------------------------------------------------------------------------- interpreter
 
 
 class _Analyzer(torch.fx.Interpreter):
-    def __init__(self, gm: torch.fx.GraphModule, ignored: set[str]) -> None:
+    def __init__(self, gm: torch.fx.GraphModule, ignored: set[str],
+                 frozen: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         super().__init__(gm)
         self.S = SlotSet()
         self.ann: dict[torch.fx.Node, Any] = {}
         self.uses: dict[tuple[str, str], Use] = {}
-        self.ignored = ignored
+        self.ignored = ignored  # layers that keep their output units (Torch-Pruning's convention)
+        self.frozen = set(frozen)  # opaque layers: every unit they touch is kept
         self.notes: list[str] = []
         self.mha_heads: dict[str, int] = {}
         self.split_constraints: list[np.ndarray] = []
         self.bindings: list[tuple[str, int, np.ndarray, int]] = []
         self.modules = dict(gm.named_modules())
+        self.originals: dict[str, nn.Module] = dict(self.modules)  # set by analyze()
+        self.constants: set[str] = set()  # fx constants (not attributes of the model)
 
     # -- bookkeeping ------------------------------------------------------------
     def _use(self, name: str, role: str, slots: np.ndarray) -> None:
@@ -352,10 +567,15 @@ class _Analyzer(torch.fx.Interpreter):
             return None
         if n.op == "get_attr":
             if isinstance(out, nn.Parameter) or (_is_tensor(out) and out.dim() >= 1):
-                if n.target in self.ignored or any(
-                    str(n.target).startswith(f"{i}.") for i in self.ignored
+                if n.target in self.frozen or any(
+                    str(n.target).startswith(f"{i}.") for i in self.frozen
                 ):
                     return None
+                if not self._in_model(str(n.target)) or not out.is_floating_point():
+                    return None  # an fx constant (a fresh model lacks it) or an index table
+                owner = self.originals.get(str(n.target).rpartition(".")[0])
+                if isinstance(owner, KNOWN_PARAM):
+                    return None  # a layer's own tensor: its handler prunes it with the layer
                 big = [d for d in range(out.dim()) if out.shape[d] > 1]
                 if not big:
                     return None
@@ -366,7 +586,10 @@ class _Analyzer(torch.fx.Interpreter):
                 return ann
             return None
         if n.op == "call_module":
-            return self._call_module(n, self.modules[str(n.target)], out)
+            res = self._call_module(n, self.modules[str(n.target)], out)
+            if str(n.target) in self.ignored:
+                self._freeze_ann(res)  # an ignored layer keeps its output units
+            return res
         if n.op == "call_function":
             return self._call_function(n, n.target, out, method=False)
         if n.op == "call_method":
@@ -374,14 +597,16 @@ class _Analyzer(torch.fx.Interpreter):
         return None
 
     # -- modules ----------------------------------------------------------------
-    def _call_module(self, n: torch.fx.Node, m: nn.Module, out: Any) -> Any:
-        name = str(n.target)
-        x_node = n.args[0] if n.args else None
+    def _call_module(self, n: torch.fx.Node, m: nn.Module, out: Any, name: str | None = None,
+                     x_node: Any = None, functional: bool = False) -> Any:
+        name = str(n.target) if name is None else name
+        if x_node is None:
+            x_node = n.args[0] if n.args else n.kwargs.get("input")
         x = self._val(x_node)
-        if name in self.ignored:
+        if name in self.frozen:
             self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
             return None
-        if isinstance(m, KNOWN_PARAM) and not _is_known(m):
+        if isinstance(m, KNOWN_PARAM) and not _is_known(m) and not functional:
             raise UnsupportedModelError(
                 f"layer {name!r} ({type(m).__name__}) overrides forward of a known layer type; "
                 f"pass ignored_layers=[{name!r}] or register a handler"
@@ -464,6 +689,10 @@ class _Analyzer(torch.fx.Interpreter):
             return o
         if isinstance(m, nn.MultiheadAttention):
             return self._mha(n, name, m, out)
+        if isinstance(m, RNN):
+            return self._rnn(n, name, m, x_node, out)
+        if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerEncoder)):
+            return self._encoder(name, m, x_node, out)
         if isinstance(m, RESHAPE_MODULES):
             return self._reshape_like(self.ann.get(x_node), x, out)
         if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
@@ -483,6 +712,43 @@ class _Analyzer(torch.fx.Interpreter):
         self.notes.append(f"{name} ({type(m).__name__}): unknown parameter-free layer; frozen")
         self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
         return None
+
+    def _rnn(self, n: torch.fx.Node, name: str, m: nn.RNNBase, x_node: Any, out: Any) -> Any:
+        """LSTM/GRU/RNN: input features, and hidden units shared by every layer/direction."""
+        x = self._val(x_node)
+        seq = out[0] if isinstance(out, tuple) else None
+        if not _is_tensor(x) or not _is_tensor(seq) or getattr(m, "proj_size", 0):
+            self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
+            return None
+        inp = self._channel_ann(x_node, x, -1)
+        self._use(name, "in", inp.slots)
+        hidden = self.S.alloc(m.hidden_size)
+        self._use(name, "hidden", hidden)
+        if len(n.args) > 1 or n.kwargs.get("hx") is not None:  # initial state from outside
+            self.S.freeze(hidden)
+            self._freeze_ann(self._arg_anns((n.args[1:], n.kwargs)))
+        dirs = 2 if m.bidirectional else 1
+        res = Ann((seq.dim() - 1,), np.tile(hidden, dirs))
+        state = out[1]
+        if isinstance(state, tuple):  # LSTM (h, c)
+            return (res, tuple(Ann((s.dim() - 1,), hidden) for s in state))
+        return (res, Ann((state.dim() - 1,), hidden))
+
+    def _encoder(self, name: str, m: nn.Module, x_node: Any, out: Any) -> Any:
+        """nn.TransformerEncoder(Layer): d_model positions pass through (residual); every
+        layer's FFN neurons are a group of their own."""
+        x = self._val(x_node)
+        if not _is_tensor(out):
+            self._freeze_ann(self.ann.get(x_node))
+            return None
+        inp = self._channel_ann(x_node, x, -1)
+        self._use(name, "model", inp.slots)
+        layers = m.layers if isinstance(m, nn.TransformerEncoder) else [m]
+        for i, _layer in enumerate(layers):
+            role = f"ffn{i}" if isinstance(m, nn.TransformerEncoder) else "ffn"
+            self._use(name, role, self.S.alloc(_layer.linear1.out_features))
+        self.mha_heads[name] = layers[0].self_attn.num_heads
+        return Ann((out.dim() - 1,), inp.slots.copy())
 
     def _mha(self, n: torch.fx.Node, name: str, m: nn.MultiheadAttention, out: Any) -> Any:
         args = list(n.args) + [None] * 3
@@ -511,14 +777,19 @@ class _Analyzer(torch.fx.Interpreter):
         args, kwargs = n.args, n.kwargs
         if not method and target is operator.getitem:
             return self._getitem(n, out)
+        if (method and target in _LIKE_METHODS) or (not method and target in _LIKE_FN):
+            return None  # a new tensor that takes only x's shape/dtype: no channels flow
+        if not method and target is operator.setitem:  # in-place write: keep what it touches
+            self._freeze_ann(self._arg_anns((args, kwargs)))
+            return None
         if not _is_tensor(out) and not (
             isinstance(out, (list, tuple)) and out and all(_is_tensor(o) for o in out)
         ):
             return None
         x_node = args[0] if args else None
         a0 = self.ann.get(x_node) if isinstance(x_node, torch.fx.Node) else None
-        if not method and target is torch.nn.functional.layer_norm:
-            return self._f_layer_norm(n, a0, out)
+        if not method and target in _FUNCTIONAL_LAYERS:
+            return self._functional_layer(n, target, out)
         if (method and target in _ELEMENTWISE_METHODS) or (
             not method and (target in _ELEMENTWISE_FN
                             or getattr(target, "__name__", "") in _ELEMENTWISE_NAMES)
@@ -535,6 +806,11 @@ class _Analyzer(torch.fx.Interpreter):
                 return a0
             self.S.freeze(a0.slots)
             return None
+        if (method and target in ("addcmul", "addcdiv")) or (
+                not method and target in (torch.addcmul, torch.addcdiv)):
+            return self._elementwise(list(args[:3]), out)
+        if (method and target == "norm") or (not method and target is torch.norm):
+            return self._reduce(n, a0, out, dim_pos=2)
         if (method and target in _BINARY_METHODS) or (not method and target in _BINARY_FN):
             return self._elementwise([args[0], args[1] if len(args) > 1 else kwargs.get("other")],
                                      out)
@@ -551,6 +827,19 @@ class _Analyzer(torch.fx.Interpreter):
                                                                kwargs.get("chunks"))
             literal = name != "chunk" and not isinstance(sizes, torch.fx.Node)
             return self._split(x_node, dim, out, literal)
+        if (method and target == "roll") or (not method and target is torch.roll):
+            dims = args[2] if len(args) > 2 else kwargs.get("dims")
+            x = self._val(x_node)
+            if not isinstance(a0, Ann) or dims is None:
+                self._freeze_ann(a0)
+                return None
+            dims = [dims] if isinstance(dims, int) else list(dims)
+            if {d % x.dim() for d in dims} & set(a0.dims):
+                self.S.freeze(a0.slots)
+            return a0
+        if (method and target == "unbind") or (not method and target is torch.unbind):
+            dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+            return self._unbind(a0, self._val(x_node), dim, out)
         if (method and target in _RESHAPE_METHODS) or (not method and target in _RESHAPE_FN):
             res = self._reshape_like(a0, self._val(x_node), out)
             if isinstance(res, Ann):
@@ -590,36 +879,89 @@ class _Analyzer(torch.fx.Interpreter):
             self._freeze_ann(anns)
         return None
 
-    def _f_layer_norm(self, n: torch.fx.Node, a: Any, out: Any) -> Any:
-        """``F.layer_norm`` inside a LayerNorm subclass (e.g. torchvision's LayerNorm2d)."""
-        args = list(n.args) + [None] * 4
-        w = args[2] if args[2] is not None else n.kwargs.get("weight")
-        b = args[3] if args[3] is not None else n.kwargs.get("bias")
-        shape = self._val(args[1]) if args[1] is not None else n.kwargs.get("normalized_shape")
-        if not isinstance(a, Ann):
+    def _in_model(self, target: str) -> bool:
+        """``target`` names a tensor attribute of the traced model itself (not an fx constant)."""
+        owner, attr = target.rsplit(".", 1) if "." in target else ("", target)
+        m = self.originals.get(owner)
+        return m is not None and isinstance(getattr(m, attr, None), torch.Tensor) and \
+            (bool(owner) or attr not in self.constants)
+
+    def _functional_layer(self, n: torch.fx.Node, target: Any, out: Any) -> Any:
+        """``F.conv2d``/``F.linear``/``F.batch_norm``/``F.layer_norm``/... called with the
+        parameters of one known module (a subclass with its own ``forward``, e.g. torchvision's
+        ``LayerNorm2d`` or timm's ``BatchNormAct2d``): analyse it as a call of that module, so
+        its weights follow the channels instead of forming groups of their own."""
+        params = [a for a in (*n.args[1:], *n.kwargs.values())
+                  if isinstance(a, torch.fx.Node) and a.op == "get_attr"]
+        owners = {str(p.target).rsplit(".", 1)[0] if "." in str(p.target) else "" for p in params}
+        kinds = _FUNCTIONAL_LAYERS[target]
+        m = self.originals.get(next(iter(owners))) if len(owners) == 1 else None
+        if m is None or not isinstance(m, kinds) or not self._shape_matches(n, target, m):
+            self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
+            self.notes.append(f"{n.name}: {target.__name__} on parameters that are not one known "
+                              "layer's; channels through it kept")
             return None
-        x = self._val(n.args[0])
-        nd = len(shape) if isinstance(shape, (list, tuple)) else 1
-        if not set(range(x.dim() - nd, x.dim())) & set(a.dims):
-            return a
-        owner = None
-        if isinstance(w, torch.fx.Node) and w.op == "get_attr" and str(w.target).endswith(
-            ".weight"
-        ):
-            owner = str(w.target).rsplit(".", 1)[0]
-        m = self.modules.get(owner) if owner else None
-        if nd != 1 or a.dims != (x.dim() - 1,) or not isinstance(m, nn.LayerNorm):
+        owner = next(iter(owners))
+        for p in params:
+            for key in [k for k in self.uses if k[0] == str(p.target)]:
+                del self.uses[key]
+        res = self._call_module(n, m, out, name=owner, x_node=n.args[0], functional=True)
+        if owner in self.ignored:
+            self._freeze_ann(res)
+        return res
+
+    def _shape_matches(self, n: torch.fx.Node, target: Any, m: nn.Module) -> bool:
+        """The functional call uses the module's own configuration (normalized shape, groups)."""
+        if target is torch.nn.functional.layer_norm:
+            shape = self._val(n.args[1]) if len(n.args) > 1 else n.kwargs.get("normalized_shape")
+            return tuple(shape) == tuple(m.normalized_shape)
+        if target is torch.nn.functional.group_norm:
+            g = self._val(n.args[1]) if len(n.args) > 1 else n.kwargs.get("num_groups")
+            return g == m.num_groups
+        if target in (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
+                      torch.nn.functional.conv3d):
+            g = self._val(n.args[6]) if len(n.args) > 6 else n.kwargs.get("groups", 1)
+            return g == m.groups
+        return True
+
+    def _gather(self, a: Ann, x: torch.Tensor, idx_t: tuple[Any, ...], out: Any) -> Any:
+        """Indexing with one index tensor on a dimension that is not a channel dimension
+        (``table[relative_position_index]``): channel dimensions after it shift by the index's
+        extra dimensions. Anything else keeps the channels (frozen)."""
+        adv = [d for d, i in enumerate(idx_t) if isinstance(i, (torch.fx.Node, torch.Tensor,
+                                                                 list))]
+        rest_ok = all(i == slice(None) for d, i in enumerate(idx_t) if d not in adv)
+        if len(adv) != 1 or not rest_ok or Ellipsis in idx_t or adv[0] in a.dims:
             self.S.freeze(a.slots)
-            return a
-        for p in (w, b):
-            if isinstance(p, torch.fx.Node):
-                pa = self.ann.get(p)
-                if isinstance(pa, Ann):
-                    self.S.union_arrays(pa.slots, a.slots)
-                for key in [k for k in self.uses if k[0] == str(p.target)]:
-                    del self.uses[key]
-        self._use(owner, "chan", a.slots)
-        return a
+            return None
+        d = adv[0]
+        index = self._val(idx_t[d])
+        extra = (index.dim() if _is_tensor(index) else np.ndim(index)) - 1
+        if isinstance(index, torch.Tensor) and index.dtype == torch.bool:
+            self.S.freeze(a.slots)
+            return None
+        dims = tuple(e if e < d else e + extra for e in a.dims)
+        if not _is_tensor(out) or any(e >= out.dim() for e in dims) or any(
+                out.shape[e] != x.shape[o] for e, o in zip(dims, a.dims, strict=True)):
+            self.S.freeze(a.slots)
+            return None
+        return Ann(dims, a.slots)
+
+    def _unbind(self, a: Any, x: Any, dim: int, out: Any) -> Any:
+        """``unbind(dim)``: every output keeps the slots at its index along ``dim``."""
+        if not isinstance(a, Ann) or not _is_tensor(x):
+            return None
+        dim = dim % x.dim()
+        res = []
+        for i in range(len(out)):
+            if dim in a.dims:
+                axis = a.dims.index(dim)
+                slots = np.take(a.slots, i, axis=axis)
+                dims = tuple(d - (d > dim) for d in a.dims if d != dim)
+            else:
+                slots, dims = a.slots, tuple(d - (d > dim) for d in a.dims)
+            res.append(Ann(dims, slots) if dims else None)
+        return res
 
     def _getitem(self, n: torch.fx.Node, out: Any) -> Any:
         src, idx = n.args[0], n.args[1]
@@ -639,8 +981,7 @@ class _Analyzer(torch.fx.Interpreter):
         # tensor indexing: map surviving dims; channel dims must be indexed by full slices
         idx_t = idx if isinstance(idx, tuple) else (idx,)
         if any(isinstance(i, (torch.fx.Node, torch.Tensor, list)) for i in idx_t):
-            self.S.freeze(a.slots)
-            return None
+            return self._gather(a, srcv, idx_t, out)
         n_ell = sum(1 for i in idx_t if i is Ellipsis)
         n_real = sum(1 for i in idx_t if i is not None and i is not Ellipsis)
         expanded: list[Any] = []
@@ -652,12 +993,14 @@ class _Analyzer(torch.fx.Interpreter):
         if not n_ell:
             expanded.extend([slice(None)] * (srcv.dim() - n_real))
         dim_map: dict[int, int] = {}
+        picked: dict[int, int] = {}
         src_d = out_d = 0
         for i in expanded:
             if i is None:
                 out_d += 1
                 continue
             if isinstance(i, int):
+                picked[src_d] = i
                 src_d += 1
                 continue
             if isinstance(i, slice):
@@ -670,10 +1013,18 @@ class _Analyzer(torch.fx.Interpreter):
                     return None
                 src_d += 1
                 out_d += 1
-        if any(d not in dim_map for d in a.dims):
+        slots, dims = a.slots, list(a.dims)
+        for d in sorted(picked, reverse=True):  # an integer index selects those slots
+            if d in dims:
+                axis = dims.index(d)
+                slots = np.take(slots, picked[d], axis=axis)
+                dims.pop(axis)
+        if not dims:
+            return None
+        if any(d not in dim_map for d in dims):
             self.S.freeze(a.slots)
             return None
-        return Ann(tuple(dim_map[d] for d in a.dims), a.slots)
+        return Ann(tuple(dim_map[d] for d in dims), slots)
 
     def _bind_literals(self, n: torch.fx.Node, res: Ann, out: torch.Tensor) -> None:
         """A literal size in ``view``/``reshape`` that equals a channel-like dimension usually
@@ -843,12 +1194,13 @@ class _Analyzer(torch.fx.Interpreter):
         order = np.argsort(new_dims)
         return Ann(tuple(sorted(new_dims)), np.transpose(a.slots, order))
 
-    def _reduce(self, n: torch.fx.Node, a: Any, out: Any) -> Any:
+    def _reduce(self, n: torch.fx.Node, a: Any, out: Any, dim_pos: int = 1) -> Any:
         if not isinstance(a, Ann):
             return None
         x = self._val(n.args[0])
-        dim = n.kwargs.get("dim", self._val(n.args[1]) if len(n.args) > 1 else None)
-        keep = n.kwargs.get("keepdim", self._val(n.args[2]) if len(n.args) > 2 else False)
+        dim = n.kwargs.get("dim", self._val(n.args[dim_pos]) if len(n.args) > dim_pos else None)
+        keep = n.kwargs.get("keepdim", self._val(n.args[dim_pos + 1])
+                            if len(n.args) > dim_pos + 1 else False)
         if dim is None:
             self.S.freeze(a.slots)
             return None
@@ -965,14 +1317,59 @@ def _same_shape(a: Any, b: Any) -> bool:
 # ----------------------------------------------------------------------------- public
 
 
+def split_ignored(model: nn.Module, names: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Split ignored layer names into (known layers that keep their outputs, opaque layers).
+
+    A known layer (Conv, Linear, norms, ...) keeps its output units while its inputs follow the
+    layer before (Torch-Pruning's ``ignored_layers``); a container stands for the known layers
+    inside it; a custom layer with its own parameters is kept whole (opaque).
+    """
+    mods = dict(model.named_modules())
+    ignored: set[str] = set()
+    opaque: set[str] = set()
+    for name in names:
+        m = mods[name]
+        if _is_known(m):
+            ignored.add(name)
+            continue
+        if isinstance(m, KNOWN_PARAM) or any(True for _ in m.parameters(recurse=False)) \
+                or not any(True for _ in m.children()):
+            opaque.add(name)
+            continue
+        for sub_name, sub in m.named_modules(prefix=name):
+            if sub_name == name or any(sub_name.startswith(f"{o}.") for o in opaque):
+                continue
+            if _is_known(sub):
+                ignored.add(sub_name)
+            elif isinstance(sub, KNOWN_PARAM) or any(True for _ in sub.parameters(recurse=False)):
+                opaque.add(sub_name)
+    return ignored, opaque
+
+
 def analyze(
-    model: nn.Module, example_inputs: Any, ignored_layers: Iterable[str | nn.Module] = ()
+    model: nn.Module, example_inputs: Any, ignored_layers: Iterable[str | nn.Module] = (),
+    frozen_layers: Iterable[str | nn.Module] = (),
 ) -> DependencyGraph:
-    """Trace ``model`` and return its :class:`DependencyGraph` (groups of coupled units)."""
-    ignored = resolve_names(model, ignored_layers)
-    gm = trace(model, leaves=ignored)
+    """Trace ``model`` and return its :class:`DependencyGraph` (groups of coupled units).
+
+    ``ignored_layers`` keep their output units (their inputs still follow the layer before);
+    ``frozen_layers`` are opaque: every unit they read or write is kept.
+    """
+    ignored, opaque = split_ignored(model, resolve_names(model, ignored_layers, "ignored_layers"))
+    frozen = resolve_names(model, frozen_layers, "frozen_layers") | opaque
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    an = _Analyzer(gm, ignored)
+    before = set(model.__dict__)
+    with eval_mode(model), torch.no_grad():
+        gm, fallback = trace_with_fallback(model, leaves=frozen, example_inputs=inputs)
+    constants = [k for k in model.__dict__ if k not in before]
+    for k in constants:  # torch.fx parks tensors created in forward on the traced root
+        delattr(model, k)
+    frozen |= {name for name, _ in fallback}
+    an = _Analyzer(gm, ignored, frozen)
+    an.originals = dict(model.named_modules())
+    an.constants = set(constants)
+    an.notes += [f"{name}: torch.fx cannot trace it ({why}); kept unchanged as an opaque layer"
+                 for name, why in fallback]
     with eval_mode(model), torch.no_grad():
         gm.eval()
         an.run(*inputs)
@@ -997,8 +1394,9 @@ def analyze(
             x = gparent[x]
         return x
 
-    for units in unit_of_use.values():
-        live = [int(u) for u in np.unique(units) if not S.is_frozen_root(int(u))]
+    uniq_of_use = {k: np.unique(units).tolist() for k, units in unit_of_use.items()}
+    for uniq in uniq_of_use.values():
+        live = [u for u in uniq if not S.is_frozen_root(u)]
         for u in live[1:]:
             ra, rb = gfind(live[0]), gfind(u)
             if ra != rb:
@@ -1006,16 +1404,22 @@ def analyze(
     members: dict[int, list[int]] = {}
     for u in list(gparent):
         members.setdefault(gfind(u), []).append(u)
-    all_units = {int(u) for units in unit_of_use.values() for u in np.unique(units)}
+    all_units = {u for uniq in uniq_of_use.values() for u in uniq}
     frozen_units = sum(1 for u in all_units if S.is_frozen_root(u))
+    uses_of_root: dict[int, list[tuple[str, str]]] = {}
+    for k, uniq in uniq_of_use.items():
+        for r in dict.fromkeys(gfind(u) for u in uniq if u in gparent):
+            uses_of_root.setdefault(r, []).append(k)
     groups: list[Group] = []
-    for gi, (_root, units) in enumerate(sorted(members.items(), key=lambda kv: min(kv[1]))):
-        uset = set(units)
-        g_uses = [k for k, us in unit_of_use.items() if uset & {int(x) for x in np.unique(us)}]
+    for root, units in sorted(members.items(), key=lambda kv: min(kv[1])):
+        g_uses = uses_of_root.get(root, [])
+        if all(k[1].startswith("param:") for k in g_uses):
+            continue  # tensors no layer reads along this dimension: nothing to couple them to
+        gi = len(groups)
         order = _unit_order(units, [unit_of_use[k] for k in g_uses])
         grp = Group(gi, order, g_uses)
         for k in g_uses:
-            if k[0] in an.mha_heads and k[1] == "in":
+            if k[0] in an.mha_heads and k[1] in ("in", "model"):
                 h = an.mha_heads[k[0]]
                 us = unit_of_use[k]
                 per = len(us) // h
@@ -1040,6 +1444,7 @@ def _unit_order(units: list[int], arrays: list[np.ndarray]) -> list[int]:
 
 
 WIDTH_ATTR_NAMES = (*HEAD_ATTR_NAMES, *INNER_ATTR_NAMES, "head_dim", "hidden_dim", "embed_dim",
+                    "attn_dim", "all_head_dim", "qkv_dim", "key_dim", "val_dim", "dim_head",
                     "d_model", "hidden_size", "dim", "width", "channels", "num_channels",
                     "n_embd", "attention_head_size", "head_size", "d_head", "d_k")
 
@@ -1058,20 +1463,28 @@ def _attribute_bindings(
         if m is None or key in done:
             continue
         done.add(key)
+        roots = S.roots(slots)
+        if roots.shape[axis] > 1 and (np.take(roots, [0], axis=axis) == roots).all():
+            continue  # units do not vary along this axis (e.g. the q/k/v axis): it never shrinks
         for attr in WIDTH_ATTR_NAMES:  # one attribute per literal, in order of preference
             v = getattr(m, attr, None)
             if (isinstance(v, int) and not isinstance(v, bool) and v == value
                     and (owner, attr) not in bound):
                 bound.add((owner, attr))
-                out.append((owner, attr, value, S.roots(slots), axis))
+                out.append((owner, attr, value, roots, axis))
                 break
     return out
 
 
-def resolve_names(model: nn.Module, layers: Iterable[str | nn.Module]) -> set[str]:
+def resolve_names(model: nn.Module, layers: Iterable[str | nn.Module] | None,
+                  arg: str = "ignored_layers") -> set[str]:
     """Module names of ``layers`` (names or module objects) inside ``model``."""
     from prunekit.errors import InvalidParameterError
 
+    if layers is None:
+        return set()
+    if isinstance(layers, (str, nn.Module)):
+        layers = [layers]
     by_id = {id(m): n for n, m in model.named_modules()}
     names = set(by_id.values())
     out: set[str] = set()
@@ -1079,19 +1492,19 @@ def resolve_names(model: nn.Module, layers: Iterable[str | nn.Module]) -> set[st
         if isinstance(layer, nn.Module):
             if id(layer) not in by_id:
                 raise InvalidParameterError(
-                    f"ignored_layers: module {type(layer).__name__} is not part of the model"
+                    f"{arg}: module {type(layer).__name__} is not part of the model"
                 )
             out.add(by_id[id(layer)])
         elif isinstance(layer, str):
             if layer not in names:
                 raise InvalidParameterError(
-                    f"ignored_layers: no module named {layer!r}; accepted values are names from "
+                    f"{arg}: no module named {layer!r}; accepted values are names from "
                     "model.named_modules()"
                 )
             out.add(layer)
         else:
             raise InvalidParameterError(
-                f"ignored_layers entries must be module names or modules, got {layer!r}"
+                f"{arg} entries must be module names or modules, got {layer!r}"
             )
     # ignoring a container ignores what is inside it
     return out

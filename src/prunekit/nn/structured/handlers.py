@@ -8,6 +8,7 @@ how to keep only some positions (:meth:`Handler.prune`), updating attributes suc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +54,17 @@ def _take(module: nn.Module, attr: str, dim: int, keep: torch.Tensor) -> None:
     _set(module, attr, t.data.index_select(dim, keep.to(t.device)))
 
 
+def _take_extra(module: nn.Module, n_old: int, keep: torch.Tensor,
+                known: tuple[str, ...] = ("weight", "bias")) -> None:
+    """Extra per-output tensors of a layer subclass (e.g. the ``gain`` of a weight-standardised
+    conv): parameters/buffers other than ``known`` whose first dimension is the output width."""
+    for attr in [*module._parameters, *module._buffers]:
+        t = getattr(module, attr, None)
+        if attr not in known and isinstance(t, torch.Tensor) and t.dim() and \
+                t.shape[0] == n_old and t.is_floating_point():
+            _take(module, attr, 0, keep)
+
+
 class Handler:
     """Base class: subclasses implement :meth:`slices` and :meth:`prune`."""
 
@@ -77,6 +89,7 @@ class ConvHandler(Handler):
 
     def prune(self, m: nn.Module, role: str, keep: torch.Tensor) -> None:
         if role == "out":
+            _take_extra(m, m.out_channels, keep)
             _take(m, "weight", 0, keep)
             _take(m, "bias", 0, keep)
             m.out_channels = len(keep)
@@ -112,6 +125,7 @@ class LinearHandler(Handler):
 
     def prune(self, m: nn.Module, role: str, keep: torch.Tensor) -> None:
         if role == "out":
+            _take_extra(m, m.out_features, keep)
             _take(m, "weight", 0, keep)
             _take(m, "bias", 0, keep)
             m.out_features = len(keep)
@@ -161,6 +175,19 @@ class MultiheadAttentionHandler(Handler):
 
     def prune(self, m: nn.Module, role: str, keep: torch.Tensor) -> None:
         e = m.embed_dim
+        n = len(keep)
+        if n % m.num_heads:
+            raise UnsupportedModelError(
+                f"MultiheadAttention: {n} kept positions do not divide into {m.num_heads} heads"
+            )
+        # the softmax scale is 1/sqrt(head_dim): fold sqrt(new/old head_dim) into the query
+        # projection so that the attention logits of the kept dimensions stay the same
+        fold = math.sqrt((n // m.num_heads) / m.head_dim)
+        with torch.no_grad():
+            if m.in_proj_weight is not None:
+                m.in_proj_weight[:e].mul_(fold)
+            if m.in_proj_bias is not None:
+                m.in_proj_bias[:e].mul_(fold)
         rows = torch.cat([keep, keep + e, keep + 2 * e])
         _take(m, "in_proj_weight", 0, rows)
         _take(m, "in_proj_weight", 1, keep)
@@ -171,11 +198,6 @@ class MultiheadAttentionHandler(Handler):
         _take(op, "weight", 0, keep)
         _take(op, "weight", 1, keep)
         _take(op, "bias", 0, keep)
-        n = len(keep)
-        if n % m.num_heads:
-            raise UnsupportedModelError(
-                f"MultiheadAttention: {n} kept positions do not divide into {m.num_heads} heads"
-            )
         op.in_features = op.out_features = n
         m.embed_dim = m.kdim = m.vdim = n
         m.head_dim = n // m.num_heads
@@ -251,3 +273,121 @@ def per_position(
         parts = [reduce(t[i * n:(i + 1) * n].reshape(n, -1)) for i in range(s.chunks)]
         return torch.stack(parts).sum(0)
     return reduce(t.reshape(t.shape[0], -1))
+
+
+# ----------------------------------------------------------------------------- recurrent
+
+
+def _rnn_gates(m: nn.RNNBase) -> int:
+    return {"LSTM": 4, "GRU": 3}.get(m.mode, 1)
+
+
+def _rnn_names(m: nn.RNNBase) -> list[tuple[int, str]]:
+    dirs = 2 if m.bidirectional else 1
+    return [(layer, f"_l{layer}{'_reverse' if d else ''}") for layer in range(m.num_layers)
+            for d in range(dirs)]
+
+
+class RNNHandler(Handler):
+    """LSTM / GRU / RNN: ``"in"`` = input features; ``"hidden"`` = hidden units of every layer
+    and direction together (all gates of a unit, and the next layer's inputs from both
+    directions), so ``hidden_size`` stays one number."""
+
+    def slices(self, m: nn.Module, role: str) -> list[Slice]:
+        if role == "in":
+            return [Slice(f"weight_ih{sfx}", 1) for layer, sfx in _rnn_names(m) if layer == 0]
+        g, dirs = _rnn_gates(m), 2 if m.bidirectional else 1
+        out = []
+        for layer, sfx in _rnn_names(m):
+            out += [Slice(f"weight_ih{sfx}", 0, chunks=g), Slice(f"weight_hh{sfx}", 0, chunks=g),
+                    Slice(f"weight_hh{sfx}", 1), Slice(f"bias_ih{sfx}", 0, chunks=g),
+                    Slice(f"bias_hh{sfx}", 0, chunks=g)]
+            if layer > 0:
+                out.append(Slice(f"weight_ih{sfx}", 1, chunks=dirs))
+        return out
+
+    def prune(self, m: nn.Module, role: str, keep: torch.Tensor) -> None:
+        if role == "in":
+            for layer, sfx in _rnn_names(m):
+                if layer == 0:
+                    _take(m, f"weight_ih{sfx}", 1, keep)
+            m.input_size = len(keep)
+        else:
+            h, g, dirs = m.hidden_size, _rnn_gates(m), 2 if m.bidirectional else 1
+            rows = torch.cat([keep + i * h for i in range(g)])
+            cols = torch.cat([keep + d * h for d in range(dirs)])
+            for layer, sfx in _rnn_names(m):
+                _take(m, f"weight_ih{sfx}", 0, rows)
+                _take(m, f"weight_hh{sfx}", 0, rows)
+                _take(m, f"weight_hh{sfx}", 1, keep)
+                _take(m, f"bias_ih{sfx}", 0, rows)
+                _take(m, f"bias_hh{sfx}", 0, rows)
+                if layer > 0:
+                    _take(m, f"weight_ih{sfx}", 1, cols)
+            m.hidden_size = len(keep)
+        m._init_flat_weights()
+
+
+register_handler(nn.RNNBase, RNNHandler())
+
+
+# ----------------------------------------------------------------------------- transformer
+
+
+def _prefixed(prefix: str, slices: list[Slice]) -> list[Slice]:
+    return [Slice(f"{prefix}.{s.attr}", s.dim, s.chunks, s.groups) for s in slices]
+
+
+class TransformerEncoderLayerHandler(Handler):
+    """``nn.TransformerEncoderLayer``: ``"model"`` = the ``d_model`` positions (attention input
+    and output, both norms, FFN input and output); ``"ffn"`` = the ``dim_feedforward`` neurons."""
+
+    def slices(self, m: nn.Module, role: str) -> list[Slice]:
+        if role == "ffn":
+            return [Slice("linear1.weight", 0), Slice("linear1.bias", 0),
+                    Slice("linear2.weight", 1)]
+        return (_prefixed("self_attn", MultiheadAttentionHandler().slices(m.self_attn, "in"))
+                + [Slice("linear1.weight", 1), Slice("linear2.weight", 0),
+                   Slice("linear2.bias", 0), Slice("norm1.weight", 0), Slice("norm1.bias", 0),
+                   Slice("norm2.weight", 0), Slice("norm2.bias", 0)])
+
+    def prune(self, m: nn.Module, role: str, keep: torch.Tensor) -> None:
+        if role == "ffn":
+            LinearHandler().prune(m.linear1, "out", keep)
+            LinearHandler().prune(m.linear2, "in", keep)
+            return
+        MultiheadAttentionHandler().prune(m.self_attn, "in", keep)
+        LinearHandler().prune(m.linear1, "in", keep)
+        LinearHandler().prune(m.linear2, "out", keep)
+        NormHandler().prune(m.norm1, "chan", keep)
+        NormHandler().prune(m.norm2, "chan", keep)
+
+
+class TransformerEncoderHandler(Handler):
+    """``nn.TransformerEncoder``: ``"model"`` across all layers and the final norm;
+    ``"ffn<i>"`` = the FFN neurons of layer ``i``."""
+
+    def slices(self, m: nn.Module, role: str) -> list[Slice]:
+        h = TransformerEncoderLayerHandler()
+        if role.startswith("ffn"):
+            i = int(role[3:])
+            return _prefixed(f"layers.{i}", h.slices(m.layers[i], "ffn"))
+        out = [s for i, layer in enumerate(m.layers)
+               for s in _prefixed(f"layers.{i}", h.slices(layer, "model"))]
+        if m.norm is not None:
+            out += [Slice("norm.weight", 0), Slice("norm.bias", 0)]
+        return out
+
+    def prune(self, m: nn.Module, role: str, keep: torch.Tensor) -> None:
+        h = TransformerEncoderLayerHandler()
+        if role.startswith("ffn"):
+            h.prune(m.layers[int(role[3:])], "ffn", keep)
+            return
+        for layer in m.layers:
+            h.prune(layer, "model", keep)
+        if m.norm is not None:
+            NormHandler().prune(m.norm, "chan", keep)
+
+
+register_handler(nn.TransformerEncoderLayer, TransformerEncoderLayerHandler())
+register_handler(nn.TransformerEncoder, TransformerEncoderHandler())
