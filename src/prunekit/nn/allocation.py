@@ -123,6 +123,11 @@ def solve(
     if method == "greedy":
         return _greedy(options, required)
     unit = required / buckets
+    top = {n: int(np.argmax(o[2])) for n, o in options.items()}
+    if sum(_bucket(options[n][2][j], unit, buckets) for n, j in top.items()) < buckets:
+        # the target is within the flooring error of the largest saving: only the largest
+        # options reach it (their true saving is >= required, checked above)
+        return top
     history = [np.full(buckets + 1, math.inf)]
     history[0][0] = 0.0
     choice = np.zeros((len(names), buckets + 1), dtype=np.int32)

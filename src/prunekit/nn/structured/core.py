@@ -479,13 +479,15 @@ def prune(
     excluded: set[int] = set()  # units of groups whose removal breaks the model
     state = {"work": work}
 
+    # what the bisection variable of allocation="sensitivity" spends (fixed before `ratio`
+    # is reassigned below)
+    resource = "units" if ratio is not None else "params" if target_params is not None else "macs"
+
     def build(r: float, inplace: bool = False) -> tuple[nn.Module, dict[str, Any], set[int]]:
         gr = None
         if allocation == "sensitivity":  # issue 14: per-group ratios from sensitivity curves
             from prunekit.nn.allocation import group_ratios
 
-            resource = ("units" if ratio is not None else
-                        "params" if target_params is not None else "macs")
             gr = group_ratios(graph, sensitivity, r, resource=resource, max_ratio=max_ratio)
         removed = select_units(graph, scores, r, allocation=allocation, round_to=round_to,
                                min_channels=min_channels, max_ratio=max_ratio,

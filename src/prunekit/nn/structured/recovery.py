@@ -352,7 +352,7 @@ def prune_calibrated(
     from prunekit.metrics import count_macs
 
     from . import core
-    from .graph import analyze
+    from .graph import analyze, resolve_names
     from .importance import unit_scores
 
     check_choice("criterion", criterion, CALIBRATED_CRITERIA)
@@ -365,9 +365,10 @@ def prune_calibrated(
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     calib = calibration_inputs(data, max_inputs)
+    ignored = sorted(resolve_names(model, ignored_layers, "ignored_layers"))  # before the copy
     work = copy.deepcopy(model)
     inputs = core._as_tuple(example_inputs)
-    graph = analyze(work, inputs, ignored_layers)
+    graph = analyze(work, inputs, ignored)
     base, notes = unit_scores(work, graph, "l2" if criterion == "activation" else criterion)
     scores = activation_scores(work, graph, calib, base) if criterion == "activation" else base
     macs0, params0 = count_macs(work, inputs), core.count_params(work)
@@ -416,8 +417,9 @@ def prune_calibrated(
         if n_bn:
             notes.append(f"BatchNorm statistics of {n_bn} layers re-estimated")
     pruned.train(model.training)
-    rep = core._report(work, pruned, graph, removed, plan, criterion, allocation, r_used,
-                       list(graph.notes) + notes, macs0, params0, inputs, ignored_layers, False)
+    rep = core._report(pruned, graph, removed, plan, criterion, allocation, r_used,
+                       list(graph.notes) + notes, (macs0, count_macs(pruned, inputs)),
+                       (params0, core.state_bytes(work)), inputs, ignored, (), None, False)
     return pruned, rep
 
 
