@@ -68,12 +68,20 @@ def rank_by_kappa(
     if N == 1:
         return np.zeros(1, dtype=np.int64)
     kappa = pairwise_kappa(M)
-    iu, ju = np.triu_indices(N, k=1)
-    pair_order = np.argsort(kappa[iu, ju], kind="stable")
-    seq = np.stack([iu[pair_order], ju[pair_order]], axis=1).ravel()
-    _, first = np.unique(seq, return_index=True)
-    order = seq[np.sort(first)]
-    return order[:n_steps]
+    # Walking the pairs in increasing kappa, a member first appears in its own lowest-kappa pair,
+    # so the order is the members sorted by that pair (kappa, then pair index, then position in
+    # the pair): O(N^2) numbers but no sort of the N^2/2 pairs. Same order as the pair walk.
+    upper = np.triu(np.ones((N, N), dtype=bool), k=1)
+    K = np.where(upper, kappa, kappa.T)  # the upper triangle's value for both (i, j) and (j, i)
+    np.fill_diagonal(K, np.inf)
+    kmin = K.min(axis=1)
+    partner = np.argmax(kmin[:, None] == K, axis=1)  # smallest partner at the minimum
+    me = np.arange(N)
+    first = np.minimum(me, partner)
+    second = np.maximum(me, partner)
+    pos = (partner < me).astype(np.int64)
+    order = np.lexsort((pos, second, first, kmin))
+    return order[:n_steps].astype(np.int64)
 
 
 def reduce_error(
