@@ -22,6 +22,7 @@ from prunekit.ensembles._members import (
 )
 from prunekit.ensembles._rebuild import rebuild
 from prunekit.ensembles._scoring import prefix_scores, subset_score
+from prunekit.ensembles.members_pruning import prune_members
 from prunekit.ensembles.prune import (
     METHODS,
     EnsemblePruneReport,
@@ -42,6 +43,7 @@ __all__ = [
     "ensemble_kind",
     "prefix_scores",
     "prune_ensemble",
+    "prune_members",
     "rebuild",
     "resolve_size",
     "subset_score",

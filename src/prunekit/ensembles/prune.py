@@ -345,6 +345,15 @@ def prune_ensemble(
     metric_vals = _to_metric(M, raw)
     full_score = float(_to_metric(M, np.array([subset_score(M, np.arange(total))]))[0])
     after_score = float(_to_metric(M, np.array([subset_score(M, kept)]))[0])
+    if classifier and method != "random" and full_score >= NO_SIGNAL_ACCURACY:
+        msg = (
+            f"the full ensemble is {full_score:.3f} accurate on the {report_data(use_oob)}: "
+            "it gives the selection almost no signal (every subset looks equally good). Select on "
+            "out-of-bag data (use_oob=True with the training set), on held-out data, or prune the "
+            "members first (prunekit.ensembles.prune_members)"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        extra_notes.append(msg)
     pruned, notes = rebuild(model, kept)
     notes = [*extra_notes, *notes]
     report = EnsemblePruneReport(
@@ -367,6 +376,14 @@ def prune_ensemble(
     )
     pruned.prune_report_ = report  # type: ignore[attr-defined]
     return pruned
+
+
+#: Selection-set accuracy of the full ensemble at or above which prune_ensemble warns.
+NO_SIGNAL_ACCURACY = 0.99
+
+
+def report_data(use_oob: bool) -> str:
+    return "out-of-bag data" if use_oob else "selection data"
 
 
 def _check_members(
