@@ -367,6 +367,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="only the time-vs-members table (100/500/2000 members)")
     ap.add_argument("--literature", action="store_true",
                     help="only the literature-protocol W/T/L table (pruned members, OOB)")
+    ap.add_argument("--refine", action="store_true",
+                    help="only the leaf-refinement table (LR, LR+L1 vs plain selection)")
     args = ap.parse_args(argv)
     if args.scaling:
         rows = scaling(args.quick)
@@ -374,6 +376,13 @@ def main(argv: list[str] | None = None) -> None:
               "time ~ N^b):\n")
         print(markdown(rows))
         atomic_write_json(args.out.with_name("ensembles_scaling.json"), {"rows": rows})
+        return
+    if args.refine:
+        rows = refinement(args.quick)
+        print("Leaf refinement at equal memory (RandomForest max_depth=8; test accuracy, mean "
+              "over seeds):\n")
+        print(markdown(rows))
+        atomic_write_json(args.out.with_name("ensembles_refine.json"), {"rows": rows})
         return
     if args.literature:
         literature_main(args.quick, args.out)
@@ -428,6 +437,49 @@ def main(argv: list[str] | None = None) -> None:
             "records": records,
         },
     )
+
+
+def refinement(quick: bool = False) -> list[dict]:
+    """Leaf refinement at equal memory: a 100-tree RandomForest (max_depth 8) cut to 10 trees by
+    reduce_error (validation split) with and without LR (leaves refit on the training split),
+    LR+L1 (joint L1 selection of 10 trees + LR, training split), and random 10 trees + LR.
+    Same number of trees and nodes per column except "full"; mean test accuracy over seeds."""
+    from prunekit.ensembles import prune_lr_l1, refine_leaves
+
+    names = ("breast_cancer", "wine") if quick else DATASETS
+    seeds = [0] if quick else [0, 1, 2]
+    n, k = (30, 5) if quick else (100, 10)
+    rows = []
+    for name in names:
+        acc: dict[str, list[float]] = {}
+        nodes: dict[str, list[float]] = {}
+        for seed in seeds:
+            d = load(name, seed)
+            rf = RandomForestClassifier(n_estimators=n, max_depth=8, n_jobs=2, random_state=seed)
+            rf.fit(d.X_train, d.y_train).set_params(n_jobs=1)
+            sel = prune_ensemble(rf, "reduce_error", size=k, X_val=d.X_val, y_val=d.y_val)
+            rnd = prune_ensemble(rf, "random", size=k, X_val=d.X_val, y_val=d.y_val,
+                                 random_state=seed)
+            models = {
+                f"full ({n})": rf,
+                f"reduce_error {k}": sel,
+                f"reduce_error {k} + LR": refine_leaves(sel, d.X_train, d.y_train),
+                f"LR+L1 {k}": prune_lr_l1(rf, d.X_train, d.y_train, size=k),
+                f"random {k} + LR": refine_leaves(rnd, d.X_train, d.y_train),
+            }
+            for label, m in models.items():
+                acc.setdefault(label, []).append(float(np.mean(m.predict(d.X_test) == d.y_test)))
+                nodes.setdefault(label, []).append(
+                    float(sum(t.tree_.node_count for t in m.estimators_)))
+        row = {"data set": name}
+        row.update({lab: float(np.mean(v)) for lab, v in acc.items()})
+        rows.append(row)
+        print(f"  {name}: " + ", ".join(f"{lab} {np.mean(v):.0f} nodes" for lab, v in
+                                         nodes.items()), file=sys.stderr, flush=True)
+    mean = {"data set": "mean"}
+    mean.update({lab: float(np.mean([r[lab] for r in rows]))
+                 for lab in rows[0] if lab != "data set"})
+    return [*rows, mean]
 
 
 LIT_DATASETS = (
@@ -510,20 +562,22 @@ def literature(quick: bool = False) -> list[dict]:
     return rows
 
 
-def wtl(rows: list[dict], tol: float = 1e-9) -> list[dict]:
-    """Wins/ties/losses of each 20 % sub-ensemble against the full ensemble over the data sets,
+def wtl(rows: list[dict], tol: float = 1e-9, baseline: str = "full") -> list[dict]:
+    """Wins/ties/losses of each 20 % sub-ensemble against ``baseline`` over the data sets,
     with a two-sided paired Wilcoxon signed-rank test on the per-data-set mean accuracies."""
     from scipy.stats import wilcoxon
 
-    full = np.array([r["full"] for r in rows])
+    full = np.array([r[baseline] for r in rows])
     out = []
-    for method in ("unpruned members", *LIT_METHODS):
+    label = ("full pruned-CART bagging" if baseline == "full" else "bagging of unpruned trees")
+    others = ("unpruned members", *LIT_METHODS) if baseline == "full" else LIT_METHODS
+    for method in others:
         a = np.array([r[method] for r in rows])
         d = a - full
         w, t, lose = int(np.sum(d > tol)), int(np.sum(np.abs(d) <= tol)), int(np.sum(d < -tol))
         p = float(wilcoxon(a, full, zero_method="zsplit").pvalue) if np.any(d != 0) else 1.0
         out.append({
-            "method (vs full pruned-CART bagging)": method,
+            f"method (vs {label})": method,
             "W/T/L": f"{w}/{t}/{lose}",
             "at least as accurate": f"{w + t}/{len(rows)} ({100 * (w + t) / len(rows):.0f} %)",
             "mean diff (points)": 100 * float(d.mean()),
@@ -536,15 +590,19 @@ def literature_main(quick: bool, out: Path) -> None:
     t0 = time.perf_counter()
     rows = literature(quick)
     summary = wtl(rows)
+    vs_unpruned = wtl(rows, baseline="unpruned members")
     print("Literature protocol: Bagging of CART pruned by cost-complexity (alpha per member on its "
           "OOB rows), 20 % sub-ensembles ordered on OOB data; test accuracy, mean over seeded "
           "2/3-1/3 splits:\n")
     print(markdown(rows))
     print()
     print(markdown(summary))
+    print()
+    print(markdown(vs_unpruned))
     print(f"\ntotal time {time.perf_counter() - t0:.0f}s")
     atomic_write_json(out.with_name("ensembles_literature.json"),
-                      {"quick": quick, "per_dataset": rows, "summary": summary})
+                      {"quick": quick, "per_dataset": rows, "summary": summary,
+                       "vs_unpruned_bagging": vs_unpruned})
 
 
 if __name__ == "__main__":
