@@ -27,12 +27,9 @@ def prediction_distances(M: MemberMatrix) -> np.ndarray:
     valid = M.valid.astype(np.float64)
     both = valid @ valid.T
     if M.task == "classification":
-        N, n, C = M.n_members, M.n_samples, M.n_classes
-        onehot = np.zeros((N, n, C), dtype=np.float32)
-        onehot[np.arange(N)[:, None], np.arange(n)[None, :], M.labels] = 1.0
-        onehot *= M.valid[:, :, None]
-        flat = onehot.reshape(N, n * C)
-        agree = (flat @ flat.T).astype(np.float64)
+        from prunekit.ensembles.ordering import label_agreement
+
+        agree = label_agreement(M)
         dist = 1.0 - np.divide(agree, both, out=np.zeros_like(agree), where=both > 0)
     else:
         v = np.where(M.valid, M.labels, 0.0)

@@ -31,6 +31,30 @@ def rank_by_accuracy(
     return _stable_argsort_desc(individual_scores(M))[:n_steps]
 
 
+def label_agreement(M: MemberMatrix) -> np.ndarray:
+    """``[N, N]`` number of samples (usable by both) on which two members predict the same label.
+
+    A one-hot product over (sample, class) columns, restricted to the columns some member uses
+    and without the columns every member shares (those add the same count to every pair), so
+    the product is over far fewer than ``n_samples * n_classes`` columns when members mostly
+    agree. Exact.
+    """
+    N, n, C = M.n_members, M.n_samples, M.n_classes
+    cols = M.labels.astype(np.int64) + C * np.arange(n, dtype=np.int64)[None, :]
+    valid = M.valid
+    used, inverse = np.unique(cols[valid], return_inverse=True)
+    members = np.broadcast_to(np.arange(N)[:, None], (N, n))[valid]
+    per_col = np.bincount(inverse, minlength=used.size)
+    shared = per_col == N  # every member predicts this label here: +1 for every pair
+    keep = np.flatnonzero(~shared)
+    new_col = np.full(used.size, -1, dtype=np.int64)
+    new_col[keep] = np.arange(keep.size)
+    onehot = np.zeros((N, keep.size), dtype=np.float32)
+    sel = new_col[inverse] >= 0
+    onehot[members[sel], new_col[inverse][sel]] = 1.0
+    return (onehot @ onehot.T).astype(np.float64) + float(shared.sum())
+
+
 def pairwise_kappa(M: MemberMatrix) -> np.ndarray:
     """Cohen's kappa agreement between every pair of members' label predictions ``[N, N]``.
 
@@ -38,20 +62,18 @@ def pairwise_kappa(M: MemberMatrix) -> np.ndarray:
     agreement expected by chance from each member's class frequencies (Cohen 1960). With an OOB
     mask, theta1 is measured on the samples both members may use.
     """
-    N, n, C = M.n_members, M.n_samples, M.n_classes
+    N, C = M.n_members, M.n_classes
     valid = M.valid.astype(np.float32)
-    onehot = np.zeros((N, n, C), dtype=np.float32)
-    onehot[np.arange(N)[:, None], np.arange(n)[None, :], M.labels] = 1.0
-    onehot *= valid[:, :, None]
-    flat = onehot.reshape(N, n * C)
-    agree = flat @ flat.T
-    both = valid @ valid.T
+    agree = label_agreement(M)
+    both = (valid @ valid.T).astype(np.float64)
     theta1 = np.divide(agree, both, out=np.zeros_like(agree), where=both > 0)
-    freq = onehot.sum(axis=1) / np.maximum(valid.sum(axis=1), 1.0)[:, None]
+    freq = np.zeros((N, C))
+    np.add.at(freq, (np.broadcast_to(np.arange(N)[:, None], M.labels.shape)[M.valid],
+                     M.labels[M.valid].astype(np.int64)), 1.0)
+    freq /= np.maximum(valid.sum(axis=1), 1.0)[:, None]
     theta2 = freq @ freq.T
     denom = 1.0 - theta2
-    kappa = np.divide(theta1 - theta2, denom, out=np.ones_like(theta1), where=denom > 1e-12)
-    return kappa.astype(np.float64)
+    return np.divide(theta1 - theta2, denom, out=np.ones_like(theta1), where=denom > 1e-12)
 
 
 def rank_by_kappa(
