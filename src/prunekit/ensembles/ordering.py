@@ -64,16 +64,24 @@ def pairwise_kappa(M: MemberMatrix) -> np.ndarray:
     """
     N, C = M.n_members, M.n_classes
     valid = M.valid.astype(np.float32)
-    agree = label_agreement(M)
-    both = (valid @ valid.T).astype(np.float64)
-    theta1 = np.divide(agree, both, out=np.zeros_like(agree), where=both > 0)
+    theta1 = label_agreement(M)
+    if M.mask is None:  # every pair shares every sample
+        theta1 /= max(M.n_samples, 1)
+    else:
+        both = (valid @ valid.T).astype(np.float64)
+        np.divide(theta1, both, out=theta1, where=both > 0)
+        theta1[both <= 0] = 0.0
     freq = np.zeros((N, C))
     np.add.at(freq, (np.broadcast_to(np.arange(N)[:, None], M.labels.shape)[M.valid],
                      M.labels[M.valid].astype(np.int64)), 1.0)
     freq /= np.maximum(valid.sum(axis=1), 1.0)[:, None]
     theta2 = freq @ freq.T
-    denom = 1.0 - theta2
-    return np.divide(theta1 - theta2, denom, out=np.ones_like(theta1), where=denom > 1e-12)
+    theta1 -= theta2  # theta1 - theta2, in place (N x N temporaries dominate at large N)
+    np.subtract(1.0, theta2, out=theta2)  # the denominator 1 - theta2
+    degenerate = theta2 <= 1e-12
+    np.divide(theta1, theta2, out=theta1, where=~degenerate)
+    theta1[degenerate] = 1.0
+    return theta1
 
 
 def rank_by_kappa(
