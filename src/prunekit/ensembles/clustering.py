@@ -25,6 +25,16 @@ def prediction_distances(M: MemberMatrix) -> np.ndarray:
     predictions.
     """
     valid = M.valid.astype(np.float64)
+    if M.task == "classification" and M.mask is None:  # every pair shares all samples
+        from prunekit.ensembles.ordering import label_agreement
+
+        dist = label_agreement(M)
+        dist *= -1.0 / max(M.n_samples, 1)
+        dist += 1.0  # 1 - agree / n, in place (N x N temporaries dominate at large N)
+        np.fill_diagonal(dist, 0.0)
+        dist += dist.T
+        dist *= 0.5
+        return dist
     both = valid @ valid.T
     if M.task == "classification":
         from prunekit.ensembles.ordering import label_agreement
