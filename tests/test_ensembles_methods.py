@@ -194,3 +194,19 @@ def test_empty_sums_shapes(forced):
     M, _ = forced
     S, D = empty_sums(M)
     assert S.shape == (M.n_samples, M.n_classes) and D is None
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_label_agreement_counts_pairs_exactly(masked):
+    from prunekit.ensembles.ordering import label_agreement
+
+    rng = np.random.default_rng(3)
+    N, n, C = 12, 30, 4
+    labels = rng.integers(0, C, (N, n))
+    labels[:, :10] = 2  # columns every member shares are added as a constant
+    mask = rng.random((N, n)) < 0.7 if masked else None
+    M = MemberMatrix("classification", np.eye(C)[labels].astype(np.float32),
+                     rng.integers(0, C, n), np.ones(N), mask)
+    v = M.valid
+    ref = [[np.sum((labels[i] == labels[j]) & v[i] & v[j]) for j in range(N)] for i in range(N)]
+    assert np.array_equal(label_agreement(M), np.array(ref, dtype=float))

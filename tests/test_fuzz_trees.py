@@ -307,3 +307,30 @@ def test_build_member_matrix_raises_prunekit_errors_or_works(name, data):
                     "reduce_error", 0.5, members=M)
         if out is not None:
             _check_success(model, out, _data()[0])
+
+
+@settings(derandomize=True, max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_classes=st.integers(2, 4),
+    leaf=st.integers(1, 12),
+    regression=st.booleans(),
+    depth=st.integers(0, 6),
+)
+def test_simplify_and_where_properties(seed, n_classes, leaf, regression, depth):
+    """simplify never changes predict; where=depth>=d leaves a tree of depth <= d."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(120, 3))
+    if regression:
+        y = np.round(X[:, 0] + rng.normal(size=120) * 0.3)
+        tree = DecisionTreeRegressor(min_samples_leaf=leaf, random_state=0).fit(X, y)
+    else:
+        y = (X[:, 0] * 2 + rng.normal(size=120)).round().astype(int) % n_classes
+        tree = DecisionTreeClassifier(min_samples_leaf=leaf, random_state=0).fit(X, y)
+    R = rng.normal(size=(500, 3)) * 2
+    simple = prune_tree(tree, "simplify")
+    assert np.array_equal(simple.predict(R), tree.predict(R))
+    assert simple.tree_.node_count <= tree.tree_.node_count
+    cut = prune_tree(tree, where=lambda node: node.depth >= depth)
+    assert cut.get_depth() <= depth
+    assert cut.get_depth() == min(depth, tree.get_depth())

@@ -444,8 +444,8 @@ def test_bad_input_raises_clear_errors(iris):
 def test_registry_lists_every_method():
     assert set(METHODS) == {
         "reduced_error", "cost_complexity", "pessimistic", "c45", "min_error", "mdl",
-        "pre_pruning",
+        "pre_pruning", "simplify",
     }
     assert {m for m, s in METHODS.items() if s.regression} == {
-        "reduced_error", "cost_complexity", "pre_pruning"
+        "reduced_error", "cost_complexity", "pre_pruning", "simplify"
     }

@@ -161,6 +161,7 @@ def test_reordered_columns_are_aligned_by_name_for_ensembles(data, make):
     method = "stages" if "Gradient" in type(model).__name__ else "reduce_error"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no sklearn feature-name warning either
+        warnings.filterwarnings("ignore", message="the full ensemble is")  # training data
         a = prune_ensemble(model, method, 0.5, X_val=df, y_val=y)
         b = prune_ensemble(model, method, 0.5, X_val=df[cols[::-1]], y_val=y)
     assert a.prune_report_.kept_indices == b.prune_report_.kept_indices

@@ -22,6 +22,8 @@ from prunekit.ensembles._members import (
 )
 from prunekit.ensembles._rebuild import rebuild
 from prunekit.ensembles._scoring import prefix_scores, subset_score
+from prunekit.ensembles.boosted import keep_rounds
+from prunekit.ensembles.members_pruning import prune_members
 from prunekit.ensembles.prune import (
     METHODS,
     EnsemblePruneReport,
@@ -30,6 +32,7 @@ from prunekit.ensembles.prune import (
     prune_ensemble,
     resolve_size,
 )
+from prunekit.ensembles.refine import prune_lr_l1, refine_leaves
 
 __all__ = [
     "METHODS",
@@ -40,9 +43,13 @@ __all__ = [
     "available_methods",
     "build_member_matrix",
     "ensemble_kind",
+    "keep_rounds",
     "prefix_scores",
+    "prune_lr_l1",
     "prune_ensemble",
+    "prune_members",
     "rebuild",
+    "refine_leaves",
     "resolve_size",
     "subset_score",
 ]

@@ -130,6 +130,10 @@ class MemberMatrix:
     weight: np.ndarray
     mask: np.ndarray | None = None
     fingerprint: str | None = None  # :func:`model_fingerprint` of the model it was built from
+    #: Additive models (gradient-boosted trees): ``[n_samples, n_classes]`` sums of the empty
+    #: sub-ensemble (the base margin); a sub-ensemble's prediction is ``offset + sum(votes)``
+    #: (regression: without dividing by the weights). None for voting ensembles.
+    offset: np.ndarray | None = None
     labels: np.ndarray = field(init=False, repr=False)
     correct: np.ndarray = field(init=False, repr=False)
 
@@ -207,7 +211,8 @@ class MemberMatrix:
         """The same matrix restricted to some samples (used for cross-checks and tests)."""
         mask = None if self.mask is None else self.mask[:, samples]
         return MemberMatrix(
-            self.task, self.votes[:, samples], self.y[samples], self.weight, mask, self.fingerprint
+            self.task, self.votes[:, samples], self.y[samples], self.weight, mask, self.fingerprint,
+            None if self.offset is None else self.offset[samples],
         )
 
 

@@ -39,6 +39,8 @@ def score_sums(
         total = S.sum(axis=(1, 2))
         share = np.divide(true, total, out=np.zeros_like(true, dtype=np.float64), where=total > 0)
         return acc + (0.25 / n) * share
+    if M.offset is not None:  # additive model: the sums are the predictions
+        return -((S[:, :, 0] - M.y[None, :]) ** 2).mean(axis=1)
     if D is None:
         raise ValueError("regression scores need the weight sums D")
     safe = np.where(D > 0, D, 1.0)
@@ -104,6 +106,8 @@ def score_candidates(
 def empty_sums(M: MemberMatrix) -> tuple[np.ndarray, np.ndarray | None]:
     """Vote sums of the empty sub-ensemble."""
     S = np.zeros((M.n_samples, M.n_classes), dtype=np.float64)
+    if M.offset is not None:
+        S += M.offset
     D = np.zeros(M.n_samples, dtype=np.float64) if M.task == "regression" else None
     return S, D
 
@@ -131,6 +135,8 @@ def subset_score(M: MemberMatrix, members: np.ndarray, *, tiebreak: bool = False
     """Score of the sub-ensemble made of ``members`` (a multiset of indices)."""
     members = np.asarray(members, dtype=np.int64)
     S = M.votes[members].sum(axis=0, dtype=np.float64)[None]
+    if M.offset is not None:
+        S = S + M.offset[None]
     D = M.den[members].sum(axis=0)[None] if M.task == "regression" else None
     return float(score_sums(M, S, D, tiebreak=tiebreak)[0])
 

@@ -25,14 +25,21 @@ def prediction_distances(M: MemberMatrix) -> np.ndarray:
     predictions.
     """
     valid = M.valid.astype(np.float64)
+    if M.task == "classification" and M.mask is None:  # every pair shares all samples
+        from prunekit.ensembles.ordering import label_agreement
+
+        dist = label_agreement(M)
+        dist *= -1.0 / max(M.n_samples, 1)
+        dist += 1.0  # 1 - agree / n, in place (N x N temporaries dominate at large N)
+        np.fill_diagonal(dist, 0.0)
+        dist += dist.T
+        dist *= 0.5
+        return dist
     both = valid @ valid.T
     if M.task == "classification":
-        N, n, C = M.n_members, M.n_samples, M.n_classes
-        onehot = np.zeros((N, n, C), dtype=np.float32)
-        onehot[np.arange(N)[:, None], np.arange(n)[None, :], M.labels] = 1.0
-        onehot *= M.valid[:, :, None]
-        flat = onehot.reshape(N, n * C)
-        agree = (flat @ flat.T).astype(np.float64)
+        from prunekit.ensembles.ordering import label_agreement
+
+        agree = label_agreement(M)
         dist = 1.0 - np.divide(agree, both, out=np.zeros_like(agree), where=both > 0)
     else:
         v = np.where(M.valid, M.labels, 0.0)

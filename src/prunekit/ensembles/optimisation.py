@@ -68,6 +68,8 @@ def backward_elimination(
     """
     N = M.n_members
     S = M.votes.sum(axis=0, dtype=np.float64)
+    if M.offset is not None:
+        S += M.offset
     D = M.den.sum(axis=0) if M.task == "regression" else None
     remaining = np.ones(N, dtype=bool)
     removed: list[int] = []

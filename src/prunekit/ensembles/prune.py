@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.base import is_classifier
 
 from prunekit._validation import check_choice, sklearn_errors
-from prunekit.ensembles import clustering, optimisation, ordering
+from prunekit.ensembles import boosted, clustering, optimisation, ordering
 from prunekit.ensembles._members import (
     BOOSTING_KINDS,
     MemberMatrix,
@@ -32,7 +32,7 @@ from prunekit.ensembles._members import (
 )
 from prunekit.ensembles._rebuild import rebuild
 from prunekit.ensembles._scoring import prefix_scores, r2_from_neg_mse, subset_score
-from prunekit.errors import InvalidParameterError, UnsupportedModelError
+from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
 
 OrderFn = Callable[[MemberMatrix, int, np.random.Generator], Any]
 
@@ -268,6 +268,9 @@ def prune_ensemble(
     The input model is not modified.
     """
     start = time.perf_counter()
+    if boosted.boosted_library(model) is not None:
+        return _prune_boosted(model, method, size, X_val, y_val, use_oob, members, random_state,
+                              start)
     kind = check_fitted_ensemble(model)
     check_choice("method", method, METHODS)
     info = METHODS[method]
@@ -345,6 +348,15 @@ def prune_ensemble(
     metric_vals = _to_metric(M, raw)
     full_score = float(_to_metric(M, np.array([subset_score(M, np.arange(total))]))[0])
     after_score = float(_to_metric(M, np.array([subset_score(M, kept)]))[0])
+    if classifier and method != "random" and full_score >= NO_SIGNAL_ACCURACY:
+        msg = (
+            f"the full ensemble is {full_score:.3f} accurate on the {report_data(use_oob)}: "
+            "it gives the selection almost no signal (every subset looks equally good). Select on "
+            "out-of-bag data (use_oob=True with the training set), on held-out data, or prune the "
+            "members first (prunekit.ensembles.prune_members)"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        extra_notes.append(msg)
     pruned, notes = rebuild(model, kept)
     notes = [*extra_notes, *notes]
     report = EnsemblePruneReport(
@@ -367,6 +379,80 @@ def prune_ensemble(
     )
     pruned.prune_report_ = report  # type: ignore[attr-defined]
     return pruned
+
+
+#: Methods that apply to XGBoost/LightGBM rounds (additive members).
+BOOSTED_METHODS = {
+    "classification": ("accuracy", "kappa", "reduce_error", "complementarity", "margin_distance",
+                       "orientation", "boosting", "forward_selection", "backward_elimination",
+                       "cluster", "random", "stages"),
+    "regression": ("reduce_error", "forward_selection", "backward_elimination", "random",
+                   "stages"),
+}
+
+
+def _prune_boosted(model, method, size, X_val, y_val, use_oob, members, random_state,
+                   start: float):
+    """prune_ensemble for XGBoost/LightGBM: order rounds on their raw-score contributions."""
+    task = "classification" if boosted.is_classifier_model(model) else "regression"
+    check_choice("method", method, BOOSTED_METHODS[task])
+    if use_oob or members is not None:
+        raise InvalidParameterError(
+            "use_oob=True and members= are not available for XGBoost/LightGBM models")
+    if X_val is None or y_val is None:
+        raise InvalidParameterError("X_val and y_val are required for XGBoost/LightGBM models")
+    X = np.asarray(X_val.to_numpy() if hasattr(X_val, "iloc") else X_val, dtype=np.float64)
+    y = np.asarray(y_val)
+    n_feat = getattr(model, "n_features_in_", X.shape[1] if X.ndim == 2 else None)
+    if X.ndim != 2 or X.shape[1] != n_feat or y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ShapeMismatchError(
+            f"X_val must be 2-D with {n_feat} columns and y_val 1-D with one label per row; got "
+            f"X_val {X.shape}, y_val {y.shape}")
+    if task == "classification":
+        classes = np.asarray(model.classes_)
+        codes = np.searchsorted(classes, y)
+        bad = (codes >= classes.size) | (classes[np.minimum(codes, classes.size - 1)] != y)
+        if bad.any():
+            raise InvalidParameterError(
+                f"y_val has labels not among the model's classes_ {classes.tolist()}: "
+                f"{np.unique(y[bad]).tolist()[:5]}")
+        y = codes
+    M = boosted.member_matrix(model, X, y)
+    total = M.n_members
+    k = resolve_size(size, total)
+    rng = np.random.default_rng(random_state)
+    info = METHODS[method]
+    if info.family == "clustering":
+        kept = clustering.ClusterSelector(M).select(total if k is None else k)
+        ordering_ = None
+    else:
+        out = info.func(M, total if k is None else k, rng)  # type: ignore[misc]
+        ordering_ = np.asarray(out[0] if isinstance(out, tuple) else out, dtype=np.int64)
+        raw = prefix_scores(M, ordering_)
+        kept = ordering_[: int(np.argmax(raw)) + 1 if k is None else k]
+    kept_unique = np.unique(kept)
+    pruned = boosted.keep_rounds(model, kept_unique)
+    full = float(_to_metric(M, np.array([subset_score(M, np.arange(total))]))[0])
+    after = float(_to_metric(M, np.array([subset_score(M, kept_unique)]))[0])
+    pruned.prune_report_ = EnsemblePruneReport(
+        method=method, model_class=type(model).__name__, data="validation",
+        metric="accuracy" if task == "classification" else "r2", size_rule=_size_rule(size),
+        n_members_before=total, n_members_after=len(kept_unique),
+        n_unique_members=len(kept_unique), kept_indices=tuple(int(i) for i in kept_unique),
+        score_before=full, score_after=after, curve=(),
+        ordering=None if ordering_ is None else tuple(int(i) for i in ordering_),
+        time_s=time.perf_counter() - start,
+        notes=("members are boosting rounds; kept rounds keep their trees unchanged",),
+    )
+    return pruned
+
+
+#: Selection-set accuracy of the full ensemble at or above which prune_ensemble warns.
+NO_SIGNAL_ACCURACY = 0.99
+
+
+def report_data(use_oob: bool) -> str:
+    return "out-of-bag data" if use_oob else "selection data"
 
 
 def _check_members(

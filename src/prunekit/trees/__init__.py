@@ -16,10 +16,12 @@ from prunekit.trees.api import (
     prune_tree,
 )
 from prunekit.trees.estimators import PrunedTreeClassifier, PrunedTreeRegressor
+from prunekit.trees.manual import NodeInfo
 
 __all__ = [
     "ALIASES",
     "METHODS",
+    "NodeInfo",
     "PrunedTreeClassifier",
     "PrunedTreeRegressor",
     "TreePruneReport",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import time
 import warnings
@@ -10,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from prunekit._validation import check_choice, check_features, check_seed, check_target
 from prunekit.errors import InvalidParameterError, UnsupportedModelError
@@ -18,6 +20,8 @@ from prunekit.trees._sktree import check_tree_model, is_classifier_tree, read_tr
 from prunekit.trees._structure import build_structure, compact
 from prunekit.trees.cost_complexity import ccp_path, cost_complexity
 from prunekit.trees.error_based import c45, min_error, pessimistic, reduced_error
+from prunekit.trees.manual import NodeInfo, check_node_ids, simplify_mask, where_mask
+from prunekit.trees.manual import simplify as simplify_method
 from prunekit.trees.mdl import mdl
 from prunekit.trees.pre_pruning import pre_pruning
 
@@ -43,6 +47,7 @@ METHODS: dict[str, MethodSpec] = {
     "mdl": MethodSpec(mdl, False, "-", "Mehta, Rissanen & Agrawal 1995"),
     "pre_pruning": MethodSpec(
         pre_pruning, True, "X_train, y_train and X_val, y_val (or cv)", "Breiman et al. 1984"),
+    "simplify": MethodSpec(simplify_method, True, "-", "lossless: merge splits that agree"),
 }
 
 #: Common short names accepted for ``method``.
@@ -129,8 +134,11 @@ def _check_sample_weight(sample_weight: Any, X_train: np.ndarray | None) -> np.n
 
 def prune_tree(
     model,
-    method: str = "cost_complexity",
+    method: str | None = None,
     *,
+    nodes: Any = None,
+    where: Callable[[NodeInfo], Any] | None = None,
+    simplify: bool = False,
     X_val: Any = None,
     y_val: Any = None,
     X_train: Any = None,
@@ -161,9 +169,27 @@ def prune_tree(
     that re-route or refit the training data (``c45`` with raising, ``cost_complexity`` by CV,
     ``pre_pruning``) then need ``sample_weight``, the weights of the ``X_train`` rows as passed to
     ``fit`` (class weights are re-derived from the tree's ``class_weight``).
+
+    By hand, instead of ``method``: ``nodes=[ids]`` collapses those internal nodes (ids of
+    ``model.tree_``) into leaves; ``where=predicate`` collapses every internal node for which
+    ``predicate(NodeInfo)`` is true (see :class:`~prunekit.trees.manual.NodeInfo`). ``method=
+    "simplify"`` (``tol`` for regressors) merges splits whose leaves all predict the same; with
+    ``simplify=True`` that lossless step runs after any method (default False, because merging
+    changes ``predict_proba`` to the merged node's class distribution; ``predict`` is unchanged).
+
+    A fitted forest (RandomForest/ExtraTrees/Bagging of decision trees) is accepted for
+    ``nodes=``, ``where=`` and ``"simplify"``: every tree is pruned (``nodes`` is then a list with
+    one id list per tree, or a dict ``{tree_index: ids}``) and a copy of the forest is returned.
+    ``"simplify"`` keeps each tree's ``predict``; a classifier forest's soft vote averages
+    ``predict_proba`` and so can change where merged leaves' probabilities differ.
     """
+    if _is_forest(model):
+        return _prune_forest(model, method, nodes, where, simplify, params)
     check_tree_model(model)
-    name = resolve_method(method)
+    if nodes is not None or where is not None:
+        return _prune_by_hand(model, method, nodes, where, simplify, params,
+                              X_val, X_train, sample_weight)
+    name = resolve_method("cost_complexity" if method is None else method)
     spec = METHODS[name]
     clf = is_classifier_tree(model)
     if not clf and not spec.regression:
@@ -195,6 +221,24 @@ def prune_tree(
         pruned = write_tree(model, result.raw)
     else:
         pruned = write_tree(model, compact(struct.raw, result.collapse))
+    if simplify and name != "simplify":
+        pruned, merged = _simplified(pruned)
+        result.params["simplified"] = merged
+    return _report(model, pruned, name, result.params, result.notes, start)
+
+
+def _simplified(model, tol: float = 0.0):
+    """``model`` after the lossless ``simplify`` step, and how many splits it merged."""
+    raw = read_tree(model)
+    struct = build_structure(raw, is_classifier_tree(model))
+    mask, value = simplify_mask(raw, struct.is_classifier, tol, struct.postorder())
+    if not mask.any():
+        return model, 0
+    new = type(raw)(**{**raw.__dict__, "value": value})
+    return write_tree(model, compact(new, mask)), int(mask.sum())
+
+
+def _report(model, pruned, name: str, params: dict, notes: list, start: float):
     elapsed = time.perf_counter() - start
     pruned.prune_report_ = TreePruneReport(
         method=name,
@@ -204,10 +248,95 @@ def prune_tree(
         n_leaves_after=int(pruned.get_n_leaves()),
         depth_before=int(model.get_depth()),
         depth_after=int(pruned.get_depth()),
-        params=dict(result.params),
-        notes=tuple(result.notes),
+        params=dict(params),
+        notes=tuple(notes),
         time_s=elapsed,
     )
+    return pruned
+
+
+def _prune_by_hand(model, method, nodes, where, simplify: bool, params: dict,
+                   X_val: Any, X_train: Any, sample_weight: Any):
+    """``prune_tree(model, nodes=...)`` / ``prune_tree(model, where=...)``."""
+    if method is not None:
+        raise InvalidParameterError(
+            f"pass either method={method!r} or nodes=/where=, not both")
+    if nodes is not None and where is not None:
+        raise InvalidParameterError("pass either nodes= or where=, not both")
+    if params or X_val is not None or X_train is not None or sample_weight is not None:
+        extra = sorted(params) + [k for k, v in (("X_val", X_val), ("X_train", X_train),
+                                                ("sample_weight", sample_weight)) if v is not None]
+        raise InvalidParameterError(
+            f"nodes=/where= collapse nodes by hand and take no data or method parameters; got "
+            f"{extra}")
+    start = time.perf_counter()
+    raw = read_tree(model)
+    struct = build_structure(raw, is_classifier_tree(model))
+    if nodes is not None:
+        mask = np.zeros(raw.node_count, dtype=bool)
+        mask[check_node_ids(nodes, raw.node_count)] = True
+        label = "nodes"
+    else:
+        mask = where_mask(struct, where)
+        label = "where"
+    mask &= ~struct.is_leaf
+    pruned = write_tree(model, compact(raw, mask))
+    out_params: dict[str, Any] = {"collapsed": int(mask.sum())}
+    if simplify:
+        pruned, out_params["simplified"] = _simplified(pruned)
+    return _report(model, pruned, label, out_params, [], start)
+
+
+_FOREST_OK = ("simplify", None)
+
+
+def _is_forest(model) -> bool:
+    trees = getattr(model, "estimators_", None)
+    return (not isinstance(model, DecisionTreeClassifier | DecisionTreeRegressor)
+            and isinstance(trees, list) and bool(trees)
+            and all(isinstance(t, DecisionTreeClassifier | DecisionTreeRegressor) for t in trees))
+
+
+def _prune_forest(model, method, nodes, where, simplify: bool, params: dict):
+    """Prune every tree of a forest by hand (nodes/where) or with ``"simplify"``."""
+    if method is not None and resolve_method(method) != "simplify":
+        raise UnsupportedModelError(
+            f"prune_tree on a {type(model).__name__} takes nodes=, where= or method='simplify'; "
+            f"for method={method!r} prune each tree of estimators_, or use "
+            "prunekit.ensembles.prune_members")
+    if method is None and nodes is None and where is None:
+        if not simplify:
+            raise InvalidParameterError(
+                f"prune_tree on a {type(model).__name__} needs nodes=, where= or "
+                "method='simplify'")
+        method = "simplify"
+    trees = model.estimators_
+    per_tree: list[Any] = [None] * len(trees)
+    if nodes is not None:
+        if isinstance(nodes, dict):
+            bad = [k for k in nodes if not (isinstance(k, int | np.integer)
+                                            and 0 <= k < len(trees))]
+            if bad:
+                raise InvalidParameterError(
+                    f"nodes keys must be tree indices in [0, {len(trees) - 1}], got {bad}")
+            per_tree = [nodes.get(i, []) for i in range(len(trees))]
+        elif isinstance(nodes, list | tuple) and len(nodes) == len(trees):
+            per_tree = list(nodes)
+        else:
+            raise InvalidParameterError(
+                f"for a forest, nodes must be a list of {len(trees)} id lists (one per tree) or "
+                "a dict {tree_index: ids}")
+    new_trees = []
+    for i, tree in enumerate(trees):
+        if method is not None:
+            new_trees.append(prune_tree(tree, "simplify", **params))
+        else:
+            new_trees.append(prune_tree(tree, nodes=per_tree[i] if nodes is not None else None,
+                                        where=where, simplify=simplify))
+    memo = {id(t): None for t in trees}
+    memo[id(trees)] = new_trees
+    pruned = copy.deepcopy(model, memo)
+    pruned.estimators_ = new_trees
     return pruned
 
 
@@ -229,17 +358,7 @@ def collapse_nodes(model, nodes: Any):
     """
     check_tree_model(model)
     raw = read_tree(model)
-    try:
-        ids = np.atleast_1d(np.asarray(nodes))
-    except (TypeError, ValueError):
-        ids = np.asarray([None], dtype=object)
-    if ids.size and (ids.ndim != 1 or ids.dtype.kind not in "iu"):
-        raise InvalidParameterError(f"nodes must be a list of integer node ids, got {nodes!r}")
-    ids = ids.astype(np.intp)
-    if ids.size and (ids.min() < 0 or ids.max() >= raw.node_count):
-        raise InvalidParameterError(
-            f"nodes must be node ids in [0, {raw.node_count - 1}], got {ids.tolist()}"
-        )
+    ids = check_node_ids(nodes, raw.node_count)
     mask = np.zeros(raw.node_count, dtype=bool)
     mask[ids] = True
     return write_tree(model, compact(raw, mask))

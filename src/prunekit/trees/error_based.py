@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 from statistics import NormalDist
 
 import numpy as np
 
 from prunekit._validation import check_choice, check_fraction, check_real
+from prunekit.errors import InvalidParameterError
 from prunekit.trees._base import MethodResult, PruneContext
-from prunekit.trees._sktree import TREE_LEAF, RawTree
-from prunekit.trees._structure import TreeStructure, accumulate_up, class_codes, leaf_loss_on
+from prunekit.trees._sktree import TREE_LEAF, RawTree, write_tree
+from prunekit.trees._structure import (
+    TreeStructure,
+    accumulate_up,
+    build_structure,
+    class_codes,
+    collapsed_leaf,
+    compact,
+    leaf_loss_on,
+)
 
 
 def reduced_error(ctx: PruneContext) -> MethodResult:
@@ -219,23 +229,68 @@ C45_TOLERANCE = 0.1
 
 
 def c45(
-    ctx: PruneContext, *, confidence: float = 0.25, subtree_raising: bool = False
+    ctx: PruneContext,
+    *,
+    confidence: float = 0.25,
+    subtree_raising: bool | None = None,
+    collapse: bool = True,
 ) -> MethodResult:
     """C4.5 error-based pruning (Quinlan 1993, *C4.5: Programs for Machine Learning*, ch. 4).
 
-    Each leaf's error is estimated pessimistically as ``N * U_CF(E, N)``, the upper limit of the
-    binomial confidence interval at confidence factor ``CF`` (default 0.25, as in C4.5 and Weka
-    J48). Bottom-up, a subtree is replaced by a leaf when the leaf's estimate is no more than 0.1
-    above the sum of its leaves' estimates. With ``subtree_raising=True`` (J48's default) a node may
-    instead be replaced by its most populous child's subtree, with all the node's training cases
-    redistributed through it; this needs ``X_train, y_train`` (the data the tree was grown on,
-    assumed unit-weighted) and rebuilds the leaves' class distributions from them.
+    Defaults follow Weka J48 (``-C 0.25``, subtree raising on, ``collapseTree`` on):
+
+    - ``collapse=True``: first J48's ``collapse`` step, top-down: an internal node whose subtree
+      makes no fewer training errors than the node itself as a leaf becomes a leaf.
+    - Each leaf's error is estimated pessimistically as ``N * U_CF(E, N)``, the upper limit of the
+      binomial confidence interval at confidence factor ``CF = confidence``. Bottom-up, a subtree
+      is replaced by a leaf when the leaf's estimate is no more than 0.1 above the sum of its
+      leaves' estimates.
+    - ``subtree_raising``: a node may instead be replaced by its most populous child's subtree,
+      with all the node's training cases redistributed through it. This needs ``X_train,
+      y_train`` (the data the tree was grown on). ``None`` (default) raises when ``X_train`` is
+      given, as J48 does, and otherwise prunes without raising (noted in the report).
     """
     cf = check_fraction("confidence", confidence, low=0.0, high=0.5, low_inclusive=False,
                         high_inclusive=True)
-    if subtree_raising:
-        return _c45_raising(ctx, cf)
+    if subtree_raising not in (None, True, False):
+        raise InvalidParameterError(
+            f"subtree_raising must be True, False or None (raise when X_train is given), "
+            f"got {subtree_raising!r}")
+    if collapse not in (True, False):
+        raise InvalidParameterError(f"collapse must be True or False, got {collapse!r}")
+    notes: list[str] = []
+    if subtree_raising is None:
+        subtree_raising = ctx.X_train is not None
+        if not subtree_raising:
+            notes.append("no subtree raising (J48's default needs X_train, y_train)")
+    inner, n_collapsed = (_j48_collapse(ctx) if collapse else (ctx, 0))
+    result = _c45_raising(inner, cf) if subtree_raising else _c45_plain(inner.struct, cf)
+    if n_collapsed and result.raw is None:
+        result.raw = compact(inner.struct.raw, result.collapse)
+        result.collapse = None
+    result.params["collapse"] = bool(collapse)
+    result.params["collapsed"] = n_collapsed
+    result.notes = notes + result.notes
+    return result
+
+
+def _j48_collapse(ctx: PruneContext) -> tuple[PruneContext, int]:
+    """J48's ``collapse``: top-down, a node whose subtree's training errors are not fewer than
+    its own errors as a leaf (within 1e-3) becomes a leaf. Returns the collapsed tree's context."""
     struct = ctx.struct
+    e = struct.leaf_errors()
+    _, sub_err = _subtree_sums(struct, e)
+    mask = ~struct.is_leaf & (sub_err >= e - 1e-3)
+    rep = collapsed_leaf(struct, mask)
+    n_collapsed = int(np.sum(mask & (rep == np.arange(struct.n_nodes))))
+    if not n_collapsed:
+        return ctx, 0
+    raw = compact(struct.raw, mask)
+    model = write_tree(ctx.model, raw)
+    return replace(ctx, model=model, struct=build_structure(raw, True)), n_collapsed
+
+
+def _c45_plain(struct: TreeStructure, cf: float) -> MethodResult:
     est = _estimated_errors_array(struct.counts, cf)
     tree_err = np.zeros(struct.n_nodes)
     collapse = np.zeros(struct.n_nodes, dtype=bool)
