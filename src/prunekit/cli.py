@@ -10,11 +10,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from prunekit import __version__
+
+try:  # typer >= 0.20 ships its own copy of click; older releases use click itself
+    from typer import _click as click
+except ImportError:  # pragma: no cover - depends on the installed typer
+    import click  # type: ignore[no-redef]
 
 # command name -> (module defining register(app), one-line help shown by `prunekit --help`)
 _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -34,7 +38,7 @@ def _load_command(name: str) -> click.Command | None:
     return group.get_command(click.Context(group), name)
 
 
-class _LazyCommand(click.Command):
+class _LazyCommand(TyperCommand):
     """Stands for a domain command in help listings; the real command is built when it runs."""
 
     rich_help_panel = None
@@ -52,6 +56,14 @@ class _LazyCommand(click.Command):
 
 
 class _LazyGroup(TyperGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        from prunekit._cli_common import CommandInterrupted
+
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # past click/typer, which would print or hide it
+            raise CommandInterrupted() from exc
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_LAZY_COMMANDS))
 
@@ -83,19 +95,29 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an error (or set PRUNEKIT_DEBUG=1)."
+    ),
 ) -> None:
-    """prunekit: smaller, faster models that keep their accuracy."""
+    """prunekit: smaller, faster models that keep their accuracy.
+
+    Exit status: 0 success, 2 a bad option, input or output (one 'error:' line), 1 an
+    unexpected error (a bug; --debug shows its traceback), 130 interrupted.
+    """
+    if debug:
+        from prunekit._cli_common import set_debug
+
+        set_debug(True)
 
 
-def main() -> None:
-    """Entry point of the ``prunekit`` console script."""
-    from prunekit.errors import PrunekitError
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``prunekit`` console script (``argv`` defaults to ``sys.argv[1:]``).
 
-    try:
-        app()
-    except PrunekitError as exc:
-        typer.secho(f"error: {exc}", err=True, fg="red")
-        raise SystemExit(2) from None
+    Every failure ends as one stderr line and an exit status; see :mod:`prunekit._cli_common`.
+    """
+    from prunekit._cli_common import run_cli
+
+    raise SystemExit(run_cli(typer.main.get_command(app), argv))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import typer
 nn_app = typer.Typer(
     help="Prune PyTorch networks: sparsity (masks), structured removal, one-shot calibration.",
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 
 _COMMAND_MODULES = (

@@ -14,6 +14,7 @@ MODELS = ("digits-cnn", "mnist-cnn", "lenet", "resnet18", "mobilenet_v2", "vit-t
 structured_app = typer.Typer(
     help="Structural pruning: physically remove channels, neurons and attention heads.",
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 
 

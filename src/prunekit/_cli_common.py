@@ -1,0 +1,351 @@
+"""What every ``prunekit`` command shares: the error wrapper, output/input checks, option checks.
+
+Exit codes of the ``prunekit`` command (see README, "Errors and guarantees"):
+
+* ``0`` success;
+* ``2`` an expected failure: a bad option or input file, an output that cannot be written, a
+  missing optional dependency, a full disk. Exactly one line ``error: ...`` on stderr;
+* ``1`` an unexpected failure (a bug): one line ``error: unexpected <Type>: ...`` and how to see
+  the traceback (``prunekit --debug ...`` or ``PRUNEKIT_DEBUG=1``); ``prunekit demo`` also exits
+  1 when one of its sections failed;
+* ``130`` interrupted (Ctrl-C): one line ``interrupted``; outputs are written atomically at the
+  end of a command, so an interrupted command leaves no partial files.
+
+This module imports only the standard library and click at import time (``prunekit --help``
+stays fast).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import numbers
+import os
+import stat
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from prunekit.errors import InvalidParameterError, PrunekitError
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+NAME_MAX = 255  # bytes per path component on every common file system
+PATH_MAX = 4096
+DEBUG_ENV = "PRUNEKIT_DEBUG"
+_state = {"debug": False}
+
+
+class CommandInterrupted(BaseException):
+    """A KeyboardInterrupt inside a command, carried past click's own Ctrl-C handling."""
+
+
+def set_debug(value: bool) -> None:
+    """Turn traceback printing on (the root ``--debug`` option)."""
+    _state["debug"] = bool(value)
+
+
+def debug_enabled() -> bool:
+    """``--debug`` was given, or ``PRUNEKIT_DEBUG`` is set to a true value."""
+    env = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return _state["debug"] or env not in ("", "0", "false", "no", "off")
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """Collapse ``text`` to one line (whitespace runs become one space), cut at ``limit``."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- the wrapper
+def _classes(name: str) -> tuple[type[BaseException], ...]:
+    """Exception class ``name`` of the click typer uses (vendored since typer 0.2x) and of click."""
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        if cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def run_cli(command: Any, argv: Sequence[str] | None = None, prog_name: str = "prunekit"
+            ) -> int:
+    """Run ``command`` on ``argv`` and return the exit code; every failure is one stderr line."""
+    set_debug(False)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except (CommandInterrupted, KeyboardInterrupt):
+        return _interrupted()
+    except _classes("NoArgsIsHelpError") as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return EXIT_ERROR
+    except (typer.Abort, *_classes("Abort")) as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            return _interrupted()
+        return _fail(EXIT_ERROR, "aborted (end of input)", exc)
+    except (typer.TyperException, *_classes("ClickException")) as exc:
+        return _fail(EXIT_ERROR, _click_message(exc), exc)
+    except SystemExit as exc:  # a library calling sys.exit: keep its code
+        return exc.code if isinstance(exc.code, int) else EXIT_UNEXPECTED
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        code, message = describe_error(exc)
+        return _fail(code, message, exc)
+    if rv == EXIT_INTERRUPTED:  # typer turns a Ctrl-C outside a command into Exit(130)
+        return _interrupted()
+    return rv if isinstance(rv, int) else EXIT_OK
+
+
+def _interrupted() -> int:
+    _flush_stdout()
+    print("interrupted", file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # pragma: no cover - a closed or broken stdout
+        pass
+
+
+def _fail(code: int, message: str, exc: BaseException) -> int:
+    _flush_stdout()
+    if debug_enabled():
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
+    return code
+
+
+def _click_message(exc: Any) -> str:
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, _classes("UsageError")) and ctx is not None:
+        help_opt = ctx.help_option_names[0] if ctx.help_option_names else "--help"
+        message += f" (see '{ctx.command_path} {help_opt}')"
+    return message
+
+
+def describe_error(exc: BaseException) -> tuple[int, str]:
+    """The exit code and one-line message for an exception raised by a command."""
+    if isinstance(exc, PrunekitError):
+        return EXIT_ERROR, str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return EXIT_ERROR, os_error_message(exc)
+    if isinstance(exc, MemoryError):
+        return EXIT_ERROR, "out of memory" + (f": {exc}" if str(exc) else "") + (
+            "; try a smaller input or smaller settings")
+    hint = f"run 'prunekit --debug ...' or set {DEBUG_ENV}=1 for the traceback"
+    return EXIT_UNEXPECTED, f"unexpected {type(exc).__name__}: {exc} ({hint})"
+
+
+def os_error_message(exc: OSError) -> str:
+    """``cannot write 'x': Permission denied`` style text for an OSError."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        target = os.fsdecode(exc.filename)
+        if exc.filename2 is not None:
+            return f"{what}: {target!r} -> {os.fsdecode(exc.filename2)!r}"
+        return f"{what}: {target!r}"
+    return what
+
+
+# --------------------------------------------------------------------------- outputs
+def _path_error(option: str, path: Path, why: str) -> InvalidParameterError:
+    return InvalidParameterError(f"{option} {str(path)!r}: {why}")
+
+
+def _check_names(option: str, path: Path) -> None:
+    text = str(path)
+    if "\x00" in text:
+        raise _path_error(option, path, "a path cannot contain a NUL character")
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise _path_error(
+                option, path, f"the name {part[:24]!r}... is {size} bytes long; file names are "
+                f"limited to {NAME_MAX} bytes")
+    if len(os.fsencode(os.path.abspath(text))) >= PATH_MAX:
+        raise _path_error(option, path, f"the path is longer than {PATH_MAX} bytes")
+
+
+def _nearest_existing_dir(option: str, path: Path) -> Path:
+    """The closest existing ancestor of ``path``; it must be a directory."""
+    for parent in Path(os.path.abspath(path)).parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise _path_error(option, path, f"{str(parent)!r} is a file, not a directory")
+            return parent
+    return Path(os.path.abspath(os.sep))  # pragma: no cover - the root always exists
+
+
+def _check_writable_dir(option: str, path: Path, directory: Path) -> None:
+    """Create and remove a probe file in ``directory`` (catches read-only dirs and mounts)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".prunekit-probe-", dir=directory)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise _path_error(option, path, f"cannot write in {str(directory)!r} ({why})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _kind(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "missing"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "special"
+
+
+def check_output_file(option: str, path: str | os.PathLike[str]) -> Path:
+    """Check, before any work, that a file can be written (atomically) at ``path``.
+
+    Rejects a directory, a device such as ``/dev/null`` or a pipe, a name longer than 255
+    bytes, a parent that is a file, and a folder that cannot be written. Creates nothing.
+    """
+    p = Path(path)
+    _check_names(option, p)
+    kind = _kind(p)
+    if kind == "dir" or str(path).endswith(("/", os.sep)):
+        raise _path_error(option, p, "is a directory; give a file name")
+    if kind == "special":
+        raise _path_error(option, p, "is not a regular file (a device or a pipe); prunekit "
+                          "writes files atomically (temporary file + rename), give a file path")
+    if kind == "missing" and os.path.lexists(p):
+        raise _path_error(option, p, "is a broken symbolic link")
+    parent = p.parent if kind == "file" else _nearest_existing_dir(option, p)
+    _check_writable_dir(option, p, parent)
+    return p
+
+
+def check_output_dir(option: str, path: str | os.PathLike[str], files: Iterable[str] = ()) -> Path:
+    """Check, before any work, that folder ``path`` can hold the output ``files``.
+
+    ``path`` may not exist yet (it is created at the end); if it exists it must be a writable
+    directory, and none of ``files`` inside it may be a directory. Creates nothing.
+    """
+    p = Path(path)
+    _check_names(option, p)
+    kind = _kind(p)
+    if kind in ("file", "special"):
+        raise _path_error(option, p, "exists and is not a directory; give a folder")
+    if kind == "missing":
+        if os.path.lexists(p):
+            raise _path_error(option, p, "is a broken symbolic link")
+        _check_writable_dir(option, p, _nearest_existing_dir(option, p))
+        return p
+    for name in files:
+        child = p / name
+        if _kind(child) in ("dir", "special"):
+            raise _path_error(option, p, f"{name!r} inside it exists and is not a regular file")
+    _check_writable_dir(option, p, p)
+    return p
+
+
+def check_distinct_outputs(paths: Mapping[str, str | os.PathLike[str] | None]) -> None:
+    """Two output options may not name the same file."""
+    seen: dict[str, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        key = os.path.normcase(os.path.realpath(path))
+        if key in seen:
+            raise InvalidParameterError(
+                f"{seen[key]} and {option} name the same file {os.fspath(path)!r}")
+        seen[key] = option
+
+
+# --------------------------------------------------------------------------- inputs
+def check_input_file(option: str, path: str | os.PathLike[str]) -> Path:
+    """An existing regular file (or pipe) to read; directories and devices are refused."""
+    p = Path(path)
+    if "\x00" in str(p):
+        raise _path_error(option, p, "a path cannot contain a NUL character")
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise _path_error(option, p, "does not exist") from None
+    except OSError as exc:
+        raise _path_error(option, p, exc.strerror or str(exc)) from None
+    if stat.S_ISDIR(mode):
+        raise _path_error(option, p, "is a directory, not a file")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise _path_error(option, p, "is not a regular file (a device?)")
+    if not os.access(p, os.R_OK):
+        raise _path_error(option, p, "is not readable (permission denied)")
+    return p
+
+
+# --------------------------------------------------------------------------- option values
+def check_number(
+    option: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Any:
+    """A finite number within the bounds; the error names the option and the accepted range."""
+    if value is None:
+        return value
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and math.isfinite(float(value)):
+        v = float(value)
+        ok = (low is None or (v > low if low_open else v >= low)) and (
+            high is None or (v < high if high_open else v <= high))
+    if not ok:
+        lb = "(" if low_open or low is None else "["
+        rb = ")" if high_open or high is None else "]"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise InvalidParameterError(
+            f"{option}={value!r} is not accepted; it must be a finite number in {lb}{lo}, {hi}{rb}")
+    return value
+
+
+def parse_list(option: str, text: str, choices: Sequence[str] | None = None,
+               aliases: Mapping[str, str] | None = None) -> list[str] | None:
+    """``"all"`` -> None, else the comma-separated names (each checked against ``choices``)."""
+    if text.strip().lower() == "all":
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    accepted = ", ".join(choices) if choices else ""
+    if not names:
+        raise InvalidParameterError(
+            f"{option}={text!r} names nothing; give comma-separated names or 'all'"
+            + (f" (accepted: {accepted})" if accepted else ""))
+    out: list[str] = []
+    for name in names:
+        name = (aliases or {}).get(name, name)
+        if choices is not None and name not in choices:
+            raise InvalidParameterError(
+                f"{option}: {name!r} is not supported; accepted values: {accepted}, all")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def check_option_choice(option: str, value: Any, choices: Iterable[Any]) -> Any:
+    """``value`` if it is one of ``choices``; the error names ``option`` and lists them."""
+    choices = list(choices)
+    if value not in choices:
+        raise InvalidParameterError(
+            f"{option}={value!r} is not supported; accepted values: "
+            + ", ".join(str(c) for c in choices))
+    return value
+
+
+SEED_MAX = 2**32 - 1
