@@ -17,6 +17,7 @@ stays fast).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import numbers
@@ -25,7 +26,7 @@ import stat
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +111,8 @@ def _interrupted() -> int:
 
 
 def _flush_stdout() -> None:
-    try:
+    with contextlib.suppress(OSError, ValueError):  # a closed or broken stdout
         sys.stdout.flush()
-    except (OSError, ValueError):  # pragma: no cover - a closed or broken stdout
-        pass
 
 
 def _fail(code: int, message: str, exc: BaseException) -> int:
@@ -338,14 +337,84 @@ def parse_list(option: str, text: str, choices: Sequence[str] | None = None,
     return out
 
 
-def check_option_choice(option: str, value: Any, choices: Iterable[Any]) -> Any:
+def check_option_choice(option: str, value: Any, choices: Iterable[Any], context: str = ""
+                        ) -> Any:
     """``value`` if it is one of ``choices``; the error names ``option`` and lists them."""
     choices = list(choices)
     if value not in choices:
         raise InvalidParameterError(
-            f"{option}={value!r} is not supported; accepted values: "
+            f"{option}={value!r} is not supported{context}; accepted values: "
             + ", ".join(str(c) for c in choices))
     return value
 
 
 SEED_MAX = 2**32 - 1
+
+
+# --------------------------------------------------------------------------- writing
+Writer = Callable[[Path], object]
+
+
+def write_outputs(files: Mapping[Path, str | bytes | Writer]) -> None:
+    """Write several output files as one step, through ``prunekit._io.atomic_path``.
+
+    Each value (text, bytes, or ``writer(tmp_path)``) fills a temporary file next to its
+    target; the files are renamed into place only after every one was written, so an error or
+    Ctrl-C leaves neither partial files nor temporary ones.
+    """
+    from prunekit._io import atomic_path
+
+    with contextlib.ExitStack() as stack:
+        tmps = {target: stack.enter_context(atomic_path(target)) for target in files}
+        for target, content in files.items():
+            tmp = tmps[target]
+            if isinstance(content, str):
+                tmp.write_text(content, encoding="utf-8")
+            elif isinstance(content, bytes):
+                tmp.write_bytes(content)
+            else:
+                content(tmp)
+
+
+# --------------------------------------------------------------------------- tables
+def load_table(data: str, csv: Path | None, target: str, seed: int) -> Any:
+    """The :class:`prunekit.data.Dataset` of ``--data`` or ``--csv``/``--target``.
+
+    Errors name the option; a classification training split must hold two classes.
+    """
+    from prunekit.data import DATASETS, load_csv, load_dataset
+
+    if csv is None:
+        check_option_choice("--data", data, [d for d in DATASETS if d != "mnist"])
+        return load_dataset(data, seed=seed)
+    check_input_file("--csv", csv)
+    text = target.strip()
+    tgt: str | int = int(text) if text.lstrip("-").isdigit() else target
+    try:
+        ds = load_csv(csv, target=tgt, seed=seed)
+    except InvalidParameterError as exc:
+        msg, where = str(exc), os.fspath(csv)
+        if msg.startswith("target="):
+            raise InvalidParameterError("--" + msg) from None
+        if msg.startswith(where):
+            msg = msg[len(where):].lstrip(": ")
+        raise InvalidParameterError(f"--csv {where!r}: {msg}") from None
+    if ds.task == "classification" and len(set(ds.y_train.tolist())) < 2:
+        raise InvalidParameterError(
+            f"--csv {str(csv)!r}: the training split holds a single class; give more rows of "
+            "every class")
+    if len(ds.y_train) < 5 or len(ds.y_test) < 1:
+        raise InvalidParameterError(
+            f"--csv {str(csv)!r}: {len(ds.y_train) + len(ds.y_val) + len(ds.y_test)} data rows "
+            "are too few to train, prune and test (at least 10 are needed)")
+    return ds
+
+
+def fit_model(option: str, model: Any, X: Any, y: Any) -> Any:
+    """``model.fit(X, y)``; scikit-learn's complaints about the data become one-line errors."""
+    try:
+        return model.fit(X, y)
+    except (ValueError, TypeError) as exc:
+        raise InvalidParameterError(
+            f"cannot fit {type(model).__name__} with {option}: {one_line(str(exc), 300)}"
+        ) from exc

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import typer
 
-from prunekit._validation import check_choice
+from prunekit._cli_common import SEED_MAX
+from prunekit.errors import InvalidParameterError
 
 #: Method variants the comparison runs: (row name, method, parameters).
 VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -44,6 +45,28 @@ def _row(name: str, model: Any, X: np.ndarray, y: np.ndarray, task: str, prune_s
     return row
 
 
+CRITERIA = {
+    "classification": ("gini", "entropy", "log_loss"),
+    "regression": ("squared_error", "friedman_mse", "absolute_error", "poisson"),
+}
+OUTPUT_FILES = ("report.html", "report.json", "results.json")
+
+
+def check_methods(methods: list[str] | None, task: str) -> None:
+    """Every chosen method must handle ``task``; the error names the ones that do."""
+    from prunekit.trees import METHODS
+
+    if task == "classification" or not methods:
+        return
+    capable = [m for m, spec in METHODS.items() if spec.regression]
+    for m in methods:
+        if m in METHODS and not METHODS[m].regression:
+            raise InvalidParameterError(
+                f"--methods: {m!r} prunes classification trees only and the target is a "
+                f"regression target; methods for regression: {', '.join(capable)}"
+            )
+
+
 def run_comparison(
     *,
     data: str = "breast_cancer",
@@ -62,22 +85,22 @@ def run_comparison(
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
     from prunekit import metrics
+    from prunekit._cli_common import check_option_choice, fit_model, load_table
     from prunekit._progress import ProgressBar
-    from prunekit.data import load_csv, load_dataset
     from prunekit.trees import METHODS, cost_complexity_path, prune_tree
 
-    if csv is not None:
-        tgt: str | int = int(target) if target.lstrip("-").isdigit() else target
-        ds = load_csv(csv, target=tgt, seed=seed)
-    else:
-        ds = load_dataset(data, seed=seed)
+    ds = load_table(data, None if csv is None else Path(csv), target, seed)
     clf = ds.task == "classification"
+    check_methods(methods, ds.task)
     kw = {"random_state": seed}
     if criterion is not None:
-        kw["criterion"] = criterion
+        kw["criterion"] = check_option_choice("--criterion", criterion, CRITERIA[ds.task],
+                                             f" for a {ds.task} target")
+        if criterion == "poisson" and (ds.y_train < 0).any():
+            raise InvalidParameterError("--criterion poisson needs a non-negative target")
     tree = (DecisionTreeClassifier if clf else DecisionTreeRegressor)(**kw)
     t0 = time.perf_counter()
-    tree.fit(ds.X_train, ds.y_train)
+    fit_model("--csv" if csv else "--data", tree, ds.X_train, ds.y_train)
     fit_s = time.perf_counter() - t0
     variants = [v for v in VARIANTS if clf or METHODS[v[1]].regression]
     if methods:
@@ -123,7 +146,9 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option(
             "breast_cancer", help="Bundled data set: iris, wine, breast_cancer, digits, diabetes."
         ),
-        csv: Path | None = typer.Option(None, help="A numeric CSV with a header row instead."),
+        csv: Path | None = typer.Option(
+            None, help="A numeric CSV (UTF-8, header row) instead of --data."
+        ),
         target: str = typer.Option("-1", help="CSV target column (name or index)."),
         methods: str = typer.Option(
             "all", help="Comma-separated methods (e.g. 'c45,mdl'), or 'all' that apply."
@@ -131,21 +156,21 @@ def register(app: typer.Typer) -> None:
         criterion: str | None = typer.Option(
             None, help="Split criterion of the grown tree (default: gini / squared_error)."
         ),
-        seed: int = typer.Option(0, help="Seed for the split, the tree and CV folds."),
+        seed: int = typer.Option(
+            0, min=0, max=SEED_MAX, help="Seed for the split, the tree and CV folds."
+        ),
         out: Path = typer.Option(Path("prunekit-tree"), help="Folder for report.html/.json."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Grow a tree, apply every pruning method, print a table and write an HTML report."""
-        from prunekit._io import atomic_write_json
-        from prunekit.metrics import markdown_table
-        from prunekit.report import Report, plots
+        from prunekit._cli_common import check_option_choice, check_output_dir, parse_list
         from prunekit.trees import ALIASES, METHODS
 
-        chosen = None
-        if methods.strip().lower() != "all":
-            chosen = [ALIASES.get(m.strip(), m.strip()) for m in methods.split(",") if m.strip()]
-            for m in chosen:
-                check_choice("methods", m, list(METHODS))
+        chosen = parse_list("--methods", methods, list(METHODS), ALIASES)
+        if criterion is not None:
+            check_option_choice("--criterion", criterion, [c for cs in CRITERIA.values()
+                                                           for c in cs])
+        check_output_dir("--out", out, OUTPUT_FILES)
         rows, curves, info = run_comparison(
             data=data,
             csv=None if csv is None else str(csv),
@@ -155,34 +180,47 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             quiet=quiet,
         )
+        from prunekit.metrics import markdown_table
+
         typer.echo(markdown_table(rows))
-        metric = "accuracy" if info["task"] == "classification" else "r2"
-        full = rows[0]["test_accuracy" if metric == "accuracy" else "test_r2"]
-        rep = Report(f"Decision-tree pruning: {info['model']} on {info['data']}")
-        rep.add_text(
-            f"Unpruned tree grown with criterion `{info['criterion']}` on {info['n_train']} "
-            f"training samples; validation-based methods use {info['n_val']} held-out samples; "
-            f"scores are on {info['n_test']} test samples. `prune_s` is the pruning time "
-            "(pre-pruning includes growing every candidate tree)."
-        )
-        rep.add_table(rows, "Methods on the test set")
-        col = "test_accuracy" if metric == "accuracy" else "test_r2"
-        points = {r["method"]: [(float(r["leaves"]), float(r[col]))] for r in rows[1:]}
-        fig = plots.accuracy_vs_sparsity(
-            {**curves, **points},
-            metric=f"test {metric}",
-            baseline=full,
-            title="Test score vs. tree size",
-            xlabel="leaves",
-        )
-        rep.add_figure(fig, f"{metric} vs. leaves")
-        rep.add_table(
-            [{"method": k, **{p: v for p, v in r["params"].items()}} for k, r in
-             info["reports"].items() if r["params"]],
-            "Parameters each method chose",
-        )
-        rep.write_html(out / "report.html")
-        rep.write_json(out / "report.json")
-        atomic_write_json(out / "results.json", {"info": info, "rows": rows, "curves": curves})
+        _write_report(out, rows, curves, info)
         if not quiet:
             typer.echo(f"report: {out / 'report.html'}")
+
+
+def _write_report(out: Path, rows: list[dict], curves: dict, info: dict[str, Any]) -> None:
+    """report.html, report.json and results.json in ``out``, written together at the end."""
+    from prunekit._cli_common import write_outputs
+    from prunekit._io import atomic_write_json
+    from prunekit.report import Report, plots
+
+    metric = "accuracy" if info["task"] == "classification" else "r2"
+    col = "test_accuracy" if metric == "accuracy" else "test_r2"
+    rep = Report(f"Decision-tree pruning: {info['model']} on {info['data']}")
+    rep.add_text(
+        f"Unpruned tree grown with criterion `{info['criterion']}` on {info['n_train']} "
+        f"training samples; validation-based methods use {info['n_val']} held-out samples; "
+        f"scores are on {info['n_test']} test samples. `prune_s` is the pruning time "
+        "(pre-pruning includes growing every candidate tree)."
+    )
+    rep.add_table(rows, "Methods on the test set")
+    points = {r["method"]: [(float(r["leaves"]), float(r[col]))] for r in rows[1:]}
+    fig = plots.accuracy_vs_sparsity(
+        {**curves, **points},
+        metric=f"test {metric}",
+        baseline=rows[0][col],
+        title="Test score vs. tree size",
+        xlabel="leaves",
+    )
+    rep.add_figure(fig, f"{metric} vs. leaves")
+    rep.add_table(
+        [{"method": k, **dict(r["params"].items())} for k, r in info["reports"].items()
+         if r["params"]],
+        "Parameters each method chose",
+    )
+    results = {"info": info, "rows": rows, "curves": curves}
+    write_outputs({
+        out / "report.html": rep.to_html(),
+        out / "report.json": lambda tmp: rep.write_json(tmp),
+        out / "results.json": lambda tmp: atomic_write_json(tmp, results),
+    })
