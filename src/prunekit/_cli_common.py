@@ -301,7 +301,8 @@ def check_number(
     if value is None:
         return value
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok and math.isfinite(float(value)):
+    ok = ok and math.isfinite(float(value))
+    if ok:
         v = float(value)
         ok = (low is None or (v > low if low_open else v >= low)) and (
             high is None or (v < high if high_open else v <= high))

@@ -19,11 +19,21 @@ from typing import Any
 
 import typer
 
-from prunekit._validation import check_choice, check_positive_int, check_sparsity
-from prunekit.errors import InvalidParameterError
+from prunekit._cli_common import (
+    SEED_MAX,
+    check_input_file,
+    check_number,
+    check_option_choice,
+    check_output_dir,
+    write_outputs,
+)
+from prunekit._validation import check_choice, check_sparsity
+from prunekit.errors import InvalidParameterError, PrunekitError
 
 SHOWCASES = {"lenet": ("mnist", False), "cnn": ("digits", True)}
 METHODS = ("oneshot", "iterative", "agp", "linear", "cubic", "constant", "imp")
+OUTPUT_FILES = ("model.safetensors", "report.md", "report.json", "report.html")
+MAX_EPOCHS = 1000
 
 
 @dataclass
@@ -235,14 +245,16 @@ def register(nn_app: typer.Typer) -> None:
             "agp", help="Schedule: oneshot, iterative, agp, linear, cubic, constant, imp."
         ),
         scope: str = typer.Option("global", help="global (one threshold) or layer."),
-        epochs: int = typer.Option(5, help="Dense training epochs."),
-        finetune_epochs: int = typer.Option(3, help="Fine-tuning epochs (pruning runs inside)."),
-        rounds: int = typer.Option(3, help="Rounds for iterative / imp."),
+        epochs: int = typer.Option(5, min=1, max=MAX_EPOCHS, help="Dense training epochs."),
+        finetune_epochs: int = typer.Option(
+            3, min=0, max=MAX_EPOCHS, help="Fine-tuning epochs (pruning runs inside)."
+        ),
+        rounds: int = typer.Option(3, min=1, max=100, help="Rounds for iterative / imp."),
         prune_first_last: bool = typer.Option(
             True, "--prune-first-last/--keep-first-last", help="Prune the first and last layer."
         ),
         int8: bool = typer.Option(False, help="Store int8 values in the compact file (lossy)."),
-        seed: int = typer.Option(0, help="Random seed."),
+        seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed."),
         out: Path | None = typer.Option(
             None, help="Folder for model.safetensors (compact), report.md/.json/.html."
         ),
@@ -251,10 +263,9 @@ def register(nn_app: typer.Typer) -> None:
         """Train a showcase network, prune it, fine-tune with masks kept, and report."""
         import torch
 
-        check_choice("method", method, METHODS)
-        check_choice("scope", scope, ("global", "layer"))
-        check_sparsity(sparsity)
-        check_positive_int("epochs", epochs)
+        criterion = check_sparsity_options(model, sparsity, criterion, pattern, method, scope)
+        if out is not None:
+            check_output_dir("--out", out, OUTPUT_FILES)
         torch.manual_seed(seed)
         show = load_showcase(model, seed=seed)
         train_dense(show, epochs, progress=not quiet)
@@ -286,53 +297,101 @@ def register(nn_app: typer.Typer) -> None:
         typer.echo(report.to_markdown())
         if out is not None:
             _write_outputs(Path(out), row, summary, int8=int8)
-            typer.echo(f"\nwrote {out}/model.safetensors, report.md, report.json")
+            typer.echo(f"\nwrote {out}/model.safetensors, report.md, report.json, report.html")
 
     @nn_app.command("compact-info")
     def compact_info_cmd(
         path: Path = typer.Argument(..., help="A file written by prunekit.nn.save_compact."),
     ) -> None:
         """Show how each tensor of a compact sparse file is stored, and the file's size."""
+        check_input_file("PATH", path)
+        size = path.stat().st_size
+        try:
+            header, rows = _compact_rows(path)
+        except PrunekitError as exc:
+            raise InvalidParameterError(f"PATH {str(path)!r}: {_strip(str(exc), path)}") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidParameterError(
+                f"PATH {str(path)!r}: not a valid prunekit compact file (malformed metadata: "
+                f"{type(exc).__name__}: {exc})"
+            ) from None
         from prunekit.metrics import markdown_table
-        from prunekit.nn.io import read_compact_metadata
 
-        if not path.exists():
-            raise InvalidParameterError(f"path {str(path)!r} does not exist")
-        header = read_compact_metadata(path)
-        typer.echo(
-            f"{path}: {path.stat().st_size} bytes, format {header['format']} v{header['version']}"
-        )
-        rows = []
-        for name, info in header["tensors"].items():
-            enc = info["enc"] + (f" {info['n']}:{info['m']}" if info["enc"] == "nm" else "")
-            enc += " int8" if info.get("int8") else ""
-            shape = "x".join(map(str, info["shape"])) or "scalar"
-            rows.append({"tensor": name, "shape": shape, "dtype": info["dtype"], "encoding": enc})
+        typer.echo(f"{path}: {size} bytes, format {header['format']} v{header['version']}")
         typer.echo(markdown_table(rows))
         if header.get("user"):
             typer.echo(json.dumps(header["user"], indent=2))
 
 
-def _write_outputs(out: Path, row: dict[str, Any], summary: str, *, int8: bool) -> None:
-    from prunekit._io import atomic_write_json, atomic_write_text
-    from prunekit.nn.io import save_compact
+def _strip(message: str, path: Path) -> str:
+    """``message`` without a leading ``"<path>: "`` (the caller names the path itself)."""
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
-    out.mkdir(parents=True, exist_ok=True)
+
+def _compact_rows(path: Path) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The compact header of ``path`` and one table row per tensor."""
+    from prunekit.nn.io import read_compact_metadata
+
+    header = read_compact_metadata(path)
+    if not isinstance(header, dict) or not isinstance(header.get("tensors"), dict):
+        raise ValueError("no 'tensors' table")
+    rows = []
+    for name, info in header["tensors"].items():
+        enc = str(info["enc"])
+        if enc == "nm":
+            enc += f" {int(info['n'])}:{int(info['m'])}"
+        enc += " int8" if info.get("int8") else ""
+        shape = "x".join(str(int(d)) for d in info["shape"]) or "scalar"
+        rows.append({"tensor": str(name), "shape": shape, "dtype": str(info["dtype"]),
+                     "encoding": enc})
+    return header, rows
+
+
+def check_sparsity_options(
+    model: str, sparsity: float, criterion: str, pattern: str, method: str, scope: str
+) -> str:
+    """Validate ``prunekit nn sparsity`` options before any training; returns the criterion."""
+    from prunekit.nn.importance import CRITERIA
+    from prunekit.nn.patterns import parse_pattern
+
+    check_option_choice("--model", model, tuple(SHOWCASES))
+    check_number("--sparsity", sparsity, 0.0, 1.0, high_open=True)
+    key = criterion.strip().lower()
+    check_option_choice("--criterion", key, sorted(CRITERIA))
+    try:
+        parse_pattern(pattern)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"--{exc}") from None
+    check_option_choice("--method", method, METHODS)
+    check_option_choice("--scope", scope, ("global", "layer"))
+    if method == "imp" and key != "magnitude":
+        raise InvalidParameterError(
+            f"--method imp prunes by magnitude; use --criterion magnitude (got {criterion!r})"
+        )
+    return key
+
+
+def _write_outputs(out: Path, row: dict[str, Any], summary: str, *, int8: bool) -> None:
+    """model.safetensors, report.md, report.json and report.html, written together."""
+    from prunekit._io import atomic_write_json
+    from prunekit.nn.io import save_compact
+    from prunekit.report import Report
+    from prunekit.report import plots as rplots
+
     report = row["report"]
     meta = {k: str(v) for k, v in row.items() if k not in ("report", "model_obj")}
-    save_compact(row["model_obj"], out / "model.safetensors", int8=int8, metadata=meta)
     md = "# prunekit nn sparsity\n\n" + summary + "\n\n" + report.to_markdown() + "\n"
-    atomic_write_text(out / "report.md", md)
     data = {k: v for k, v in row.items() if k not in ("report", "model_obj")}
     data["layers"] = report.to_dict()
-    atomic_write_json(out / "report.json", data)
-    try:
-        from prunekit.report import Report
-        from prunekit.report import plots as rplots
-    except ImportError:  # pragma: no cover - report module is part of the core
-        return
     rep = Report("prunekit nn sparsity")
     rep.add_text(summary)
     rep.add_text(report.to_markdown())
     rep.add_figure(rplots.layer_sparsity(report.layer_sparsity), "Layer sparsity")
-    rep.write_html(out / "report.html")
+    write_outputs({
+        out / "model.safetensors": lambda tmp: save_compact(
+            row["model_obj"], tmp, int8=int8, metadata=meta),
+        out / "report.md": md,
+        out / "report.json": lambda tmp: atomic_write_json(tmp, data),
+        out / "report.html": rep.to_html(),
+    })
