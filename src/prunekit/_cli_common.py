@@ -22,10 +22,12 @@ import importlib
 import math
 import numbers
 import os
+import pickle
 import stat
 import sys
 import tempfile
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -419,3 +421,64 @@ def fit_model(option: str, model: Any, X: Any, y: Any) -> Any:
         raise InvalidParameterError(
             f"cannot fit {type(model).__name__} with {option}: {one_line(str(exc), 300)}"
         ) from exc
+
+
+# --------------------------------------------------------------------------- checkpoints
+def load_state_dict_file(option: str, path: Path) -> dict[str, Any]:
+    """A state dict from a ``.safetensors`` file or a ``torch.save`` file.
+
+    ``torch.save`` files are read with ``torch.load(weights_only=True)``: no pickled code ever
+    runs. A ``{"state_dict": {...}}`` wrapper (Lightning) is unwrapped.
+    """
+    import torch
+
+    check_input_file(option, path)
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols: one line only
+            warnings.simplefilter("ignore")
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                obj: Any = load_file(str(path))
+            else:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
+    except pickle.UnpicklingError:
+        raise _path_error(option, path, "holds pickled Python objects, not only tensors; "
+                          "torch.load(weights_only=True) refuses them and prunekit never runs "
+                          "pickled code (save model.state_dict() instead)") from None
+    except Exception as exc:  # noqa: BLE001 - every loader failure means "not a usable file"
+        reader = "safetensors" if path.suffix == ".safetensors" else (
+            "torch.load(weights_only=True)")
+        raise _path_error(option, path, f"not a state_dict file readable by {reader} "
+                          f"({type(exc).__name__}: {one_line(str(exc), 200)})") from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise _path_error(option, path, f"holds a {type(obj).__name__}, not a state_dict "
+                          "(a mapping of parameter names to tensors)")
+    return dict(obj)
+
+
+def apply_state_dict(option: str, path: Path, model: Any, state: Mapping[str, Any],
+                     what: str) -> None:
+    """Load ``state`` into ``model``; a mismatch names the keys and shapes, in one line."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+
+    def few(items: list[str]) -> str:
+        return ", ".join(items[:4]) + (f" (+{len(items) - 4} more)" if len(items) > 4 else "")
+
+    problems = [f"missing keys: {few(missing)}" if missing else "",
+                f"unexpected keys: {few(unexpected)}" if unexpected else "",
+                f"shape mismatch: {few(shapes)}" if shapes else ""]
+    problems = [p for p in problems if p]
+    if problems:
+        raise _path_error(option, path, f"does not match {what}: " + "; ".join(problems))
+    model.load_state_dict(dict(state))

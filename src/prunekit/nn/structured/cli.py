@@ -8,9 +8,22 @@ from typing import Any
 
 import typer
 
+from prunekit._cli_common import (
+    SEED_MAX,
+    apply_state_dict,
+    check_distinct_outputs,
+    check_number,
+    check_option_choice,
+    check_output_file,
+    load_state_dict_file,
+    write_outputs,
+)
 from prunekit._validation import check_choice
+from prunekit.errors import InvalidParameterError
 
 MODELS = ("digits-cnn", "mnist-cnn", "lenet", "resnet18", "mobilenet_v2", "vit-tiny")
+SHOWCASE = ("digits-cnn", "mnist-cnn", "lenet")
+MAX_EPOCHS = 1000
 structured_app = typer.Typer(
     help="Structural pruning: physically remove channels, neurons and attention heads.",
     no_args_is_help=True,
@@ -55,8 +68,8 @@ def register(nn_app: typer.Typer) -> None:
 def prune_cmd(
     model: str = typer.Option("digits-cnn", help=f"Architecture: {', '.join(MODELS)}."),
     dataset: str = typer.Option("digits", help="digits or mnist (for the showcase CNNs)."),
-    checkpoint: Path | None = typer.Option(None, help="state_dict (.pt) to load instead of "
-                                           "training the showcase model first."),
+    checkpoint: Path | None = typer.Option(None, help="state_dict (.pt or .safetensors) to load "
+                                           "instead of training the showcase model first."),
     ratio: float | None = typer.Option(None, help="Fraction of units removed per group."),
     target_macs: float | None = typer.Option(None, help="MACs goal: fraction (<1) or count."),
     target_params: float | None = typer.Option(None, help="Parameter goal: fraction or count."),
@@ -65,52 +78,44 @@ def prune_cmd(
     ),
     criterion: str = typer.Option("l2", help="l1, l2, bn_scale, fpgm, taylor, random."),
     allocation: str = typer.Option("uniform", help="uniform or global."),
-    round_to: int | None = typer.Option(None, help="Kept widths a multiple of this."),
+    round_to: int | None = typer.Option(None, min=1, max=4096,
+                                        help="Kept widths a multiple of this."),
     ignore: list[str] = typer.Option([], help="Module names to keep unchanged (repeatable)."),
-    train_epochs: int = typer.Option(10, help="Epochs to train the showcase model first."),
-    finetune_epochs: int = typer.Option(3, help="Fine-tuning epochs after pruning."),
+    train_epochs: int = typer.Option(10, min=0, max=MAX_EPOCHS,
+                                     help="Epochs to train the showcase model first."),
+    finetune_epochs: int = typer.Option(3, min=0, max=MAX_EPOCHS,
+                                        help="Fine-tuning epochs after pruning."),
     distill: bool = typer.Option(True, help="Distil from the unpruned model while fine-tuning."),
     lr: float = typer.Option(1e-3, help="Learning rate (training and fine-tuning)."),
-    image_size: int = typer.Option(64, help="Input size for the torchvision models."),
+    image_size: int = typer.Option(64, min=16, max=1024,
+                                   help="Input size for the torchvision models."),
     out: Path | None = typer.Option(None, help="Write the pruned state_dict here (.pt)."),
     plan: Path | None = typer.Option(None, help="Write the pruning plan here (.json)."),
     report: Path | None = typer.Option(None, help="Write a report (.md, .html or .json)."),
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Prune a model structurally, fine-tune it, and print MACs/params/bytes/latency/accuracy."""
     import torch
 
-    from prunekit._io import atomic_path, atomic_write_json, atomic_write_text
     from prunekit.metrics import measure_latency
     from prunekit.nn.distill import finetune
-    from prunekit.nn.structured import prune, save_plan
+    from prunekit.nn.structured import prune
     from prunekit.nn.training import evaluate_accuracy, train_classifier
 
+    _check_prune_options(model, dataset, ratio, target_macs, target_params, target_latency,
+                         criterion, allocation, lr)
+    outputs = {"--out": out, "--plan": plan, "--report": report}
+    for option, path in outputs.items():
+        if path is not None:
+            check_output_file(option, path)
+    check_distinct_outputs(outputs)
+    state = None if checkpoint is None else load_state_dict_file("--checkpoint", checkpoint)
     torch.manual_seed(seed)
-    showcase = model in ("digits-cnn", "mnist-cnn", "lenet")
-    net, x = build_model(model, image_size=image_size)
-    loaders = None
-    if showcase:
-        from prunekit.data import load_dataset
-
-        check_choice("dataset", dataset, ("digits", "mnist"))
-        ds = load_dataset(dataset, seed=seed)
-        want = {"digits-cnn": (8, 8), "mnist-cnn": (28, 28)}.get(model)
-        if want is not None and tuple(ds.image_shape[-2:]) != want:
-            from prunekit.errors import InvalidParameterError
-
-            raise InvalidParameterError(f"model {model!r} needs the "
-                                        f"{'digits' if want == (8, 8) else 'mnist'} data set")
-        if model == "lenet":
-            net, x = build_model(model)
-            from prunekit.nn.models import LeNet300100
-
-            net = LeNet300100(in_features=ds.n_features)
-            x = torch.randn(1, ds.n_features)
-        loaders = ds.loaders(64, images=model != "lenet", seed=seed)
-    if checkpoint is not None:
-        net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    net, x, loaders = _model_and_data(model, dataset, image_size, seed)
+    _check_ignore(net, ignore)
+    if state is not None:
+        apply_state_dict("--checkpoint", checkpoint, net, state, f"--model {model}")
     elif loaders is not None:
         train_classifier(net, loaders[0], epochs=train_epochs, lr=lr, progress=not quiet,
                          description="training")
@@ -137,37 +142,99 @@ def prune_cmd(
                  + (f", {acc2:.4f} after {finetune_epochs} fine-tuning epochs"
                     f"{' with distillation' if distill else ''}" if acc2 is not None else ""))
     typer.echo(text)
+    accuracy = {"accuracy_before": acc0, "accuracy_pruned": acc1, "accuracy_finetuned": acc2}
+    _write_prune_outputs(out, plan, report, slim, rep, text, {**accuracy, "model": model})
+
+
+def _check_prune_options(model: str, dataset: str, ratio: float | None,
+                         target_macs: float | None, target_params: float | None,
+                         target_latency: float | None, criterion: str, allocation: str,
+                         lr: float) -> None:
+    """Every option of ``prune`` that can be checked without a model, before any work."""
+    from prunekit.nn.structured.importance import CRITERIA
+
+    check_option_choice("--model", model, MODELS)
+    if model in SHOWCASE:
+        check_option_choice("--dataset", dataset, ("digits", "mnist"))
+        want = {"digits-cnn": "digits", "mnist-cnn": "mnist"}.get(model)
+        if want is not None and dataset != want:
+            raise InvalidParameterError(f"--model {model} needs --dataset {want}")
+    check_number("--ratio", ratio, 0.0, 1.0, low_open=True, high_open=True)
+    check_number("--target-macs", target_macs, 0.0, None, low_open=True)
+    check_number("--target-params", target_params, 0.0, None, low_open=True)
+    check_number("--target-latency", target_latency, 0.0, 1.0, low_open=True, high_open=True)
+    check_option_choice("--criterion", criterion, CRITERIA)
+    check_option_choice("--allocation", allocation, ("uniform", "global"))
+    check_number("--lr", lr, 0.0, 10.0, low_open=True)
+
+
+def _model_and_data(model: str, dataset: str, image_size: int, seed: int
+                    ) -> tuple[Any, Any, Any]:
+    """The network, an example input and (showcase models) the train/val/test loaders."""
+    import torch
+
+    net, x = build_model(model, image_size=image_size)
+    if model not in SHOWCASE:
+        return net, x, None
+    from prunekit.data import load_dataset
+
+    ds = load_dataset(dataset, seed=seed)
+    if model == "lenet":
+        from prunekit.nn.models import LeNet300100
+
+        net, x = LeNet300100(in_features=ds.n_features), torch.randn(1, ds.n_features)
+    return net, x, ds.loaders(64, images=model != "lenet", seed=seed)
+
+
+def _check_ignore(net: Any, ignore: list[str]) -> None:
+    names = {n for n, _ in net.named_modules() if n}
+    for name in ignore:
+        if name not in names:
+            shown = ", ".join(sorted(names)[:12]) + (" ..." if len(names) > 12 else "")
+            raise InvalidParameterError(
+                f"--ignore {name!r} is not a module of the model; modules: {shown}")
+
+
+def _write_prune_outputs(out: Path | None, plan: Path | None, report: Path | None, slim: Any,
+                         rep: Any, text: str, extra: dict[str, Any]) -> None:
+    """The pruned state_dict, the plan and the report, written together at the end."""
+    import torch
+
+    from prunekit._io import atomic_write_json
+    from prunekit.nn.structured import save_plan
+
+    files: dict[Path, Any] = {}
     if out is not None:
-        with atomic_path(out) as tmp:
-            torch.save(slim.state_dict(), tmp)
+        files[out] = lambda tmp: torch.save(slim.state_dict(), tmp)
     if plan is not None:
-        save_plan(rep.plan, plan)
+        files[plan] = lambda tmp: save_plan(rep.plan, tmp)
     if report is not None:
-        data = rep.to_dict()
-        data.update({"accuracy_before": acc0, "accuracy_pruned": acc1,
-                     "accuracy_finetuned": acc2, "model": model})
         if report.suffix == ".json":
-            atomic_write_json(report, data)
+            files[report] = lambda tmp: atomic_write_json(tmp, {**rep.to_dict(), **extra})
         elif report.suffix == ".html":
             from prunekit.report import Report
 
-            r = Report(f"Structured pruning of {model}")
+            r = Report(f"Structured pruning of {extra['model']}")
             r.add_text(text)
-            r.write_html(report)
+            files[report] = r.to_html()
         else:
-            atomic_write_text(report, text + "\n")
+            files[report] = text + "\n"
+    write_outputs(files)
 
 
 @structured_app.command("groups")
 def groups_cmd(
     model: str = typer.Option("resnet18", help=f"Architecture: {', '.join(MODELS)}."),
-    image_size: int = typer.Option(64, help="Input size for the torchvision models."),
+    image_size: int = typer.Option(64, min=16, max=1024,
+                                   help="Input size for the torchvision models."),
     ignore: list[str] = typer.Option([], help="Module names to keep unchanged (repeatable)."),
 ) -> None:
     """List the groups of coupled channels that structured pruning removes together."""
     from prunekit.nn.structured import dependency_groups
 
+    check_option_choice("--model", model, MODELS)
     net, x = build_model(model, image_size=image_size)
+    _check_ignore(net, ignore)
     graph = dependency_groups(net.eval(), x, ignore)
     from prunekit.metrics import markdown_table
 
