@@ -9,6 +9,15 @@ from typing import Any
 
 import typer
 
+from prunekit._cli_common import (
+    check_distinct_outputs,
+    check_input_file,
+    check_number,
+    check_option_choice,
+    check_output_file,
+    one_line,
+    write_outputs,
+)
 from prunekit._io import atomic_write_json
 from prunekit.errors import InvalidParameterError
 
@@ -31,12 +40,18 @@ def _load(model_dir: Path | None) -> tuple[Any, Any, bool]:
             f"--model {model_dir} is not a transformers model folder (no config.json)"
         )
     transformers = import_transformers()
-    config = transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
-    archs = " ".join(getattr(config, "architectures", None) or [])
-    causal = "CausalLM" in archs or "LMHead" in archs
-    cls = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
-    model = cls.from_pretrained(str(model_dir), local_files_only=True).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+        archs = " ".join(getattr(config, "architectures", None) or [])
+        causal = "CausalLM" in archs or "LMHead" in archs
+        cls = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
+        model = cls.from_pretrained(str(model_dir), local_files_only=True).eval()
+        tok = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidParameterError(
+            f"--model {str(model_dir)!r}: cannot load it with transformers "
+            f"({type(exc).__name__}: {one_line(str(exc), 300)})"
+        ) from None
     if causal and tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model, tok, causal
@@ -48,8 +63,7 @@ def _texts(calibration: Path | None) -> tuple[str, list[str]]:
     if calibration is None:
         paras = stdlib_paragraphs(10_000, seed=0)
         return "\n\n".join(paras), paras
-    if not calibration.is_file():
-        raise InvalidParameterError(f"--calibration {calibration} is not a file")
+    check_input_file("--calibration", calibration)
     text = calibration.read_text(encoding="utf-8", errors="replace")
     paras = [p.strip() for p in text.split("\n\n") if p.strip()]
     if len(paras) < 4:
@@ -72,16 +86,17 @@ def run_oneshot(
         None, help="fraction of weights removed per layer [default 0.5; N:M sets its own]"
     ),
     pattern: str = typer.Option("unstructured", help="unstructured | 2:4 | 4:8 | N:M"),
-    n_samples: int = typer.Option(64, help="number of calibration samples"),
-    max_length: int = typer.Option(128, help="tokens per calibration sample"),
-    batch_size: int = typer.Option(8, help="calibration batch size"),
+    n_samples: int = typer.Option(64, min=1, max=100_000, help="number of calibration samples"),
+    max_length: int = typer.Option(128, min=2, max=65_536, help="tokens per calibration sample"),
+    batch_size: int = typer.Option(8, min=1, max=4096, help="calibration batch size"),
     owl: bool = typer.Option(False, "--owl", help="OWL non-uniform block sparsity"),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="write the pruned model here (compact safetensors)"
     ),
     json_path: Path | None = typer.Option(None, "--json", help="write the report as JSON"),
     threads: int = typer.Option(
-        0, help="torch CPU threads (0: torch's default; 1 is fastest on a busy machine)"
+        0, min=0, max=1024,
+        help="torch CPU threads (0: torch's default; 1 is fastest on a busy machine)",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
@@ -93,15 +108,27 @@ def run_oneshot(
     from prunekit.nn.oneshot.export import save_pruned
     from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement
     from prunekit.nn.oneshot.tiny_lm import random_windows
+    from prunekit.nn.patterns import parse_pattern
 
-    if threads < 0:
-        raise InvalidParameterError(f"--threads must be >= 0, got {threads}")
+    check_option_choice("--method", method, METHODS)
+    check_number("--sparsity", sparsity, 0.0, 1.0, high_open=True)
+    try:
+        parse_pattern(pattern)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"--{exc}") from None
+    if model_dir is not None and (not model_dir.is_dir() or
+                                  not (model_dir / "config.json").is_file()):
+        raise InvalidParameterError(
+            f"--model {str(model_dir)!r} is not a transformers model folder (no config.json)"
+        )
+    if calibration is not None:
+        check_input_file("--calibration", calibration)
+    for option, path in (("--output", output), ("--json", json_path)):
+        if path is not None:
+            check_output_file(option, path)
+    check_distinct_outputs({"--output": output, "--json": json_path})
     if threads:
         torch.set_num_threads(threads)
-    if method not in METHODS:
-        raise InvalidParameterError(
-            f"--method {method!r} is not supported; accepted values: {', '.join(METHODS)}"
-        )
     if quiet:
         from prunekit.nn.oneshot._hf import import_transformers
 
@@ -155,13 +182,15 @@ def run_oneshot(
         {"metric": r["metric"], "dense": f"{r['dense']:.4f}", "pruned": f"{r['pruned']:.4f}"}
         for r in rows
     ]))
+    files: dict[Path, Any] = {}
     if output is not None:
-        save_pruned(model, output, report)
-        typer.echo(f"\nsaved {output} ({output.stat().st_size / 2**20:.2f} MiB)")
+        files[output] = lambda tmp: save_pruned(model, tmp, report)
     if json_path is not None:
-        atomic_write_json(
-            json_path, {"report": report.to_dict(), "evaluation": rows, "eval_s": eval_s}
-        )
+        summary = {"report": report.to_dict(), "evaluation": rows, "eval_s": eval_s}
+        files[json_path] = lambda tmp: atomic_write_json(tmp, summary)
+    write_outputs(files)
+    if output is not None:
+        typer.echo(f"\nsaved {output} ({output.stat().st_size / 2**20:.2f} MiB)")
 
 
 def register(nn_app: typer.Typer) -> None:
