@@ -30,8 +30,10 @@ import numpy as np
 import typer
 
 from prunekit import __version__
+from prunekit._cli_common import SEED_MAX, check_output_dir, write_outputs
 from prunekit._progress import ProgressBar
 from prunekit._validation import check_positive_int
+from prunekit.errors import InvalidParameterError
 from prunekit.metrics import (
     compare,
     complexity,
@@ -41,6 +43,9 @@ from prunekit.metrics import (
     permutation_importance,
 )
 from prunekit.report import Report, plots
+
+OUTPUT_FILES = ("report.html", "figures.json")
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -517,8 +522,9 @@ def _run(out: Path, cfg: _Config, quiet: bool) -> DemoResult:
     rep.add_table([{"section": s.name, "status": s.status, "seconds": round(s.seconds, 2),
                     "note": s.note} for s in results], title="Sections")
     rep.sections.extend(body.sections)
-    html_path = rep.write_html(out / "report.html")
-    figures_path = rep.write_figures_json(out / "figures.json")
+    html_path, figures_path = out / "report.html", out / "figures.json"
+    write_outputs({html_path: rep.to_html(),
+                   figures_path: lambda tmp: rep.write_figures_json(tmp)})
     return DemoResult(rep, results, html_path, figures_path, elapsed)
 
 
@@ -527,7 +533,9 @@ def demo(
         Path("prunekit-demo"), "--output-dir", "-o", help="Folder for report.html and figures.json."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
-    seed: int = typer.Option(0, "--seed", help="Seed for data splits, training and pruning."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Seed for data splits, training and pruning."
+    ),
     threads: int = typer.Option(1, "--threads", help="Torch intra-op threads for the demo."),
     fast: bool = typer.Option(False, "--fast", hidden=True, help="Tiny settings for tests."),
 ) -> None:
@@ -536,6 +544,10 @@ def demo(
     Writes report.html and figures.json to --output-dir and prints a Markdown summary. Exits
     with status 1 if a section failed (the report still shows the others and the error).
     """
+    check_positive_int("threads", threads)
+    if threads > MAX_THREADS:
+        raise InvalidParameterError(f"--threads={threads} must be at most {MAX_THREADS}")
+    check_output_dir("--output-dir", output_dir, OUTPUT_FILES)
     result = run_demo(output_dir, fast=fast, quiet=quiet, seed=seed, threads=threads)
     if not quiet:
         typer.echo(result.summary_markdown())
