@@ -7,6 +7,7 @@ do not pay for importing torch and scikit-learn.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -30,6 +31,7 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+@functools.cache
 def _load_command(name: str) -> click.Command | None:
     module, _ = _LAZY_COMMANDS[name]
     holder = typer.Typer()

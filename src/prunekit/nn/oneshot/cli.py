@@ -57,6 +57,25 @@ def _load(model_dir: Path | None) -> tuple[Any, Any, bool]:
     return model, tok, causal
 
 
+def _check_model_dir(model_dir: Path) -> None:
+    """A folder holding a readable ``config.json`` (checked before importing transformers)."""
+    import json
+
+    config = model_dir / "config.json"
+    if not model_dir.is_dir() or not config.is_file():
+        raise InvalidParameterError(
+            f"--model {str(model_dir)!r} is not a transformers model folder (no config.json)"
+        )
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidParameterError(
+            f"--model {str(model_dir)!r}: config.json is not valid JSON ({exc})"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise InvalidParameterError(f"--model {str(model_dir)!r}: config.json is not an object")
+
+
 def _texts(calibration: Path | None) -> tuple[str, list[str]]:
     from prunekit.nn.oneshot.corpus import stdlib_paragraphs
 
@@ -116,11 +135,8 @@ def run_oneshot(
         parse_pattern(pattern)
     except InvalidParameterError as exc:
         raise InvalidParameterError(f"--{exc}") from None
-    if model_dir is not None and (not model_dir.is_dir() or
-                                  not (model_dir / "config.json").is_file()):
-        raise InvalidParameterError(
-            f"--model {str(model_dir)!r} is not a transformers model folder (no config.json)"
-        )
+    if model_dir is not None:
+        _check_model_dir(model_dir)
     if calibration is not None:
         check_input_file("--calibration", calibration)
     for option, path in (("--output", output), ("--json", json_path)):
