@@ -132,6 +132,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("csv-single-class", ["tree", "--csv", "{single_class}"], "single class"),
     ("csv-target-name", ["tree", "--csv", "{ok}", "--target", "label"], "columns: a, b, y"),
     ("csv-target-index", ["tree", "--csv", "{ok}", "--target", "7"], "out of range"),
+    ("csv-target-superscript", ["tree", "--csv", "{ok}", "--target", "²"], "not a column"),
     ("csv-ragged", ["tree", "--csv", "{ragged}"], "fields"),
     ("csv-one-column", ["tree", "--csv", "{one_column}"], "column"),
     ("csv-few-rows", ["tree", "--csv", "{few_rows}"], "--csv"),

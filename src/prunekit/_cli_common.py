@@ -23,6 +23,7 @@ import math
 import numbers
 import os
 import pickle
+import re
 import stat
 import sys
 import tempfile
@@ -392,7 +393,7 @@ def load_table(data: str, csv: Path | None, target: str, seed: int) -> Any:
         return load_dataset(data, seed=seed)
     check_input_file("--csv", csv)
     text = target.strip()
-    tgt: str | int = int(text) if text.lstrip("-").isdigit() else target
+    tgt: str | int = int(text) if re.fullmatch(r"-?[0-9]+", text) else target
     try:
         ds = load_csv(csv, target=tgt, seed=seed)
     except InvalidParameterError as exc:
