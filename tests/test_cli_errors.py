@@ -63,6 +63,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     _csv(d / "one_column.csv", "y", [str(i % 2) for i in range(40)])
     _csv(d / "few_rows.csv", "a,b,y", rows[:5])
     _csv(d / "nul.csv", "a,b,y", [*rows[:3], "1,\x002,0", *rows[3:]])
+    _csv(d / "id_target.csv", "a,b,y",
+         [r.rsplit(",", 1)[0] + f",id{i}" for i, r in enumerate(rows)])
+    _csv(d / "constant.csv", "a,b,y", [f"1,1,{i % 2}" for i in range(40)])
     (d / "folder").mkdir()
     (d / "text.txt").write_text("not a checkpoint\n")
     torch.save([1, 2, 3], d / "list.pt")
@@ -133,6 +136,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("csv-target-name", ["tree", "--csv", "{ok}", "--target", "label"], "columns: a, b, y"),
     ("csv-target-index", ["tree", "--csv", "{ok}", "--target", "7"], "out of range"),
     ("csv-target-superscript", ["tree", "--csv", "{ok}", "--target", "²"], "not a column"),
+    ("csv-id-target", ["tree", "--csv", "{id_target}"], "too few rows"),
+    ("ens-csv-id-target", ["ensemble", "--csv", "{id_target}"], "is --target the label"),
+    ("csv-constant-features", ["tree", "--csv", "{constant}"], "single leaf"),
     ("csv-ragged", ["tree", "--csv", "{ragged}"], "fields"),
     ("csv-one-column", ["tree", "--csv", "{one_column}"], "column"),
     ("csv-few-rows", ["tree", "--csv", "{few_rows}"], "--csv"),

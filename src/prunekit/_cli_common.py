@@ -84,6 +84,24 @@ def run_cli(command: Any, argv: Sequence[str] | None = None, prog_name: str = "p
     """Run ``command`` on ``argv`` and return the exit code; every failure is one stderr line."""
     set_debug(False)
     args = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_once(set())
+        return _run(command, args, prog_name)
+
+
+def _warning_once(seen: set[tuple[str, str]]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` printing each distinct warning once, as one stderr line."""
+
+    def show(message: Warning | str, category: type[Warning], *_args: Any, **_kw: Any) -> None:
+        key = (category.__name__, one_line(str(message), 300))
+        if key not in seen:
+            seen.add(key)
+            print(f"warning: {key[0]}: {key[1]}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _run(command: Any, args: list[str], prog_name: str) -> int:
     try:
         rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except (CommandInterrupted, KeyboardInterrupt):
@@ -407,6 +425,17 @@ def load_table(data: str, csv: Path | None, target: str, seed: int) -> Any:
         raise InvalidParameterError(
             f"--csv {str(csv)!r}: the training split holds a single class; give more rows of "
             "every class")
+    if ds.task == "classification":
+        held_out = set(ds.y_val.tolist()) | set(ds.y_test.tolist())
+        unseen = sorted(held_out - set(ds.y_train.tolist()))
+        if unseen:
+            names = ", ".join(repr(ds.target_names[i]) for i in unseen[:5])
+            raise InvalidParameterError(
+                f"--csv {str(csv)!r}: {len(unseen)} classes ({names}"
+                f"{', ...' if len(unseen) > 5 else ''}) have too few rows to appear in the "
+                f"training split ({len(ds.target_names)} classes in "
+                f"{len(ds.y_train) + len(ds.y_val) + len(ds.y_test)} rows); is --target the "
+                "label column?")
     if len(ds.y_train) < 5 or len(ds.y_test) < 1:
         raise InvalidParameterError(
             f"--csv {str(csv)!r}: {len(ds.y_train) + len(ds.y_val) + len(ds.y_test)} data rows "

@@ -102,6 +102,11 @@ def run_comparison(
     t0 = time.perf_counter()
     fit_model("--csv" if csv else "--data", tree, ds.X_train, ds.y_train)
     fit_s = time.perf_counter() - t0
+    if tree.tree_.node_count == 1:
+        raise InvalidParameterError(
+            f"the tree grown on {csv or data} is a single leaf (no feature separates the "
+            "training targets): there is nothing to prune"
+        )
     variants = [v for v in VARIANTS if clf or METHODS[v[1]].regression]
     if methods:
         variants = [v for v in variants if v[1] in methods or v[0] in methods]
