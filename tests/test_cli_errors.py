@@ -390,3 +390,20 @@ def test_read_only_folder_for_real(tmp_path, monkeypatch, capsys) -> None:
 def test_no_arguments_prints_help(monkeypatch, capsys) -> None:
     code, out, err = run_main([], monkeypatch, capsys)
     assert "Usage" in out + err and "Traceback" not in out + err
+
+
+def test_library_warnings_print_once_as_one_line(monkeypatch, capsys) -> None:
+    import warnings
+
+    from prunekit.errors import InvalidParameterError
+    from prunekit.trees import cli as tree_cli
+
+    def noisy(**_kwargs):
+        for _ in range(3):
+            warnings.warn("the same thing\nagain", UserWarning, stacklevel=1)
+        raise InvalidParameterError("stop")
+
+    monkeypatch.setattr(tree_cli, "run_comparison", noisy)
+    code, _, err = run_main(["tree", "--out", "unused-dir"], monkeypatch, capsys)
+    assert code == 2
+    assert err == "warning: UserWarning: the same thing again\nerror: stop\n"
