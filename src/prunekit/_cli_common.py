@@ -115,6 +115,10 @@ def _run(command: Any, args: list[str], prog_name: str) -> int:
         return _fail(EXIT_ERROR, "aborted (end of input)", exc)
     except (typer.TyperException, *_classes("ClickException")) as exc:
         return _fail(EXIT_ERROR, _click_message(exc), exc)
+    except BrokenPipeError:  # `prunekit ... | head`: the reader left, nothing to report
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_UNEXPECTED
     except SystemExit as exc:  # a library calling sys.exit: keep its code
         return exc.code if isinstance(exc.code, int) else EXIT_UNEXPECTED
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
