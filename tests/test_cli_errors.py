@@ -407,3 +407,23 @@ def test_library_warnings_print_once_as_one_line(monkeypatch, capsys) -> None:
     code, _, err = run_main(["tree", "--out", "unused-dir"], monkeypatch, capsys)
     assert code == 2
     assert err == "warning: UserWarning: the same thing again\nerror: stop\n"
+
+
+def test_model_folder_that_transformers_cannot_load(tmp_path, monkeypatch, capsys) -> None:
+    """Any loader exception (e.g. safetensors' own SafetensorError) is a one-line input error."""
+    from types import SimpleNamespace
+
+    from prunekit.nn.oneshot import _hf
+
+    class SafetensorError(Exception):
+        pass
+
+    def fail(*_args, **_kwargs):
+        raise SafetensorError("Error while deserializing header: header too small")
+
+    fake = SimpleNamespace(AutoConfig=SimpleNamespace(from_pretrained=fail))
+    monkeypatch.setattr(_hf, "import_transformers", lambda: fake)
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    code, out, err = run_main(["llm", "--model", str(tmp_path)], monkeypatch, capsys)
+    line = assert_one_error_line(code, out, err, "cannot load it with transformers")
+    assert "SafetensorError" in line

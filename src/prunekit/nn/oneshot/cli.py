@@ -47,7 +47,9 @@ def _load(model_dir: Path | None) -> tuple[Any, Any, bool]:
         cls = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
         model = cls.from_pretrained(str(model_dir), local_files_only=True).eval()
         tok = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to load a user's folder is bad input
         raise InvalidParameterError(
             f"--model {str(model_dir)!r}: cannot load it with transformers "
             f"({type(exc).__name__}: {one_line(str(exc), 300)})"
