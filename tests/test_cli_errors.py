@@ -148,7 +148,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("tree-out-long", ["tree", "--out", "{long}"], "255 bytes"),
     ("tree-out-parent-file", ["tree", "--out", "{file_child}"], "is a file"),
     # ensemble
-    ("ens-n-estimators-0", ["ensemble", "--n-estimators", "0"], "--n-estimators"),
+    ("ens-n-estimators-0", ["ensemble", "--n-estimators", "0"], "accepted range: 1..10000"),
     ("ens-n-estimators-negative", ["ensemble", "--n-estimators", "-5"], "--n-estimators"),
     ("ens-n-estimators-absurd", ["ensemble", "--n-estimators", "1000000000"], "10000"),
     ("ens-gb-oob", ["ensemble", "--model", "gb", "--oob"], "--oob"),

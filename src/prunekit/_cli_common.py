@@ -150,6 +150,12 @@ def _fail(code: int, message: str, exc: BaseException) -> int:
 
 def _click_message(exc: Any) -> str:
     message = exc.format_message()
+    param = getattr(exc, "param", None)
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    if isinstance(low, numbers.Real) or isinstance(high, numbers.Real):
+        lo = "" if low is None else f"{low}"
+        hi = "" if high is None else f"{high}"
+        message += f"; accepted range: {lo}..{hi}"
     ctx = getattr(exc, "ctx", None)
     if isinstance(exc, _classes("UsageError")) and ctx is not None:
         help_opt = ctx.help_option_names[0] if ctx.help_option_names else "--help"
