@@ -256,6 +256,25 @@ CASES: list[tuple[str, list[str], str]] = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _never_replace_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Safety net: if an output check regressed, a root test run would rename onto /dev/null."""
+    import stat
+
+    real = os.replace
+
+    def guarded(src, dst, *args, **kwargs):
+        try:
+            mode = os.stat(dst).st_mode
+        except OSError:
+            mode = 0
+        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise AssertionError(f"refusing to replace the device {dst!r}")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", guarded)
+
+
 def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch,
              capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run the console-script entry point on ``argv``; (exit code, stdout, stderr)."""
