@@ -150,3 +150,29 @@ def test_ensemble_options_and_csv(raw: bytes, changed: list[str], oob: bool,
     argv = ["ensemble", "--csv", str(path), *[t for kv in opts.items() for t in kv],
             "--out", str(workdir / "e"), "-q"]
     check(argv + (["--oob"] if oob else []))
+
+
+@pytest.fixture(scope="module")
+def compact_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    from prunekit.nn.io import save_compact
+    from prunekit.nn.models import LeNet300100
+
+    path = tmp_path_factory.mktemp("compact") / "m.safetensors"
+    save_compact(LeNet300100(in_features=4, n_classes=2), path, metadata={"k": "v"})
+    return path.read_bytes()
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), min_size=1,
+                      max_size=8),
+       cut=st.one_of(st.none(), st.integers(0, 3000)))
+def test_compact_info_on_mutated_files(edits: list[tuple[int, int]], cut: int | None,
+                                       compact_bytes: bytes, workdir: Path) -> None:
+    """Byte edits in a compact file's header and data: table or one error line, never a crash."""
+    raw = bytearray(compact_bytes if cut is None else compact_bytes[:cut])
+    for pos, value in edits:
+        if pos < len(raw):
+            raw[pos] = value
+    path = workdir / "mutated.safetensors"
+    path.write_bytes(bytes(raw))
+    check(["nn", "compact-info", str(path)])
