@@ -522,3 +522,40 @@ def apply_state_dict(option: str, path: Path, model: Any, state: Mapping[str, An
     if problems:
         raise _path_error(option, path, f"does not match {what}: " + "; ".join(problems))
     model.load_state_dict(dict(state))
+
+
+# --------------------------------------------------------------------------- help text
+def hide_flag_metavars(command: Any) -> Any:
+    """Drop the ``<bool>`` type column of on/off flags in ``--help`` (for ``command`` and below).
+
+    A flag takes no value, so a metavar only misleads; the help shows ``--int8 / --no-int8``.
+    """
+    from typer.core import TyperGroup
+
+    try:
+        from typer import _click as click
+    except ImportError:  # pragma: no cover - older typer
+        import click  # type: ignore[no-redef]
+    params = list(getattr(command, "params", []))
+    with contextlib.suppress(Exception):  # the cached --help option (created on demand)
+        helper = command.get_help_option(click.Context(command))
+        if helper is not None:
+            params.append(helper)
+    for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", None) is None:
+            param.metavar = ""
+    if isinstance(command, TyperGroup) or hasattr(command, "commands"):
+        for sub in getattr(command, "commands", {}).values():
+            hide_flag_metavars(sub)
+    return command
+
+
+def echo_written(folder: Path | None, names: Iterable[str | Path]) -> None:
+    """Print every file written, one per line with its size (``wrote out/r.html (1,234 bytes)``)."""
+    paths = [Path(n) if folder is None else Path(folder) / n for n in names]
+    for p in paths:
+        try:
+            size = f" ({p.stat().st_size:,} bytes)"
+        except OSError:
+            size = ""
+        print(f"wrote {p}{size}", flush=True)

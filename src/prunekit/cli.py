@@ -27,17 +27,26 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "tree": ("prunekit.trees.cli", "Grow a decision tree, apply every pruning method, compare."),
     "ensemble": ("prunekit.ensembles.cli", "Prune a tree ensemble to a small sub-ensemble."),
     "nn": ("prunekit.nn.cli", "Prune PyTorch networks: sparsity, structured, one-shot."),
-    "llm": ("prunekit.nn.cli", "One-shot pruning of a transformer (alias of `nn oneshot`)."),
+    "llm": ("prunekit.nn.oneshot.cli",
+            "One-shot pruning of a transformer (alias of `nn oneshot`)."),
 }
 
 
 @functools.cache
 def _load_command(name: str) -> click.Command | None:
-    module, _ = _LAZY_COMMANDS[name]
+    return load_registered(_LAZY_COMMANDS[name][0], name, root=True)
+
+
+def load_registered(module: str, name: str, *, root: bool = False) -> click.Command | None:
+    """Command ``name`` of ``module``'s ``register`` (``register_root`` for a root alias)."""
     holder = typer.Typer()
-    importlib.import_module(module).register(holder)
+    mod = importlib.import_module(module)
+    registrar = getattr(mod, "register_root", None) if root else None
+    (registrar or mod.register)(holder)
+    from prunekit._cli_common import hide_flag_metavars
+
     group = typer.main.get_group(holder)
-    return group.get_command(click.Context(group), name)
+    return hide_flag_metavars(group.get_command(click.Context(group), name))
 
 
 class _LazyCommand(TyperCommand):
@@ -45,13 +54,14 @@ class _LazyCommand(TyperCommand):
 
     rich_help_panel = None
 
-    def __init__(self, name: str, help_text: str) -> None:
+    def __init__(self, name: str, help_text: str, loader: Any = None) -> None:
         super().__init__(name, help=help_text, short_help=help_text)
+        self._loader = loader or _load_command
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
     ) -> click.Context:
-        real = _load_command(self.name or "")
+        real = self._loader(self.name or "")
         if real is None:  # pragma: no cover - a registration bug, not a user error
             raise click.UsageError(f"command {self.name!r} is not available")
         return real.make_context(info_name, args, parent=parent, **extra)
@@ -117,9 +127,9 @@ def main(argv: list[str] | None = None) -> None:
 
     Every failure ends as one stderr line and an exit status; see :mod:`prunekit._cli_common`.
     """
-    from prunekit._cli_common import run_cli
+    from prunekit._cli_common import hide_flag_metavars, run_cli
 
-    raise SystemExit(run_cli(typer.main.get_command(app), argv))
+    raise SystemExit(run_cli(hide_flag_metavars(typer.main.get_command(app)), argv))
 
 
 if __name__ == "__main__":
