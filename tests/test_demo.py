@@ -43,7 +43,7 @@ def test_demo_prints_markdown_summary(demo_run):
     _, result, _ = demo_run
     text = result.output
     assert text.lstrip().startswith("# prunekit demo")
-    assert "| model | pruning | accuracy | size | speed-up |" in text
+    assert "| model | pruning | accuracy | size | speed |" in text
     assert "report.html" in text and "figures.json" in text
     assert "failed" not in text
 

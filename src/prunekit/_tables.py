@@ -70,3 +70,17 @@ def _width(table: Any, cols: list[str], rows: Sequence[Mapping[str, Any]]) -> in
     """Total width that fits every cell on one line (piped output is never wrapped)."""
     widths = [max(len(c), *(len(format_cell(r.get(c))) for r in rows)) for c in cols]
     return sum(widths) + 3 * len(cols) + 2
+
+
+def times(ratio: float | None, smaller: str = "smaller", larger: str = "larger") -> str:
+    """A ratio after/before in one unit everywhere: ``3.94x smaller``, ``1.20x larger``.
+
+    For sizes pass after/before; for speed pass ``before/after`` with ``smaller="slower"``,
+    ``larger="faster"`` (so ``2.00x faster``). ``None``/NaN/0 -> ``—``.
+    """
+    if ratio is None or not math.isfinite(float(ratio)) or ratio <= 0:
+        return MISSING
+    r = float(ratio)
+    if math.isclose(r, 1.0, rel_tol=5e-3):
+        return "1.00x (same)"
+    return f"{1 / r:.2f}x {smaller}" if r < 1 else f"{r:.2f}x {larger}"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from prunekit._tables import times
 from prunekit import __version__
 from prunekit._cli_common import SEED_MAX, check_output_dir, write_outputs
 from prunekit._progress import ProgressBar
@@ -128,8 +129,8 @@ def _headline(name: str, cmp: Any, what: str) -> dict[str, Any]:
         "model": name,
         "pruning": what,
         key: f"{cmp.before_metrics[key]:.3f} -> {cmp.after_metrics[key]:.3f}",
-        "size": f"x{sr:.2f}" if sr is not None else "-",
-        "speed-up": f"x{sp:.2f}" if sp is not None else "-",
+        "size": times(sr) if sr is not None else None,
+        "speed": times(sp, "slower", "faster") if sp is not None else None,
     }
 
 
@@ -403,7 +404,7 @@ def _section_unstructured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, s
         ], title="Checkpoint size")
         res.headline.append({"model": model_name, "pruning": f"compact checkpoint, {target:.0%}",
                              "accuracy": "(same model)",
-                             "size": f"x{compact / max(dense_bytes, 1):.2f}", "speed-up": "-"})
+                             "size": times(compact / max(dense_bytes, 1)), "speed": None})
     if cmp.after_complexity.layer_sparsity:
         rep.add_figure(plots.layer_sparsity(cmp.after_complexity.layer_sparsity,
                                             title=f"Sparsity per layer at {target:.0%}"),

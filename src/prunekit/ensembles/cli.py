@@ -200,9 +200,9 @@ def _staged_test_curve(model: Any, X: np.ndarray, y: np.ndarray) -> list[tuple[f
 
 
 def _print_table(rows: list[dict], quiet: bool) -> None:
-    from prunekit.metrics import markdown_table
+    from prunekit._tables import print_table
 
-    typer.echo(markdown_table(rows))
+    print_table(rows)
 
 
 def register(app: typer.Typer) -> None:
@@ -261,15 +261,16 @@ def register(app: typer.Typer) -> None:
         )
         _print_table(rows, quiet)
         _write_report(out, rows, curves, info)
-        if not quiet:
-            typer.echo(f"report: {out / 'report.html'}")
+        from prunekit._cli_common import echo_written
+
+        echo_written(out, OUTPUT_FILES)
 
 
 def _write_report(out: Path, rows: list[dict], curves: dict, info: dict[str, Any]) -> None:
     """report.html, report.json and results.json in ``out``, written together at the end."""
     from prunekit._cli_common import write_outputs
     from prunekit._io import atomic_write_json
-    from prunekit.report import Report, plots
+    from prunekit.report import Report
 
     metric = "accuracy" if info["task"] == "classification" else "r2"
     rep = Report(f"Ensemble pruning: {info['model']} on {info['data']}")
@@ -281,15 +282,20 @@ def _write_report(out: Path, rows: list[dict], curves: dict, info: dict[str, Any
         f"({info['member_matrix_s']} s)."
     )
     rep.add_table(rows, "Methods on the test set")
-    full = rows[0]["test_accuracy" if metric == "accuracy" else "test_r2"]
-    fig = plots.accuracy_vs_sparsity(
-        curves,
-        metric=f"test {metric}",
-        baseline=full,
-        title="Test score along each method's ordering",
-        xlabel="members kept",
-    )
-    rep.add_figure(fig, f"{metric} vs. ensemble size")
+    col = "test_accuracy" if metric == "accuracy" else "test_r2"
+    full = rows[0][col]
+    chosen = {r["method"]: (float(r["members"]), float(r[col])) for r in rows[1:]
+              if r["method"] in curves}
+    if curves:
+        rep.add_tradeoff(
+            "Test score along each method's ordering", curves, xlabel="members kept",
+            metric=f"test {metric}", baseline=full, baseline_label=f"all {rows[0]['members']}",
+            chosen=chosen,
+        )
+    rep.add_tradeoff(
+        f"Test {metric} vs. prediction latency", {r["method"]: [(r["predict_ms"], r[col])]
+                                                   for r in rows},
+        xlabel="predict latency (ms)", metric=f"test {metric}")
     results = {"info": info, "rows": rows, "curves": curves}
     write_outputs({
         out / "report.html": rep.to_html(),

@@ -35,8 +35,14 @@ def table_html(head: list[str], body: list[list[str]], caption: str | None = Non
     """An HTML table of escaped cells (inline Markdown allowed)."""
     cap = f"<caption>{inline(caption)}</caption>" if caption else ""
     th = "".join(f"<th>{inline(h)}</th>" for h in head)
+    body = [[c if str(c).strip() else "—" for c in r] for r in body]
     rows = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body)
-    return f'<table>{cap}<thead><tr>{th}</tr></thead><tbody>{rows}</tbody></table>'
+    legend = ""
+    if any(c.strip() in ("—", "-", "") for r in body for c in r):
+        legend = ('<p class="legend">— : not measured or not applicable to this row '
+                  "(e.g. a method that does not report this quantity)</p>")
+    return (f'<div class="table-wrap"><table>{cap}<thead><tr>{th}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>{legend}")
 
 
 def markdown_to_html(md: str) -> str:

@@ -114,12 +114,14 @@ def run_comparison(
     data_kw = {"X_val": ds.X_val, "y_val": ds.y_val, "X_train": ds.X_train,
                "y_train": ds.y_train, "random_state": seed}
     reports = {}
+    estimators: dict[str, Any] = {"unpruned": tree}
     with ProgressBar(len(variants) + 1, "pruning", enabled=not quiet) as bar:
         for name, method, params in variants:
             pruned = prune_tree(tree, method, **data_kw, **params)
             rep = pruned.prune_report_
             reports[name] = rep.to_dict()
             rows.append(_row(name, pruned, ds.X_test, ds.y_test, ds.task, rep.time_s))
+            estimators[name] = pruned
             bar.advance(description=name)
         path = cost_complexity_path(tree)
         metric = "accuracy" if clf else "r2"
@@ -139,6 +141,10 @@ def run_comparison(
         "n_val": len(ds.y_val),
         "n_test": len(ds.y_test),
         "reports": reports,
+        "feature_names": [str(f) for f in getattr(ds, "feature_names", None) or []] or None,
+        "class_names": [str(c) for c in getattr(ds, "target_names", None) or []] or None
+        if clf else None,
+        "_estimators": estimators,  # not written to JSON
     }
     return rows, {"cost-complexity path": curve}, info
 
@@ -185,12 +191,12 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             quiet=quiet,
         )
-        from prunekit.metrics import markdown_table
+        from prunekit._cli_common import echo_written
+        from prunekit._tables import print_table
 
-        typer.echo(markdown_table(rows))
+        print_table(rows)
         _write_report(out, rows, curves, info)
-        if not quiet:
-            typer.echo(f"report: {out / 'report.html'}")
+        echo_written(out, OUTPUT_FILES)
 
 
 def _write_report(out: Path, rows: list[dict], curves: dict, info: dict[str, Any]) -> None:
@@ -210,20 +216,26 @@ def _write_report(out: Path, rows: list[dict], curves: dict, info: dict[str, Any
     )
     rep.add_table(rows, "Methods on the test set")
     points = {r["method"]: [(float(r["leaves"]), float(r[col]))] for r in rows[1:]}
-    fig = plots.accuracy_vs_sparsity(
-        {**curves, **points},
-        metric=f"test {metric}",
-        baseline=rows[0][col],
-        title="Test score vs. tree size",
-        xlabel="leaves",
-    )
-    rep.add_figure(fig, f"{metric} vs. leaves")
+    rep.add_tradeoff("Test score vs. tree size", {**curves, **points}, xlabel="leaves",
+                     metric=f"test {metric}", baseline=rows[0][col])
+    trees = info.get("_estimators", {})
+    if trees:
+        best = max(rows[1:], key=lambda r: (r[col], -r["leaves"]), default=None)
+        rep.add_text("## Trees before and after pruning\n\nThe unpruned tree and the pruned "
+                     "tree of the best-scoring method (fewest leaves among ties); big trees are "
+                     "drawn to a depth that fits the page.")
+        for name in ["unpruned"] + ([best["method"]] if best else []):
+            if name in trees:
+                rep.add_figure(plots.tree_drawing(
+                    trees[name], feature_names=info.get("feature_names"),
+                    class_names=info.get("class_names"), title=name), f"Tree: {name}")
     rep.add_table(
         [{"method": k, **dict(r["params"].items())} for k, r in info["reports"].items()
          if r["params"]],
         "Parameters each method chose",
     )
-    results = {"info": info, "rows": rows, "curves": curves}
+    public = {k: v for k, v in info.items() if not k.startswith("_")}
+    results = {"info": public, "rows": rows, "curves": curves}
     write_outputs({
         out / "report.html": rep.to_html(),
         out / "report.json": lambda tmp: rep.write_json(tmp),
