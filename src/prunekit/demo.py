@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import typer
 
-from prunekit._tables import times
 from prunekit import __version__
 from prunekit._cli_common import SEED_MAX, check_output_dir, write_outputs
 from prunekit._progress import ProgressBar
+from prunekit._tables import times
 from prunekit._validation import check_positive_int
 from prunekit.errors import InvalidParameterError
 from prunekit.metrics import (
