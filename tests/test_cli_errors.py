@@ -216,7 +216,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("st-target-macs", ["nn", "structured", "prune", "--target-macs", "-1"], "--target-macs"),
     ("st-criterion", ["nn", "structured", "prune", "--criterion", "bogus"], "fpgm"),
     ("st-allocation", ["nn", "structured", "prune", "--allocation", "random"], "uniform"),
-    ("st-dataset-mismatch", ["nn", "structured", "prune", "--dataset", "mnist"], "--dataset"),
+    ("st-dataset-mismatch", ["nn", "structured", "prune", "--dataset", "mnist"], "--data"),
     ("st-dataset-bogus", ["nn", "structured", "prune", "--dataset", "cifar"], "digits"),
     ("st-ignore", ["nn", "structured", "prune", "--ignore", "nope"], "--ignore"),
     ("st-out-devnull", ["nn", "structured", "prune", "--out", "/dev/null"], "--out"),
