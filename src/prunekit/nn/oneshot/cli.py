@@ -115,6 +115,9 @@ def run_oneshot(
         None, "--output", "-o", help="write the pruned model here (compact safetensors)"
     ),
     json_path: Path | None = typer.Option(None, "--json", help="write the report as JSON"),
+    report_path: Path | None = typer.Option(
+        None, "--report",
+        help="write an HTML report (per-layer sparsity, quality, time, memory)"),
     threads: int = typer.Option(
         0, min=0, max=1024,
         help="torch CPU threads (0: torch's default; 1 is fastest on a busy machine)",
@@ -141,10 +144,11 @@ def run_oneshot(
         _check_model_dir(model_dir)
     if calibration is not None:
         check_input_file("--calibration", calibration)
-    for option, path in (("--output", output), ("--json", json_path)):
+    for option, path in (("--output", output), ("--json", json_path),
+                         ("--report", report_path)):
         if path is not None:
             check_output_file(option, path)
-    check_distinct_outputs({"--output": output, "--json": json_path})
+    check_distinct_outputs({"--output": output, "--json": json_path, "--report": report_path})
     if threads:
         torch.set_num_threads(threads)
     if quiet:
@@ -194,21 +198,52 @@ def run_oneshot(
         f"peak memory +{report.peak_memory_bytes / 2**20:.1f} MiB"
     )
     typer.echo("")
-    from prunekit.metrics import markdown_table
+    from prunekit._tables import print_table
 
-    typer.echo(markdown_table([
-        {"metric": r["metric"], "dense": f"{r['dense']:.4f}", "pruned": f"{r['pruned']:.4f}"}
-        for r in rows
-    ]))
+    print_table(rows)
     files: dict[Path, Any] = {}
     if output is not None:
         files[output] = lambda tmp: save_pruned(model, tmp, report)
     if json_path is not None:
         summary = {"report": report.to_dict(), "evaluation": rows, "eval_s": eval_s}
         files[json_path] = lambda tmp: atomic_write_json(tmp, summary)
+    if report_path is not None:
+        files[report_path] = html_report(report, rows, eval_s, str(model_dir or "bundled MiniLM"))
     write_outputs(files)
-    if output is not None:
-        typer.echo(f"\nsaved {output} ({output.stat().st_size / 2**20:.2f} MiB)")
+    from prunekit._cli_common import echo_written
+
+    echo_written(None, [p for p in (output, json_path, report_path) if p is not None])
+
+
+def html_report(report: Any, rows: list[dict[str, Any]], eval_s: float, model: str) -> str:
+    """The ``prunekit llm --report`` page: summary, quality, per-layer sparsity, time, memory."""
+    from prunekit.report import Report, plots
+
+    rep = Report(f"One-shot pruning of {model}",
+                 subtitle=f"{report.method}, pattern {report.pattern}")
+    rep.add_table([
+        {"quantity": "sparsity over pruned layers", "value": f"{report.sparsity:.2%}"},
+        {"quantity": "target sparsity", "value": f"{report.target_sparsity:.2%}"},
+        {"quantity": "layers pruned / skipped",
+         "value": f"{len(report.layers)} / {len(report.skipped)}"},
+        {"quantity": "calibration samples / tokens",
+         "value": f"{report.n_calibration_samples:,} / {report.n_calibration_tokens:,}"},
+        {"quantity": "pruning time (s)", "value": f"{report.time_s:.2f}"},
+        {"quantity": "evaluation time (s)", "value": f"{eval_s:.2f}"},
+        {"quantity": "peak memory above start (MiB)",
+         "value": f"{report.peak_memory_bytes / 2**20:,.1f}"},
+    ], "Summary")
+    rep.add_table(rows, "Quality of the pruned model (held-out)")
+    if report.layers:
+        rep.add_figure(plots.layer_sparsity({lay.name: lay.sparsity for lay in report.layers},
+                                            title="Sparsity per layer"), "Sparsity per layer")
+        rep.add_table([{"layer": lay.name, "block": lay.block,
+                        "shape": "x".join(map(str, lay.shape)), "sparsity": lay.sparsity,
+                        "seconds": lay.time_s, "loss": lay.loss} for lay in report.layers],
+                      "Layers")
+    if report.skipped:
+        rep.add_table([{"skipped": n, "reason": r} for n, r in report.skipped], "Skipped")
+    return rep.to_html()
 
 
 def register(nn_app: typer.Typer) -> None:
