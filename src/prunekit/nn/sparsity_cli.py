@@ -291,16 +291,17 @@ def register(nn_app: typer.Typer) -> None:
         report = row["report"]
         from prunekit.metrics import markdown_table
 
-        summary = markdown_table(
-            [{"model": model, "method": method, "criterion": criterion, "pattern": pattern,
+        cells = [{"model": model, "method": method, "criterion": criterion, "pattern": pattern,
               "sparsity": _fmt(row["sparsity"], True),
               "all params zero": _fmt(report.model_zero_fraction, True),
               "dense acc": _fmt(row["dense_accuracy"]), "pruned acc": _fmt(row["accuracy"]),
               "file": f"{row['file_bytes']:,} B, {1 / row['file_ratio']:.2f}x smaller",
-              "seconds": f"{row['seconds']:.1f}"}],
-            right=("sparsity", "all params zero", "dense acc", "pruned acc", "file", "seconds"),
-        )
-        typer.echo(summary)
+              "seconds": f"{row['seconds']:.1f}"}]
+        right = ("sparsity", "all params zero", "dense acc", "pruned acc", "file", "seconds")
+        summary = markdown_table(cells, right=right)
+        from prunekit._tables import print_table
+
+        print_table(cells, right=right)
         note = sparsity_note(report)
         if note:
             typer.echo(note)
