@@ -290,7 +290,7 @@ def _write_report(out: Path, rows: list[dict], curves: dict, info: dict[str, Any
         rep.add_tradeoff(
             "Test score along each method's ordering", curves, xlabel="members kept",
             metric=f"test {metric}", baseline=full, baseline_label=f"all {rows[0]['members']}",
-            chosen=chosen,
+            chosen=chosen, pareto=False,
         )
     rep.add_tradeoff(
         f"Test {metric} vs. prediction latency", {r["method"]: [(r["predict_ms"], r[col])]

@@ -259,6 +259,10 @@ def _rows_html(rows: list[dict[str, Any]]) -> str:
     return table_html(cols, body)
 
 
+_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down",
+            "pentagon", "hexagon", "star-triangle-up", "hourglass", "bowtie")
+
+
 def plotly_js() -> str:
     """The plotly.js bundle of the installed ``plotly`` package, or ``""`` without it."""
     try:
@@ -288,7 +292,9 @@ def _plotly_html(div_id: str, s: _Section) -> str:
         traces.append({"type": "scatter", "mode": "lines+markers", "name": name,
                        "legendgroup": name, "x": [p[0] for p in pts], "y": [p[1] for p in pts],
                        "text": hover or None, "line": {"color": color, "width": 2},
-                       "marker": {"size": 5},
+                       "marker": {"size": 5 if len(pts) > 1 else 11,
+                                  "symbol": _SYMBOLS[i % len(_SYMBOLS)] if len(pts) == 1
+                                  else "circle"},
                        "hovertemplate": f"{html.escape(name)}<br>{spec['xlabel']}=%{{x}}<br>"
                        f"{spec['metric']}=%{{y:.4f}}" + ("<br>%{text}" if hover else "")
                        + "<extra></extra>"})

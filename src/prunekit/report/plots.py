@@ -80,7 +80,7 @@ def confusion_matrices(
     longest = max(len(lab) for lab in short)
     rotate = n > 6 or longest > 6
     side = max(3.6, 0.36 * n + 1.4 + (0.07 * longest if rotate else 0))
-    fig = Figure(figsize=(2 * side + 1.2, side + 0.07 * longest + 0.6), dpi=100,
+    fig = Figure(figsize=(2 * side + 1.2, 0.8 * side + 0.05 * longest + 0.5), dpi=100,
                  layout="constrained")
     vmax = max(int(b.max(initial=0)), int(a.max(initial=0)), 1)
     for i, (cm, name) in enumerate(((b, names[0]), (a, names[1]))):
