@@ -103,7 +103,8 @@ def confusion_matrices(
 
 
 def layer_sparsity(
-    sparsity: Mapping[str, float], *, title: str = "Sparsity per layer"
+    sparsity: Mapping[str, float], *, title: str = "Sparsity per layer",
+    xlabel: str = "sparsity (fraction of zero weights)",
 ) -> Figure:
     """Horizontal bars: fraction of zero weights of each layer (in model order, top to bottom)."""
     if not sparsity:
@@ -117,7 +118,7 @@ def layer_sparsity(
     ax.set_yticks(y, names, fontsize="small")
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("sparsity (fraction of zero weights)")
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

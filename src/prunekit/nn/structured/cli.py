@@ -373,15 +373,19 @@ def _html_report(rep: Any, text: str, extra: dict[str, Any]) -> str:
     acc = [(k, extra.get(k)) for k in ("accuracy_before", "accuracy_pruned",
                                        "accuracy_finetuned")]
     if rep.macs_before and any(v is not None for _, v in acc):
-        pts = [(rep.macs_before / 1e6, acc[0][1])] + [
-            (rep.macs_after / 1e6, v) for _, v in acc[1:] if v is not None]
-        r.add_tradeoff("Accuracy vs. MACs", {"this run": [p for p in pts if p[1] is not None]},
-                       xlabel="MMACs", metric="test accuracy", pareto=False)
+        macs = {"accuracy_before": rep.macs_before, "accuracy_pruned": rep.macs_after,
+                "accuracy_finetuned": rep.macs_after}
+        label = {"accuracy_before": "unpruned", "accuracy_pruned": "pruned",
+                 "accuracy_finetuned": "pruned + fine-tuned"}
+        r.add_tradeoff("Accuracy vs. MACs", {label[k]: [(macs[k] / 1e6, v)] for k, v in acc
+                                             if v is not None},
+                       xlabel="MMACs", metric="test accuracy")
     widths = {f"{layer} ({role})": after / max(before, 1)
               for layer, roles in rep.layers.items() for role, (before, after) in roles.items()}
     if widths:
         r.add_figure(plots.layer_sparsity({k: 1 - v for k, v in list(widths.items())[:60]},
-                                          title="Fraction of units removed per layer"),
+                                          title="Fraction of units removed per layer",
+                                          xlabel="fraction of units removed"),
                      "Units removed per layer")
     return r.to_html()
 
