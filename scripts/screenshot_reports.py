@@ -3,7 +3,7 @@
     python scripts/screenshot_reports.py [--out DIR] [--width 1200] [--quick]
 
 Writes ``DIR/<kind>.html`` (tree, ensemble, sparsity, structured, llm when the transformers
-extra is installed, demo-style comparison) and ``DIR/<kind>.png`` screenshots, and prints, per
+extra is installed, demo, a library comparison) and ``DIR/<kind>.png`` screenshots, and prints, per
 report, whether any element runs past the page width and whether every image loaded. Needs
 ``chromium``, ``chromium-browser`` or ``google-chrome`` on PATH. ``tests/test_report_render.py``
 uses the same helpers.
@@ -148,6 +148,11 @@ def _llm(d: Path, quick: bool) -> Path:
     return d / "llm.html"
 
 
+def _demo(d: Path, quick: bool) -> Path:
+    _cli(["demo", *(["--fast"] if quick else []), "--output-dir", str(d / "demo")])
+    return d / "demo" / "report.html"
+
+
 def _comparison(d: Path, quick: bool) -> Path:
     """A library report: a comparison table and confusion matrices with long class names."""
     from sklearn.datasets import load_wine
@@ -173,7 +178,7 @@ def _comparison(d: Path, quick: bool) -> Path:
 
 BUILDERS: dict[str, Callable[[Path, bool], Path]] = {
     "tree": _tree, "ensemble": _ensemble, "sparsity": _sparsity, "structured": _structured,
-    "llm": _llm, "comparison": _comparison,
+    "llm": _llm, "demo": _demo, "comparison": _comparison,
 }
 
 

@@ -228,11 +228,13 @@ def _section_ensemble(cfg: _Config, rep: Report) -> SectionResult:
     pr = getattr(small, "prune_report_", None)
     if pr is not None and getattr(pr, "curve", None):
         curve = [(float(s), float(v)) for s, v in pr.curve]
-        rep.add_figure(plots.accuracy_vs_sparsity(
-            {"reduce_error ordering": curve}, baseline=float(pr.score_before),
-            title="Validation accuracy vs. members kept", xlabel="members kept",
-            baseline_label=f"all {cfg.rf_trees} trees"),
-            "Ensemble: accuracy along the pruning order")
+        kept = int(getattr(pr, "n_members_after", 0) or 0)
+        chosen = {"reduce_error ordering": next((p for p in curve if int(p[0]) == kept),
+                                                curve[-1])}
+        rep.add_tradeoff("Ensemble: validation accuracy along the pruning order",
+                         {"reduce_error ordering": curve}, xlabel="members kept",
+                         metric="validation accuracy", baseline=float(pr.score_before),
+                         baseline_label=f"all {cfg.rf_trees} trees", chosen=chosen)
     rep.add_figure(plots.size_latency([
         {"name": cmp.names[0], "size_bytes": cmp.before_complexity.size_bytes,
          "latency_ms": cmp.before_latency.median_s * 1e3 if cmp.before_latency else None},
@@ -372,9 +374,9 @@ def _section_unstructured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, s
     rep.add_table([{"sparsity": s, **{c: round(dict(p)[s], 4) if s in dict(p) else None
                                       for c, p in curves.items()}} for s in grid],
                   title="Test accuracy vs. sparsity")
-    rep.add_figure(plots.accuracy_vs_sparsity(curves, baseline=dense_acc, baseline_label="dense",
-                                              title=f"{model_name} on digits (test accuracy)"),
-                   "Accuracy vs. sparsity")
+    rep.add_tradeoff(f"{model_name} on digits: test accuracy vs. sparsity", curves,
+                     xlabel="sparsity", metric="test accuracy", baseline=dense_acc,
+                     baseline_label="dense", x_better="higher")
     target = 0.8 if 0.8 in tuned else max(tuned)
     pruned = tuned[target]
     cmp = compare(model, pruned, X_test, d.y_test, repeats=cfg.latency_repeats,

@@ -347,8 +347,8 @@ h1 {{ border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }}
 h2 {{ margin-top: 2.2rem; border-bottom: 1px solid #d0d7de; }}
 .sub {{ color: #59636e; margin-top: -.5rem; }}
 table {{ border-collapse: collapse; margin: .8rem 0 1.4rem; font-size: .9rem; }}
-th, td {{ border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
+th, td {{ border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; }}
+th.num, td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 thead th {{ background: #f6f8fa; }}
 tbody tr:nth-child(even) {{ background: #fbfcfd; }}
 code {{ background: #f6f8fa; padding: .1rem .3rem; border-radius: 4px; }}
