@@ -404,11 +404,11 @@ def groups_cmd(
     net, x = build_model(model, image_size=image_size)
     _check_ignore(net, ignore)
     graph = dependency_groups(net.eval(), x, ignore)
-    from prunekit.metrics import markdown_table
+    from prunekit._tables import print_table
 
     rows = [{"group": g.id, "units": g.n_units, "layers": ", ".join(sorted({n for n, _ in g.uses}))}
             for g in graph.groups]
-    typer.echo(markdown_table(rows, right=("group", "units")))
+    print_table(rows)
     typer.echo(f"\n{graph.frozen_units} units are fixed (inputs, outputs, untracked ops).")
     for note in graph.notes:
         typer.echo(f"- {note}")
