@@ -130,3 +130,11 @@ def test_tables_align_and_separate_thousands() -> None:
     assert lines[-1].startswith("— = ")
     body = [ln for ln in lines if ln.startswith(("a ", "bb"))]
     assert len({ln.rstrip().__len__() for ln in body}) == 1  # right-aligned numbers
+
+
+def test_llm_nm_pattern_with_other_sparsity_fails_before_loading(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "llm", "--pattern", "2:4", "--sparsity", "0.9")
+    assert code == 2 and "conflicts with --pattern 2:4" in err
+    code, _, err = _run(capsys, "llm", "--pattern", "2:4", "--owl")
+    assert code == 2 and "--owl" in err

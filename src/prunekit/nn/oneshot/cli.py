@@ -137,9 +137,18 @@ def run_oneshot(
     check_option_choice("--method", method, METHODS)
     check_number("--sparsity", sparsity, 0.0, 1.0, high_open=True)
     try:
-        parse_pattern(pattern)
+        pat = parse_pattern(pattern)
     except InvalidParameterError as exc:
         raise InvalidParameterError(f"--{exc}") from None
+    if pat.kind == "nm":  # before loading the model: N:M fixes the sparsity
+        fixed = 1.0 - pat.n / pat.m
+        if sparsity is not None and abs(sparsity - fixed) > 1e-9:
+            raise InvalidParameterError(
+                f"--sparsity {sparsity:g} conflicts with --pattern {pattern}: an N:M pattern "
+                f"keeps {pat.n} of every {pat.m} weights, i.e. sparsity {fixed:g}; leave "
+                "--sparsity out or use --pattern unstructured")
+        if owl:
+            raise InvalidParameterError("--owl needs --pattern unstructured (N:M is fixed)")
     if model_dir is not None:
         _check_model_dir(model_dir)
     if calibration is not None:
