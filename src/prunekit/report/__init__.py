@@ -327,9 +327,13 @@ def _plotly_html(div_id: str, s: _Section) -> str:
                                   "font": {"color": "grey", "size": 11}}]
     payload = json.dumps({"data": traces, "layout": layout}).replace("</", "<\\/")
     cap = inline(s.title or "")
+    keys = ["click legend entries to hide or show a series, hover for values"]
+    if spec["chosen"]:
+        keys.append("★ the size each method chose")
+    if len(spec.get("front") or []) > 1:
+        keys.append("dotted line: Pareto front (no other point is better on both axes)")
     return (f'<figure class="interactive"><div id="{div_id}" class="plotly-fig"></div>'
-            f"<figcaption>{cap} — interactive: click legend entries to hide or show a "
-            "method, hover for values; ★ chosen size, dotted line Pareto front.</figcaption>"
+            f"<figcaption>{cap} — interactive: {'; '.join(keys)}.</figcaption>"
             f'<script>(function(){{var f={payload};Plotly.newPlot("{div_id}",f.data,f.layout,'
             '{responsive:true,displaylogo:false});})();</script></figure>')
 
