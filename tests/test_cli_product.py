@@ -138,3 +138,11 @@ def test_llm_nm_pattern_with_other_sparsity_fails_before_loading(
     assert code == 2 and "conflicts with --pattern 2:4" in err
     code, _, err = _run(capsys, "llm", "--pattern", "2:4", "--owl")
     assert code == 2 and "--owl" in err
+
+
+@pytest.mark.parametrize("args", [["nn", "sparsity"], ["nn", "structured", "prune"], ["llm"]])
+def test_defaults_in_help_text_are_not_eaten_as_markup(capsys: pytest.CaptureFixture[str],
+                                                       args: list[str]) -> None:
+    """Rich treats [...] as markup: a default written in brackets vanished from --help."""
+    code, out, _ = _run(capsys, *args, "--help")
+    assert code == 0 and "(default" in out

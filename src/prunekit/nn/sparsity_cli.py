@@ -237,7 +237,7 @@ def register(nn_app: typer.Typer) -> None:
             help="Showcase: 'lenet' (LeNet-300-100, MNIST-5k) or 'cnn' (DigitsCNN, 8x8 digits).",
         ),
         sparsity: float | None = typer.Option(
-            None, help="Target sparsity in [0, 1) [default: 0.9; an N:M pattern sets 1 - N/M]."
+            None, help="Target sparsity in 0..1 (default 0.9; an N:M pattern sets 1 - N/M)."
         ),
         criterion: str = typer.Option(
             "magnitude", help="magnitude, l2, random, taylor, obd, obs, movement."

@@ -96,15 +96,15 @@ def _texts(calibration: Path | None) -> tuple[str, list[str]]:
 
 def run_oneshot(
     model_dir: Path | None = typer.Option(
-        None, "--model", "-m", help="transformers model folder [default: bundled MiniLM]"
+        None, "--model", "-m", help="transformers model folder (default: the bundled MiniLM)"
     ),
     calibration: Path | None = typer.Option(
         None, "--calibration", "-c",
-        help="calibration text file [default: built-in corpus of Python docstrings]",
+        help="calibration text file (default: a built-in corpus of Python docstrings)",
     ),
     method: str = typer.Option("wanda", help="wanda | sparsegpt | magnitude"),
     sparsity: float | None = typer.Option(
-        None, help="fraction of weights removed per layer [default 0.5; N:M sets its own]"
+        None, help="fraction of weights removed per layer (default 0.5; an N:M pattern sets its own)"
     ),
     pattern: str = typer.Option("unstructured", help="unstructured | 2:4 | 4:8 | N:M"),
     n_samples: int = typer.Option(64, min=1, max=100_000, help="number of calibration samples"),

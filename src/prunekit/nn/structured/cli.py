@@ -72,8 +72,8 @@ def prune_cmd(
     dataset: str | None = typer.Option(
         None, "--data", "--dataset",
         help="Bundled data set for training, accuracy and fine-tuning: digits or mnist "
-        "[default: the showcase model's own; none for other models, which skips accuracy and "
-        "fine-tuning]."),
+        "(default: the showcase model's own; none for other models, which skips accuracy and "
+        "fine-tuning)."),
     checkpoint: Path | None = typer.Option(None, help="state_dict (.pt or .safetensors) to load "
                                            "instead of training the showcase model first "
                                            "(torch files are read with weights_only=True)."),
