@@ -104,7 +104,8 @@ def run_oneshot(
     ),
     method: str = typer.Option("wanda", help="wanda | sparsegpt | magnitude"),
     sparsity: float | None = typer.Option(
-        None, help="fraction of weights removed per layer (default 0.5; an N:M pattern sets its own)"
+        None, help="fraction of weights removed per layer (default 0.5; an N:M pattern sets "
+        "its own)"
     ),
     pattern: str = typer.Option("unstructured", help="unstructured | 2:4 | 4:8 | N:M"),
     n_samples: int = typer.Option(64, min=1, max=100_000, help="number of calibration samples"),
