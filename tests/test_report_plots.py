@@ -86,3 +86,15 @@ def test_confusion_labels_fit_the_figure() -> None:
         for label in ax.get_xticklabels() + ax.get_yticklabels():
             ext = label.get_window_extent(renderer)
             assert ext.x0 >= box.x0 - 1 and ext.y0 >= box.y0 - 1, label.get_text()
+
+
+def test_wide_figures_scroll_at_a_readable_size() -> None:
+    from matplotlib.figure import Figure
+
+    wide = Figure(figsize=(24, 3), dpi=100)
+    wide.add_subplot().plot([0, 1])
+    page = Report("t").add_figure(wide, "wide").to_html()
+    assert '<div class="figure-scroll"><img class="wide"' in page
+    small = Figure(figsize=(6, 3), dpi=100)
+    small.add_subplot().plot([0, 1])
+    assert "figure-scroll\"><img" not in Report("t").add_figure(small, "s").to_html()

@@ -192,10 +192,16 @@ class Report:
             else:
                 b64 = base64.b64encode(s.png).decode("ascii")
                 alt = html.escape(s.title or "figure", quote=True)
-                body.append(
-                    f'<figure><img alt="{alt}" src="data:image/png;base64,{b64}">'
-                    f"<figcaption>{inline(s.title or '')}</figcaption></figure>"
-                )
+                img = f'<img alt="{alt}" src="data:image/png;base64,{b64}">'
+                width = _png_width(s.png)
+                if width > WIDE_FIGURE_PX:  # too small to read when shrunk: scroll instead
+                    img = (f'<div class="figure-scroll"><img class="wide" alt="{alt}" '
+                           f'style="width: {width * 2 // 3}px" '
+                           f'src="data:image/png;base64,{b64}"></div>')
+                    cap = f"{inline(s.title or '')} (wide: scroll sideways)"
+                else:
+                    cap = inline(s.title or "")
+                body.append(f"<figure>{img}<figcaption>{cap}</figcaption></figure>")
         stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         sub = f"<p class=sub>{inline(self.subtitle)}</p>" if self.subtitle else ""
         return _PAGE.format(
@@ -245,6 +251,16 @@ class Report:
     def write_figures_json(self, path: str | os.PathLike[str]) -> Path:
         """Write the data of every figure (:meth:`figures`) as JSON atomically."""
         return atomic_write_json(path, {"title": self.title, "figures": self.figures()})
+
+
+WIDE_FIGURE_PX = 1650  # PNGs wider than this are shown at 2/3 of their size in a scroll box
+
+
+def _png_width(png: bytes) -> int:
+    """Pixel width from a PNG's IHDR chunk (0 when it is not a PNG)."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        return 0
+    return int.from_bytes(png[16:20], "big")
 
 
 def _rows_html(rows: list[dict[str, Any]]) -> str:
@@ -359,6 +375,8 @@ code {{ background: #f6f8fa; padding: .1rem .3rem; border-radius: 4px; }}
 pre {{ background: #f6f8fa; padding: .8rem; overflow-x: auto; }}
 figure {{ margin: 1rem 0 2rem; }}
 figure img {{ max-width: 100%; height: auto; border: 1px solid #eaeef2; }}
+.figure-scroll {{ max-width: 100%; overflow-x: auto; }}
+.figure-scroll img.wide {{ max-width: none; }}
 .plotly-fig {{ width: 100%; min-height: 480px; }}
 .table-wrap {{ max-width: 100%; overflow-x: auto; margin: .8rem 0 .4rem; }}
 .table-wrap table {{ margin: 0 0 .6rem; }}

@@ -291,7 +291,7 @@ def tree_drawing(
     *,
     feature_names: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
-    max_leaves: int = 32,
+    max_leaves: int = 16,
     title: str = "Tree",
 ) -> Figure:
     """Draw a fitted scikit-learn decision tree (``sklearn.tree.plot_tree``).
@@ -312,7 +312,8 @@ def tree_drawing(
     if n_leaves > max_leaves:
         shown = max(1, int(np.floor(np.log2(max_leaves))))
     leaves_shown = min(n_leaves, 2 ** shown)
-    width = min(22.0, max(5.0, 1.05 * leaves_shown))
+    n_values = int(t.value.shape[-1]) if t.value.ndim == 3 else 1
+    width = min(24.0, max(5.0, (1.0 + 0.12 * min(n_values, 10)) * leaves_shown))
     fig = Figure(figsize=(width, min(12.0, 1.3 * (shown + 1) + 0.6)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)  # plot_tree measures text boxes: it needs a renderer
     ax = fig.add_subplot()
