@@ -167,3 +167,57 @@ def test_bad_inputs_raise_invalid_parameter(tmp_path):
         load_csv(p, target=5)
     with pytest.raises(InvalidParameterError, match="task"):
         load_csv(p, task="ranking")  # type: ignore[arg-type]
+
+
+def _rows(n: int = 30) -> list[str]:
+    return [f"{i * 0.5},{(i * 7) % 5},{i % 2}" for i in range(n)]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_csv_byte_order_marks_are_decoded(tmp_path, encoding):
+    text = "\n".join(["é,b,y", *_rows()])
+    raw = text.encode(encoding)
+    if encoding == "utf-16-be":
+        raw = b"\xfe\xff" + raw
+    path = tmp_path / "bom.csv"
+    path.write_bytes(raw)
+    d = load_csv(path)
+    assert d.feature_names == ["é", "b"] and d.n_classes == 2
+    assert len(d.y_train) + len(d.y_val) + len(d.y_test) == 30
+
+
+def test_csv_semicolons_tabs_and_pandas_headers(tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_text("\n".join(["a;b;y", *[r.replace(",", ";") for r in _rows()]]))
+    assert load_csv(path).feature_names == ["a", "b"]
+    path.write_text("\n".join(["a\tb\ty", *[r.replace(",", "\t") for r in _rows()]]))
+    assert load_csv(path).feature_names == ["a", "b"]
+    path.write_text("\n".join(["0,1,2", *_rows()]))  # DataFrame.to_csv(index=False) of an array
+    assert load_csv(path).feature_names == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"a,b,y\n", "no data rows"),
+        (b"1.5,2,0\n3,4,1\n", "header"),
+        ("café,b,y\n1,2,0\n".encode("latin-1"), "not valid UTF-8"),
+        ("a,b,y\n1,2,0\n".encode("utf-16-le"), "NUL"),
+        (b"a,b,y\n1,2,0\ninf,2,1\n", "line 3, column 'a'"),
+        (b"a,b,y\n1,2,0\n1e400,2,1\n", "not finite"),
+        (b"a,b,y\n1,2,0\n1e39,2,1\n", "float32"),
+        (b"a,b,y\n1,nan,0\n1,2,1\n", "missing value"),
+        (b"a,b,y\n1,,0\n1,2,1\n", "empty cell"),
+        (b"a,b,y\n1,red,0\n1,2,1\n", "'red' is not a number"),
+        (b"a,b,y\n1,2,0\n1,2,nan\n", "line 3: the target 'y' is missing"),
+        (b"a,b,y\n1,2,0\n1,2,\n", "missing"),
+        (b"a,b,y\n1,2,a\n1,2,a\n", "single class"),
+        (b"y\n1\n0\n", "1 column"),
+    ],
+)
+def test_csv_problems_name_the_line_column_and_fix(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(InvalidParameterError, match=message):
+        load_csv(path)

@@ -28,14 +28,15 @@ def test_demo_fast_writes_report_and_figures(demo_run):
     assert result.exit_code == 0, result.output
     assert seconds < 30  # the fast demo takes well under 20 s on an idle 2-core machine
     page = (out / "report.html").read_text()
-    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    imgs = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(imgs) >= 4
     assert base64.b64decode(imgs[0])[:4] == b"\x89PNG"
     figs = json.loads((out / "figures.json").read_text())
     assert figs["title"] == "prunekit demo"
-    assert len(figs["figures"]) == len(imgs)
+    interactive = len(re.findall(r'<div id="pk-plot-[0-9]+" class="plotly-fig">', page))
+    assert len(figs["figures"]) == len(imgs) + interactive
     kinds = {f["data"]["kind"] for f in figs["figures"] if f["data"]}
-    assert {"accuracy_vs_sparsity", "size_latency"} <= kinds
+    assert {"tradeoff", "size_latency"} <= kinds
     assert not list(out.glob(".*.tmp"))  # atomic writes left no temporary files
 
 
@@ -43,7 +44,7 @@ def test_demo_prints_markdown_summary(demo_run):
     _, result, _ = demo_run
     text = result.output
     assert text.lstrip().startswith("# prunekit demo")
-    assert "| model | pruning | accuracy | size | speed-up |" in text
+    assert "| model | pruning | accuracy | size | speed |" in text
     assert "report.html" in text and "figures.json" in text
     assert "failed" not in text
 

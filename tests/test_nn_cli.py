@@ -89,7 +89,10 @@ def test_sparsity_command_runs_and_writes(app: typer.Typer, tmp_path: Path) -> N
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "| cnn | oneshot | magnitude | 2:4 | 50.00%" in result.output
+    assert result.output.split()[:4] == ["model", "method", "criterion", "pattern"]
+    assert ["cnn", "oneshot", "magnitude", "2:4", "50.00%"] in [
+        ln.split()[:5] for ln in result.output.splitlines()]
+    assert "| cnn | oneshot | magnitude | 2:4 | 50.00%" in (out / "report.md").read_text()
     assert "first layer" in result.output
     for name in ("model.safetensors", "report.md", "report.json"):
         assert (out / name).exists()

@@ -26,14 +26,16 @@ def test_tree_command_prints_table_and_writes_report(tmp_path):
     out = tmp_path / "rep"
     res = CliRunner().invoke(_app(), ["tree", "--data", "iris", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
-    lines = [ln for ln in res.output.splitlines() if ln.startswith("|")]
-    assert lines[0].split("|")[1:7] == [
-        " method ", " leaves ", " depth ", " test_accuracy ", " f1_macro ", " prune_s "
-    ]
-    names = [ln.split("|")[1].strip() for ln in lines[2:]]
+    lines = res.output.splitlines()
+    assert lines[0].split() == ["method", "leaves", "depth", "test_accuracy", "f1_macro",
+                                "prune_s"]
+    rows = [ln for ln in lines[2:] if ln.strip() and not ln.startswith("wrote ")]
+    names = [ln.split("  ")[0].strip() for ln in rows]
     assert names[0] == "unpruned" and {"c45", "mdl", "pessimistic", "min_error"} <= set(names)
     html = (out / "report.html").read_text()
     assert "<img" in html and "reduced_error" in html
+    assert "Tree: unpruned" in html  # the tree is drawn before and after pruning
+    assert f"wrote {out / 'report.html'}" in res.output
     results = json.loads((out / "results.json").read_text())
     assert results["info"]["task"] == "classification"
     assert all(r["leaves"] <= results["rows"][0]["leaves"] for r in results["rows"])

@@ -7,6 +7,8 @@ torch DataLoaders. Nothing is downloaded: the sets ship with scikit-learn, and M
 
 from __future__ import annotations
 
+import codecs
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,67 +220,220 @@ def load_csv(
     ``task`` is inferred when ``None``: non-numeric targets, or integer-valued ones with at most
     50 distinct values, make a classification set (labels re-encoded to ``0..k-1`` in sorted
     order, original values in ``target_names``); otherwise regression.
-    """
-    import csv
 
+    The file is UTF-8 (a UTF-8, UTF-16 or UTF-32 byte-order mark is honoured), comma-separated
+    (``;`` or tab when the header holds no comma). Every feature must be a finite number that
+    fits in float32: text categories, empty cells, ``nan`` and ``inf`` are refused with the line
+    and column (encode categories and impute missing values first). A classification target
+    needs at least two classes. Every problem raises :class:`InvalidParameterError`.
+    """
     _check_sizes(val_size, test_size)
     if task is not None:
         check_choice("task", task, ("classification", "regression"))
     p = Path(path)
+    where = os.fspath(path)
     if not p.is_file():
-        raise InvalidParameterError(f"path={os.fspath(path)!r} is not an existing file")
-    with p.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r]
-    if len(rows) < 2:
+        raise InvalidParameterError(f"path={where!r} is not an existing file")
+    header, lines, body = _csv_rows(_csv_text(p, where), where)
+    idx = _target_index(header, target)
+    data = _csv_features(header, lines, body, idx, where)
+    y, task, targets = _csv_target(header[idx], [r[idx].strip() for r in body], lines, task, where)
+    features = [h for i, h in enumerate(header) if i != idx]
+    parts = _split(data, y, task, seed, val_size, test_size)
+    return Dataset(p.name, task, *parts, features, targets, None)
+
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: its BOM starts with UTF-16-LE's
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _csv_text(p: Path, where: str) -> str:
+    """The decoded text: a byte-order mark selects UTF-8/16/32, otherwise strict UTF-8."""
+    raw = p.read_bytes()
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), "utf-8")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if encoding == "utf-8" and b"\x00" in raw[:4096]:
+            raise InvalidParameterError(
+                f"{where}: not UTF-8 text (NUL bytes: UTF-16/32 without a byte-order mark, or a "
+                "binary file); save the CSV as UTF-8"
+            ) from None
+        name = {"utf-8-sig": "UTF-8"}.get(encoding, encoding.upper())
         raise InvalidParameterError(
-            f"path={os.fspath(path)!r}: a CSV needs a header row and at least one data row"
+            f"{where}: not valid {name} text (byte 0x{raw[exc.start]:02x} at offset {exc.start}: "
+            f"{exc.reason}); save the CSV as UTF-8 (or UTF-16 with a byte-order mark)"
+        ) from None
+    if "\x00" in text:
+        raise InvalidParameterError(
+            f"{where}: contains NUL characters (a binary file, or UTF-16 without a byte-order "
+            "mark); save the CSV as UTF-8"
         )
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    if isinstance(target, str):
-        if target not in header:
-            raise InvalidParameterError(
-                f"target={target!r} is not a column; columns: {', '.join(header)}"
-            )
-        idx = header.index(target)
-    else:
-        if isinstance(target, bool) or not -len(header) <= int(target) < len(header):
-            raise InvalidParameterError(
-                f"target={target!r} is out of range for {len(header)} columns"
-            )
-        idx = int(target) % len(header)
-    for n, r in enumerate(body, start=2):
+    return text
+
+
+def _csv_rows(text: str, where: str) -> tuple[list[str], list[int], list[list[str]]]:
+    """(header, line number of each data row, data rows); blank lines are skipped."""
+    import csv
+    import io
+
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    delimiter = ","
+    if "," not in first:
+        delimiter = next((d for d in ("\t", ";", "|") if d in first), ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append(row)
+                lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise InvalidParameterError(f"{where}: line {reader.line_num}: {exc}") from None
+    if not rows:
+        raise InvalidParameterError(f"{where}: the file is empty (no header, no data)")
+    header = [h.strip() for h in rows[0]]
+    if len(header) < 2:
+        raise InvalidParameterError(
+            f"{where}: the header has {len(header)} column ({header[0]!r}); a CSV needs feature "
+            "columns and a target column separated by ',' (or ';' / tab)"
+        )
+    if _looks_like_data(header):
+        raise InvalidParameterError(
+            f"{where}: the first row ({', '.join(header[:6])}"
+            f"{', ...' if len(header) > 6 else ''}) is numbers, not column names; the CSV "
+            "needs a header row"
+        )
+    if len(rows) < 2:
+        raise InvalidParameterError(f"{where}: the CSV has a header but no data rows")
+    for n, r in zip(lines[1:], rows[1:], strict=True):
         if len(r) != len(header):
             raise InvalidParameterError(
-                f"path={os.fspath(path)!r}: line {n} has {len(r)} fields, the header {len(header)}"
+                f"{where}: line {n} has {len(r)} fields, the header {len(header)}"
             )
+    return header, lines[1:], rows[1:]
+
+
+def _looks_like_data(header: list[str]) -> bool:
+    """All cells numbers, unless they are pandas' default column names 0, 1, ..., n-1."""
     try:
-        data = np.array([[float(v) for i, v in enumerate(r) if i != idx] for r in body])
-    except ValueError as exc:
+        values = [float(h) for h in header]
+    except ValueError:
+        return False
+    return values != [float(i) for i in range(len(header))]
+
+
+def _target_index(header: list[str], target: str | int) -> int:
+    if isinstance(target, str):
+        if target not in header:
+            shown = ", ".join(header[:30]) + (f", ... ({len(header)} columns)"
+                                              if len(header) > 30 else "")
+            raise InvalidParameterError(f"target={target!r} is not a column; columns: {shown}")
+        if header.count(target) > 1:
+            raise InvalidParameterError(
+                f"target={target!r} names {header.count(target)} columns; give its index instead"
+            )
+        return header.index(target)
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not (
+        -len(header) <= int(target) < len(header)
+    ):
         raise InvalidParameterError(
-            f"path={os.fspath(path)!r}: every feature column must be numeric ({exc})"
-        ) from None
-    raw_y = [r[idx].strip() for r in body]
+            f"target={target!r} is out of range for {len(header)} columns "
+            f"(accepted: {-len(header)} .. {len(header) - 1}, or a column name)"
+        )
+    return int(target) % len(header)
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _csv_features(
+    header: list[str], lines: list[int], body: list[list[str]], idx: int, where: str
+) -> np.ndarray:
+    """The feature matrix (float64); the error names the first bad cell's line and column."""
+    cols = [i for i in range(len(header)) if i != idx]
+    try:
+        data = np.array([[float(r[i]) for i in cols] for r in body], dtype=np.float64)
+    except ValueError:
+        for n, r in zip(lines, body, strict=True):
+            for i in cols:
+                try:
+                    float(r[i])
+                except ValueError:
+                    what = "an empty cell (a missing value)" if not r[i].strip() else (
+                        f"{r[i].strip()[:40]!r} is not a number")
+                    raise InvalidParameterError(
+                        f"{where}: line {n}, column {header[i]!r}: {what}; every feature must be "
+                        "numeric (one-hot encode categories and fill missing values first)"
+                    ) from None
+        raise  # pragma: no cover - the loop above finds the cell
+    data = data.reshape(len(body), len(cols))
+    bad = ~np.isfinite(data) | (np.abs(data) > _F32_MAX)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        cell = body[row][cols[col]].strip()
+        why = "a missing value" if np.isnan(data[row, col]) else (
+            "not finite" if not np.isfinite(data[row, col]) else "too large for float32 (3.4e38)")
+        raise InvalidParameterError(
+            f"{where}: line {lines[row]}, column {header[cols[col]]!r}: {cell[:40]!r} is {why}; "
+            "features must be finite numbers (fill missing values first)"
+        )
+    return data
+
+
+_MISSING = frozenset({"nan", "na", "n/a", "null", "none", "?", "-"})
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_target(
+    name: str, raw_y: list[str], lines: list[int], task: Task | None, where: str
+) -> tuple[np.ndarray, Task, list[str]]:
+    """(labels, task, target names): classes re-encoded to 0..k-1, or float regression values."""
+    numeric = any(_is_number(v) for v in raw_y)  # then "NA", "?" ... mark missing values
+    for n, v in zip(lines, raw_y, strict=True):
+        if not v or (numeric and v.lower() in _MISSING):
+            raise InvalidParameterError(
+                f"{where}: line {n}: the target {name!r} is missing ({v!r}); drop or fill "
+                "such rows first"
+            )
     try:
         yf: np.ndarray | None = np.array([float(v) for v in raw_y])
     except ValueError:
         yf = None
+    if yf is not None and not np.isfinite(yf).all():
+        n = lines[int(np.argmin(np.isfinite(yf)))]
+        raise InvalidParameterError(f"{where}: line {n}: the target {name!r} is not finite")
     if task is None:
         is_labels = yf is None or (np.all(yf == np.round(yf)) and len(np.unique(yf)) <= 50)
         task = "classification" if is_labels else "regression"
-    if task == "classification":
-        if yf is not None:
-            classes, y = np.unique(yf, return_inverse=True)
-            targets = [f"{c:g}" for c in classes]
-        else:
-            classes, y = np.unique(np.array(raw_y), return_inverse=True)
-            targets = [str(c) for c in classes]
-        y = y.astype(np.int64)
-    else:
+    if task == "regression":
         if yf is None:
             raise InvalidParameterError(
-                f"target column {header[idx]!r} is not numeric; use task='classification'"
+                f"target column {name!r} is not numeric; use task='classification'"
             )
-        y, targets = yf, []
-    features = [h for i, h in enumerate(header) if i != idx]
-    parts = _split(data, y, task, seed, val_size, test_size)
-    return Dataset(p.name, task, *parts, features, targets, None)
+        return yf, task, []
+    if yf is not None:
+        classes, y = np.unique(yf, return_inverse=True)
+        targets = [f"{c:g}" for c in classes]
+    else:
+        classes, y = np.unique(np.array(raw_y), return_inverse=True)
+        targets = [str(c) for c in classes]
+    if len(classes) < 2:
+        raise InvalidParameterError(
+            f"{where}: the target {name!r} has a single class ({targets[0]!r}); classification "
+            "needs at least two"
+        )
+    return y.astype(np.int64), task, targets

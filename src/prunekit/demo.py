@@ -30,8 +30,11 @@ import numpy as np
 import typer
 
 from prunekit import __version__
+from prunekit._cli_common import SEED_MAX, check_output_dir, write_outputs
 from prunekit._progress import ProgressBar
+from prunekit._tables import times
 from prunekit._validation import check_positive_int
+from prunekit.errors import InvalidParameterError
 from prunekit.metrics import (
     compare,
     complexity,
@@ -41,6 +44,9 @@ from prunekit.metrics import (
     permutation_importance,
 )
 from prunekit.report import Report, plots
+
+OUTPUT_FILES = ("report.html", "figures.json")
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -123,8 +129,8 @@ def _headline(name: str, cmp: Any, what: str) -> dict[str, Any]:
         "model": name,
         "pruning": what,
         key: f"{cmp.before_metrics[key]:.3f} -> {cmp.after_metrics[key]:.3f}",
-        "size": f"x{sr:.2f}" if sr is not None else "-",
-        "speed-up": f"x{sp:.2f}" if sp is not None else "-",
+        "size": times(sr) if sr is not None else None,
+        "speed": times(sp, "slower", "faster") if sp is not None else None,
     }
 
 
@@ -222,11 +228,13 @@ def _section_ensemble(cfg: _Config, rep: Report) -> SectionResult:
     pr = getattr(small, "prune_report_", None)
     if pr is not None and getattr(pr, "curve", None):
         curve = [(float(s), float(v)) for s, v in pr.curve]
-        rep.add_figure(plots.accuracy_vs_sparsity(
-            {"reduce_error ordering": curve}, baseline=float(pr.score_before),
-            title="Validation accuracy vs. members kept", xlabel="members kept",
-            baseline_label=f"all {cfg.rf_trees} trees"),
-            "Ensemble: accuracy along the pruning order")
+        kept = int(getattr(pr, "n_members_after", 0) or 0)
+        chosen = {"reduce_error ordering": next((p for p in curve if int(p[0]) == kept),
+                                                curve[-1])}
+        rep.add_tradeoff("Ensemble: validation accuracy along the pruning order",
+                         {"reduce_error ordering": curve}, xlabel="members kept",
+                         metric="validation accuracy", baseline=float(pr.score_before),
+                         baseline_label=f"all {cfg.rf_trees} trees", chosen=chosen)
     rep.add_figure(plots.size_latency([
         {"name": cmp.names[0], "size_bytes": cmp.before_complexity.size_bytes,
          "latency_ms": cmp.before_latency.median_s * 1e3 if cmp.before_latency else None},
@@ -366,9 +374,9 @@ def _section_unstructured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, s
     rep.add_table([{"sparsity": s, **{c: round(dict(p)[s], 4) if s in dict(p) else None
                                       for c, p in curves.items()}} for s in grid],
                   title="Test accuracy vs. sparsity")
-    rep.add_figure(plots.accuracy_vs_sparsity(curves, baseline=dense_acc, baseline_label="dense",
-                                              title=f"{model_name} on digits (test accuracy)"),
-                   "Accuracy vs. sparsity")
+    rep.add_tradeoff(f"{model_name} on digits: test accuracy vs. sparsity", curves,
+                     xlabel="sparsity", metric="test accuracy", baseline=dense_acc,
+                     baseline_label="dense", x_better="higher")
     target = 0.8 if 0.8 in tuned else max(tuned)
     pruned = tuned[target]
     cmp = compare(model, pruned, X_test, d.y_test, repeats=cfg.latency_repeats,
@@ -398,7 +406,7 @@ def _section_unstructured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, s
         ], title="Checkpoint size")
         res.headline.append({"model": model_name, "pruning": f"compact checkpoint, {target:.0%}",
                              "accuracy": "(same model)",
-                             "size": f"x{compact / max(dense_bytes, 1):.2f}", "speed-up": "-"})
+                             "size": times(compact / max(dense_bytes, 1)), "speed": None})
     if cmp.after_complexity.layer_sparsity:
         rep.add_figure(plots.layer_sparsity(cmp.after_complexity.layer_sparsity,
                                             title=f"Sparsity per layer at {target:.0%}"),
@@ -517,8 +525,9 @@ def _run(out: Path, cfg: _Config, quiet: bool) -> DemoResult:
     rep.add_table([{"section": s.name, "status": s.status, "seconds": round(s.seconds, 2),
                     "note": s.note} for s in results], title="Sections")
     rep.sections.extend(body.sections)
-    html_path = rep.write_html(out / "report.html")
-    figures_path = rep.write_figures_json(out / "figures.json")
+    html_path, figures_path = out / "report.html", out / "figures.json"
+    write_outputs({html_path: rep.to_html(),
+                   figures_path: lambda tmp: rep.write_figures_json(tmp)})
     return DemoResult(rep, results, html_path, figures_path, elapsed)
 
 
@@ -527,7 +536,9 @@ def demo(
         Path("prunekit-demo"), "--output-dir", "-o", help="Folder for report.html and figures.json."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
-    seed: int = typer.Option(0, "--seed", help="Seed for data splits, training and pruning."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Seed for data splits, training and pruning."
+    ),
     threads: int = typer.Option(1, "--threads", help="Torch intra-op threads for the demo."),
     fast: bool = typer.Option(False, "--fast", hidden=True, help="Tiny settings for tests."),
 ) -> None:
@@ -536,6 +547,10 @@ def demo(
     Writes report.html and figures.json to --output-dir and prints a Markdown summary. Exits
     with status 1 if a section failed (the report still shows the others and the error).
     """
+    check_positive_int("threads", threads)
+    if threads > MAX_THREADS:
+        raise InvalidParameterError(f"--threads={threads} must be at most {MAX_THREADS}")
+    check_output_dir("--output-dir", output_dir, OUTPUT_FILES)
     result = run_demo(output_dir, fast=fast, quiet=quiet, seed=seed, threads=threads)
     if not quiet:
         typer.echo(result.summary_markdown())

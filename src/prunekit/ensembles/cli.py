@@ -9,10 +9,32 @@ from typing import Any
 import numpy as np
 import typer
 
+from prunekit._cli_common import SEED_MAX
 from prunekit._validation import check_choice
 from prunekit.errors import InvalidParameterError
 
 MODELS = ("rf", "et", "bagging", "gb", "hgb")
+BOOSTING = ("gb", "hgb")
+OUTPUT_FILES = ("report.html", "report.json", "results.json")
+MAX_ESTIMATORS = 10_000
+
+
+def applicable_methods(model_name: str, task: str) -> list[str]:
+    """Pruning methods for ensemble family ``model_name`` on a ``task`` target."""
+    from prunekit.ensembles.prune import METHODS
+
+    if model_name in BOOSTING:
+        return ["stages"]
+    return [n for n, m in METHODS.items() if m.regression or task == "classification"]
+
+
+def check_oob(model_name: str, use_oob: bool) -> None:
+    """Out-of-bag pruning data exists only for bootstrap ensembles."""
+    if use_oob and model_name not in ("rf", "et", "bagging"):
+        raise InvalidParameterError(
+            f"--oob needs bootstrap members (--model rf, et or bagging); --model {model_name} "
+            "has no out-of-bag samples, prune it on the validation split (drop --oob)"
+        )
 
 
 def parse_size(text: str) -> int | float | str:
@@ -28,7 +50,7 @@ def parse_size(text: str) -> int | float | str:
         return float(text)
     except ValueError:
         raise InvalidParameterError(
-            f"--size={text!r} must be 'auto', a member count (20) or a fraction (0.2)"
+            f"--size={text!r} must be 'auto', a member count (20) or a fraction in (0, 1] (0.2)"
         ) from None
 
 
@@ -102,34 +124,32 @@ def run_comparison(
     Returns ``(rows, curves, full_model, info)``: the table rows (full ensemble first), test-set
     score curves ``{method: [(members, score), ...]}`` and details for the report.
     """
+    from prunekit._cli_common import fit_model, load_table
     from prunekit._progress import ProgressBar
-    from prunekit.data import load_csv, load_dataset
-    from prunekit.ensembles import available_methods, build_member_matrix, prune_ensemble
+    from prunekit.ensembles import build_member_matrix, prune_ensemble
     from prunekit.ensembles._scoring import prefix_scores, r2_from_neg_mse
 
-    if csv is not None:
-        tgt: str | int = int(target) if target.lstrip("-").isdigit() else target
-        ds = load_csv(csv, target=tgt, seed=seed)
-    else:
-        ds = load_dataset(data, seed=seed)
-    model = make_model(model_name, ds.task, n_estimators, seed)
-    t0 = time.perf_counter()
-    model.fit(ds.X_train, ds.y_train)
-    fit_s = time.perf_counter() - t0
-    allowed = available_methods(model)
+    check_oob(model_name, use_oob)
+    ds = load_table(data, None if csv is None else Path(csv), target, seed)
+    allowed = applicable_methods(model_name, ds.task)
     chosen = methods if methods else allowed
     for m in chosen:
         if m not in allowed:
+            kind = "(boosting)" if model_name in BOOSTING else f"on a {ds.task} target"
             raise InvalidParameterError(
-                f"method {m!r} does not apply to {type(model).__name__}; accepted: "
-                + ", ".join(allowed)
+                f"--methods: {m!r} does not apply to --model {model_name} {kind}; "
+                "accepted: " + ", ".join(allowed)
             )
+    model = make_model(model_name, ds.task, n_estimators, seed)
+    t0 = time.perf_counter()
+    fit_model("--csv" if csv else "--data", model, ds.X_train, ds.y_train)
+    fit_s = time.perf_counter() - t0
     X_p, y_p = (ds.X_train, ds.y_train) if use_oob else (ds.X_val, ds.y_val)
     rows = [_row("full", model, ds.X_test, ds.y_test, ds.task, 0.0)]
     curves: dict[str, list[tuple[float, float]]] = {}
     M_test = M_val = None
     matrix_s = 0.0
-    if allowed != ["stages"]:  # not boosting: ask the members once
+    if model_name not in BOOSTING:  # ask the members once
         t0 = time.perf_counter()
         M_val = build_member_matrix(model, X_p, y_p, oob=use_oob)
         matrix_s = time.perf_counter() - t0
@@ -180,9 +200,9 @@ def _staged_test_curve(model: Any, X: np.ndarray, y: np.ndarray) -> list[tuple[f
 
 
 def _print_table(rows: list[dict], quiet: bool) -> None:
-    from prunekit.metrics import markdown_table
+    from prunekit._tables import print_table
 
-    typer.echo(markdown_table(rows))
+    print_table(rows)
 
 
 def register(app: typer.Typer) -> None:
@@ -193,31 +213,40 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option(
             "breast_cancer", help="Bundled data set: iris, wine, breast_cancer, digits, diabetes."
         ),
-        csv: Path | None = typer.Option(None, help="A numeric CSV with a header row instead."),
+        csv: Path | None = typer.Option(
+            None, help="A numeric CSV (UTF-8, header row) instead of --data."
+        ),
         target: str = typer.Option("-1", help="CSV target column (name or index)."),
         model: str = typer.Option("rf", help="Ensemble to fit: rf, et, bagging, gb, hgb."),
-        n_estimators: int = typer.Option(100, help="Members (boosting: stages) to fit."),
+        n_estimators: int = typer.Option(
+            100, min=1, max=MAX_ESTIMATORS, help="Members (boosting: stages) to fit."
+        ),
         methods: str = typer.Option(
             "all", help="Comma-separated pruning methods, or 'all' that apply to the model."
         ),
         size: str = typer.Option("0.2", help="Members to keep: a count, a fraction or 'auto'."),
-        oob: bool = typer.Option(False, "--oob", help="Prune on out-of-bag training predictions."),
-        seed: int = typer.Option(0, help="Seed for the split, the model and the methods."),
+        oob: bool = typer.Option(
+            False, "--oob", help="Prune on out-of-bag training predictions (rf, et, bagging)."
+        ),
+        seed: int = typer.Option(
+            0, min=0, max=SEED_MAX, help="Seed for the split, the model and the methods."
+        ),
         out: Path = typer.Option(Path("prunekit-ensemble"), help="Folder for report.html/.json."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Prune a fitted ensemble with several methods; table + HTML report with curves."""
-        from prunekit._io import atomic_write_json
+        from prunekit._cli_common import check_option_choice, check_output_dir, parse_list
         from prunekit.ensembles.prune import METHODS, resolve_size
-        from prunekit.report import Report, plots
 
-        check_choice("model", model, MODELS)
-        resolve_size(parse_size(size), n_estimators)  # fail before fitting
-        chosen = None
-        if methods.strip().lower() != "all":
-            chosen = [m.strip() for m in methods.split(",") if m.strip()]
-            for m in chosen:
-                check_choice("methods", m, METHODS)
+        check_option_choice("--model", model, MODELS)
+        chosen = parse_list("--methods", methods, list(METHODS))
+        size_value = parse_size(size)
+        try:
+            resolve_size(size_value, n_estimators)  # fail before fitting
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(f"--{exc} (--n-estimators {n_estimators})") from None
+        check_oob(model, oob)
+        check_output_dir("--out", out, OUTPUT_FILES)
         rows, curves, _fitted, info = run_comparison(
             data=data,
             csv=None if csv is None else str(csv),
@@ -225,33 +254,51 @@ def register(app: typer.Typer) -> None:
             model_name=model,
             n_estimators=n_estimators,
             methods=chosen,
-            size=parse_size(size),
+            size=size_value,
             use_oob=oob,
             seed=seed,
             quiet=quiet,
         )
         _print_table(rows, quiet)
-        metric = "accuracy" if info["task"] == "classification" else "r2"
-        rep = Report(f"Ensemble pruning: {info['model']} on {info['data']}")
-        rep.add_text(
-            f"{info['n_estimators']} members, target size `{info['size']}`, pruning data: "
-            f"{info['pruning_data']}; train/val/test = {info['n_train']}/{info['n_val']}/"
-            f"{info['n_test']} samples. Latency is the median `predict` time on the test set; "
-            f"prune_s is the method's time on a member matrix built once "
-            f"({info['member_matrix_s']} s)."
+        _write_report(out, rows, curves, info)
+        from prunekit._cli_common import echo_written
+
+        echo_written(out, OUTPUT_FILES)
+
+
+def _write_report(out: Path, rows: list[dict], curves: dict, info: dict[str, Any]) -> None:
+    """report.html, report.json and results.json in ``out``, written together at the end."""
+    from prunekit._cli_common import write_outputs
+    from prunekit._io import atomic_write_json
+    from prunekit.report import Report
+
+    metric = "accuracy" if info["task"] == "classification" else "r2"
+    rep = Report(f"Ensemble pruning: {info['model']} on {info['data']}")
+    rep.add_text(
+        f"{info['n_estimators']} members, target size `{info['size']}`, pruning data: "
+        f"{info['pruning_data']}; train/val/test = {info['n_train']}/{info['n_val']}/"
+        f"{info['n_test']} samples. Latency is the median `predict` time on the test set; "
+        f"prune_s is the method's time on a member matrix built once "
+        f"({info['member_matrix_s']} s)."
+    )
+    rep.add_table(rows, "Methods on the test set")
+    col = "test_accuracy" if metric == "accuracy" else "test_r2"
+    full = rows[0][col]
+    chosen = {r["method"]: (float(r["members"]), float(r[col])) for r in rows[1:]
+              if r["method"] in curves}
+    if curves:
+        rep.add_tradeoff(
+            "Test score along each method's ordering", curves, xlabel="members kept",
+            metric=f"test {metric}", baseline=full, baseline_label=f"all {rows[0]['members']}",
+            chosen=chosen, pareto=False,
         )
-        rep.add_table(rows, "Methods on the test set")
-        full = rows[0]["test_accuracy" if metric == "accuracy" else "test_r2"]
-        fig = plots.accuracy_vs_sparsity(
-            curves,
-            metric=f"test {metric}",
-            baseline=full,
-            title="Test score along each method's ordering",
-            xlabel="members kept",
-        )
-        rep.add_figure(fig, f"{metric} vs. ensemble size")
-        rep.write_html(out / "report.html")
-        rep.write_json(out / "report.json")
-        atomic_write_json(out / "results.json", {"info": info, "rows": rows, "curves": curves})
-        if not quiet:
-            typer.echo(f"report: {out / 'report.html'}")
+    rep.add_tradeoff(
+        f"Test {metric} vs. prediction latency", {r["method"]: [(r["predict_ms"], r[col])]
+                                                   for r in rows},
+        xlabel="predict latency (ms)", metric=f"test {metric}")
+    results = {"info": info, "rows": rows, "curves": curves}
+    write_outputs({
+        out / "report.html": rep.to_html(),
+        out / "report.json": lambda tmp: rep.write_json(tmp),
+        out / "results.json": lambda tmp: atomic_write_json(tmp, results),
+    })

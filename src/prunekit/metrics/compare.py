@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from prunekit._tables import times
 from prunekit._validation import check_positive_int
 from prunekit.errors import ShapeMismatchError
 from prunekit.metrics._common import check_model, is_dataloader, to_numpy
@@ -129,15 +130,16 @@ class Comparison:
         for k, vb in self.before_metrics.items():
             va = self.after_metrics[k]
             rows.append({"metric": k, b: f"{vb:.4f}", a: f"{va:.4f}", "change": f"{va - vb:+.4f}"})
+        trees = self.before_complexity.n_nodes is not None  # nodes, not weights: no sparsity
         for key, label, fmt in _COMPLEXITY_ROWS:
             vb, va = getattr(self.before_complexity, key), getattr(self.after_complexity, key)
-            if vb is None and va is None:
+            if (vb is None and va is None) or (trees and key in _WEIGHT_ROWS):
                 continue
             if fmt == "float":
                 change = f"{va - vb:+.4f}" if vb is not None and va is not None else ""
             else:
                 r = _ratio(va, vb)
-                change = f"x{r:.3f}" if r is not None else ""
+                change = times(r) if r is not None else ""
             rows.append({"metric": label, b: _fmt(vb, fmt), a: _fmt(va, fmt), "change": change})
         if self.before_latency is not None and self.after_latency is not None:
             sp = self.speedup
@@ -145,14 +147,14 @@ class Comparison:
                 "metric": f"latency median (ms, batch {self.before_latency.batch_size})",
                 b: f"{self.before_latency.median_s * 1e3:.3f}",
                 a: f"{self.after_latency.median_s * 1e3:.3f}",
-                "change": f"speed-up x{sp:.2f}" if sp is not None else "",
+                "change": times(sp, "slower", "faster") if sp is not None else "",
             })
             rmin = _ratio(self.before_latency.min_s, self.after_latency.min_s)
             rows.append({
                 "metric": "latency min (ms)",
                 b: f"{self.before_latency.min_s * 1e3:.3f}",
                 a: f"{self.after_latency.min_s * 1e3:.3f}",
-                "change": f"speed-up x{rmin:.2f}" if rmin is not None else "",
+                "change": times(rmin, "slower", "faster") if rmin is not None else "",
             })
         return rows
 
@@ -161,9 +163,12 @@ class Comparison:
         return markdown_table(self.rows())
 
 
+_WEIGHT_ROWS = ("n_params", "n_nonzero", "sparsity", "weight_sparsity")
+
+
 def _fmt(v: Any, fmt: str) -> str:
     if v is None:
-        return "-"
+        return "—"
     if fmt == "float":
         return f"{v:.4f}"
     return f"{int(v):,}"

@@ -52,6 +52,7 @@ class _Section:
     comparison: Comparison | None = None
     png: bytes = b""
     data: dict[str, Any] | None = None
+    spec: dict[str, Any] | None = None  # kind "tradeoff": the arguments of plots.tradeoff
 
 
 class Report:
@@ -109,6 +110,42 @@ class Report:
                 plt.close(fig)
         return self
 
+    def add_tradeoff(
+        self,
+        title: str,
+        curves: dict[str, Any],
+        *,
+        xlabel: str,
+        metric: str = "accuracy",
+        baseline: float | None = None,
+        baseline_label: str = "unpruned",
+        chosen: dict[str, tuple[float, float]] | None = None,
+        pareto: bool = True,
+        x_better: str = "lower",
+        hover: dict[str, list[str]] | None = None,
+    ) -> Report:
+        """Add a trade-off plot (score vs size / sparsity / MACs / latency) with a Pareto front.
+
+        In the HTML it is an interactive Plotly chart (toggle series in the legend, hover for
+        values; plotly.js is embedded, so the file works offline) when the ``plots`` extra is
+        installed, else a static PNG (:func:`plots.tradeoff`: small multiples past six series).
+        ``chosen[name] = (x, y)`` marks a method's chosen point; ``hover[name]`` labels points.
+        """
+        spec = {"curves": {str(k): [[float(x), float(y)] for x, y in sorted(v)]
+                           for k, v in curves.items()},
+                "xlabel": xlabel, "metric": metric, "baseline": baseline,
+                "baseline_label": baseline_label, "pareto": pareto, "x_better": x_better,
+                "chosen": {str(k): [float(v[0]), float(v[1])] for k, v in (chosen or {}).items()}}
+        fig = plots.tradeoff(spec["curves"], xlabel=xlabel, metric=metric, baseline=baseline,
+                             baseline_label=baseline_label, chosen=spec["chosen"], pareto=pareto,
+                             x_better=x_better, title=title)
+        data = plots.figure_data(fig)
+        spec["front"] = (data or {}).get("pareto", [])
+        spec["hover"] = {str(k): [str(t) for t in v] for k, v in (hover or {}).items()}
+        png = b"" if plotly_js() else figure_to_png(fig)
+        self.sections.append(_Section("tradeoff", title=title, png=png, data=data, spec=spec))
+        return self
+
     # ------------------------------------------------------------------ rendering
     def to_markdown(self) -> str:
         """Markdown summary (figures are listed by title; they live in the HTML report)."""
@@ -127,13 +164,21 @@ class Report:
                 parts.append(f"### {s.title}")
                 parts.append(s.comparison.to_markdown())
             else:
-                parts.append(f"*Figure: {s.title}* (in the HTML report)")
+                kind = "Interactive figure" if s.kind == "tradeoff" else "Figure"
+                parts.append(f"*{kind}: {s.title}* (in the HTML report)")
         return "\n\n".join(p for p in parts if p) + "\n"
 
     def to_html(self) -> str:
         """One self-contained HTML page: inline CSS, PNG figures embedded as base64."""
         body: list[str] = []
-        for s in self.sections:
+        js = plotly_js() if any(s.kind == "tradeoff" for s in self.sections) else ""
+        for i, s in enumerate(self.sections):
+            if s.kind == "tradeoff" and js:
+                body.append(_plotly_html(f"pk-plot-{i}", s))
+                continue
+            if s.kind == "tradeoff" and not s.png:  # plotly went away since: static fallback
+                assert s.spec is not None
+                s.png = figure_to_png(_tradeoff_fig(s))
             if s.kind == "text":
                 body.append(markdown_to_html(s.text))
             elif s.kind == "table":
@@ -147,10 +192,16 @@ class Report:
             else:
                 b64 = base64.b64encode(s.png).decode("ascii")
                 alt = html.escape(s.title or "figure", quote=True)
-                body.append(
-                    f'<figure><img alt="{alt}" src="data:image/png;base64,{b64}">'
-                    f"<figcaption>{inline(s.title or '')}</figcaption></figure>"
-                )
+                img = f'<img alt="{alt}" src="data:image/png;base64,{b64}">'
+                width = _png_width(s.png)
+                if width > WIDE_FIGURE_PX:  # too small to read when shrunk: scroll instead
+                    img = (f'<div class="figure-scroll"><img class="wide" alt="{alt}" '
+                           f'style="width: {width * 2 // 3}px" '
+                           f'src="data:image/png;base64,{b64}"></div>')
+                    cap = f"{inline(s.title or '')} (wide: scroll sideways)"
+                else:
+                    cap = inline(s.title or "")
+                body.append(f"<figure>{img}<figcaption>{cap}</figcaption></figure>")
         stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         sub = f"<p class=sub>{inline(self.subtitle)}</p>" if self.subtitle else ""
         return _PAGE.format(
@@ -159,6 +210,7 @@ class Report:
             subtitle=sub,
             body="\n".join(body),
             footer=html.escape(f"prunekit {__version__} · {stamp}"),
+            scripts=f"<script>{js}</script>" if js else "",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,7 +232,8 @@ class Report:
 
     def figures(self) -> list[dict[str, Any]]:
         """``[{"title", "data"}]`` of every figure, in order."""
-        return [{"title": s.title, "data": s.data} for s in self.sections if s.kind == "figure"]
+        return [{"title": s.title, "data": s.data} for s in self.sections
+                if s.kind in ("figure", "tradeoff")]
 
     # ------------------------------------------------------------------ writing
     def write_html(self, path: str | os.PathLike[str]) -> Path:
@@ -204,22 +257,105 @@ class Report:
         return atomic_write_json(path, {"title": self.title, "figures": self.figures()})
 
 
+WIDE_FIGURE_PX = 1650  # PNGs wider than this are shown at 2/3 of their size in a scroll box
+
+
+def _png_width(png: bytes) -> int:
+    """Pixel width from a PNG's IHDR chunk (0 when it is not a PNG)."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        return 0
+    return int.from_bytes(png[16:20], "big")
+
+
 def _rows_html(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p><em>(empty table)</em></p>"
+    from prunekit._tables import format_cell
+
     cols: list[str] = []
     for r in rows:
         cols += [str(c) for c in r if str(c) not in cols]
-
-    def fmt(v: Any) -> str:
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v)
-
-    body = [[fmt(r.get(c)) for c in cols] for r in rows]
+    body = [[format_cell(r.get(c)) for c in cols] for r in rows]
     return table_html(cols, body)
+
+
+_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down",
+            "pentagon", "hexagon", "star-triangle-up", "hourglass", "bowtie")
+
+
+def plotly_js() -> str:
+    """The plotly.js bundle of the installed ``plotly`` package, or ``""`` without it."""
+    try:
+        from plotly.offline import get_plotlyjs
+    except ImportError:
+        return ""
+    return str(get_plotlyjs())
+
+
+def _tradeoff_fig(s: _Section) -> Any:
+    spec = s.spec or {}
+    return plots.tradeoff(spec["curves"], xlabel=spec["xlabel"], metric=spec["metric"],
+                          baseline=spec["baseline"], baseline_label=spec["baseline_label"],
+                          chosen=spec["chosen"], pareto=spec["pareto"],
+                          x_better=spec["x_better"], title=s.title or "")
+
+
+def _plotly_html(div_id: str, s: _Section) -> str:
+    """A Plotly chart of a trade-off section: one trace per method, chosen stars, Pareto front."""
+    import json
+
+    spec = s.spec or {}
+    traces: list[dict[str, Any]] = []
+    for i, (name, pts) in enumerate(spec["curves"].items()):
+        color = plots.PALETTE[i % len(plots.PALETTE)]
+        hover = spec["hover"].get(name)
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": name,
+                       "legendgroup": name, "x": [p[0] for p in pts], "y": [p[1] for p in pts],
+                       "text": hover or None, "line": {"color": color, "width": 2},
+                       "marker": {"size": 5 if len(pts) > 1 else 11,
+                                  "symbol": _SYMBOLS[i % len(_SYMBOLS)] if len(pts) == 1
+                                  else "circle"},
+                       "hovertemplate": f"{html.escape(name)}<br>{spec['xlabel']}=%{{x}}<br>"
+                       f"{spec['metric']}=%{{y:.4f}}" + ("<br>%{text}" if hover else "")
+                       + "<extra></extra>"})
+        if name in spec["chosen"]:
+            x, y = spec["chosen"][name]
+            traces.append({"type": "scatter", "mode": "markers", "name": f"{name}: chosen",
+                           "legendgroup": name, "showlegend": False, "x": [x], "y": [y],
+                           "marker": {"symbol": "star", "size": 15, "color": color,
+                                      "line": {"color": "black", "width": 1}},
+                           "hovertemplate": f"{html.escape(name)} chosen<br>{spec['xlabel']}="
+                           f"%{{x}}<br>{spec['metric']}=%{{y:.4f}}<extra></extra>"})
+    if spec.get("front"):
+        traces.append({"type": "scatter", "mode": "lines", "name": "Pareto front",
+                       "x": [p[0] for p in spec["front"]], "y": [p[1] for p in spec["front"]],
+                       "line": {"color": "black", "width": 1, "dash": "dot", "shape": "hv"},
+                       "hoverinfo": "skip"})
+    shapes = []
+    if spec.get("baseline") is not None:
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
+                       "y0": spec["baseline"], "y1": spec["baseline"],
+                       "line": {"color": "grey", "dash": "dash", "width": 1}})
+    layout = {"title": {"text": s.title or ""}, "xaxis": {"title": {"text": spec["xlabel"]}},
+              "yaxis": {"title": {"text": spec["metric"]}}, "shapes": shapes,
+              "legend": {"orientation": "h", "y": -0.22}, "margin": {"l": 60, "r": 20, "t": 50},
+              "hovermode": "closest", "autosize": True, "height": 480}
+    if spec.get("baseline") is not None:
+        layout["annotations"] = [{"xref": "paper", "x": 1, "y": spec["baseline"], "yref": "y",
+                                  "text": spec["baseline_label"], "showarrow": False,
+                                  "xanchor": "right", "yanchor": "bottom",
+                                  "font": {"color": "grey", "size": 11}}]
+    payload = json.dumps({"data": traces, "layout": layout}).replace("</", "<\\/")
+    cap = inline(s.title or "")
+    keys = ["click legend entries to hide or show a series, hover for values"]
+    if spec["chosen"]:
+        keys.append("★ the size each method chose")
+    if len(spec.get("front") or []) > 1:
+        keys.append("dotted line: Pareto front (no other point is better on both axes)")
+    return (f'<figure class="interactive"><div id="{div_id}" class="plotly-fig"></div>'
+            f"<figcaption>{cap} — interactive: {'; '.join(keys)}.</figcaption>"
+            f'<script>(function(){{var f={payload};Plotly.newPlot("{div_id}",f.data,f.layout,'
+            '{responsive:true,displaylogo:false});})();</script></figure>')
 
 
 _PAGE = """<!DOCTYPE html>
@@ -235,17 +371,26 @@ h1 {{ border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }}
 h2 {{ margin-top: 2.2rem; border-bottom: 1px solid #d0d7de; }}
 .sub {{ color: #59636e; margin-top: -.5rem; }}
 table {{ border-collapse: collapse; margin: .8rem 0 1.4rem; font-size: .9rem; }}
-th, td {{ border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
+th, td {{ border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; }}
+th.num, td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 thead th {{ background: #f6f8fa; }}
 tbody tr:nth-child(even) {{ background: #fbfcfd; }}
 code {{ background: #f6f8fa; padding: .1rem .3rem; border-radius: 4px; }}
 pre {{ background: #f6f8fa; padding: .8rem; overflow-x: auto; }}
 figure {{ margin: 1rem 0 2rem; }}
 figure img {{ max-width: 100%; height: auto; border: 1px solid #eaeef2; }}
+.figure-scroll {{ max-width: 100%; overflow-x: auto; }}
+.figure-scroll img.wide {{ max-width: none; }}
+.plotly-fig {{ width: 100%; min-height: 480px; }}
+.table-wrap {{ max-width: 100%; overflow-x: auto; margin: .8rem 0 .4rem; }}
+.table-wrap table {{ margin: 0 0 .6rem; }}
+.legend {{ color: #59636e; font-size: .8rem; margin-top: 0; }}
+td {{ white-space: nowrap; }}
+p, li {{ overflow-wrap: anywhere; }}
 figcaption {{ color: #59636e; font-size: .9rem; }}
 footer {{ margin-top: 3rem; color: #8c959f; font-size: .8rem; }}
 </style>
+{scripts}
 </head>
 <body>
 <h1>{heading}</h1>

@@ -31,12 +31,29 @@ def _table(lines: list[str]) -> str:
     return table_html(head, body)
 
 
+_NUM = re.compile(r"^\s*[-+(]?[0-9.,]+")
+
+
 def table_html(head: list[str], body: list[list[str]], caption: str | None = None) -> str:
     """An HTML table of escaped cells (inline Markdown allowed)."""
     cap = f"<caption>{inline(caption)}</caption>" if caption else ""
-    th = "".join(f"<th>{inline(h)}</th>" for h in head)
-    rows = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body)
-    return f'<table>{cap}<thead><tr>{th}</tr></thead><tbody>{rows}</tbody></table>'
+    body = [[c if str(c).strip() else "—" for c in r] for r in body]
+    numeric = [bool(body) and all(_NUM.match(str(r[i])) or str(r[i]).strip() == "—"
+                                  for r in body if i < len(r)) for i in range(len(head))]
+
+    def td(i: int, c: str) -> str:
+        cls = ' class="num"' if i < len(numeric) and numeric[i] else ""
+        return f"<td{cls}>{inline(c)}</td>"
+
+    th = "".join(f'<th{" class=num" if i < len(numeric) and numeric[i] else ""}>{inline(h)}</th>'
+                 for i, h in enumerate(head))
+    rows = "".join("<tr>" + "".join(td(i, c) for i, c in enumerate(r)) + "</tr>" for r in body)
+    legend = ""
+    if any(c.strip() in ("—", "-", "") for r in body for c in r):
+        legend = ('<p class="legend">— : not measured or not applicable to this row '
+                  "(e.g. a method that does not report this quantity)</p>")
+    return (f'<div class="table-wrap"><table>{cap}<thead><tr>{th}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>{legend}")
 
 
 def markdown_to_html(md: str) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import typer
 
-from prunekit._validation import check_choice
+from prunekit._cli_common import SEED_MAX
+from prunekit.errors import InvalidParameterError
 
 #: Method variants the comparison runs: (row name, method, parameters).
 VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -44,6 +45,28 @@ def _row(name: str, model: Any, X: np.ndarray, y: np.ndarray, task: str, prune_s
     return row
 
 
+CRITERIA = {
+    "classification": ("gini", "entropy", "log_loss"),
+    "regression": ("squared_error", "friedman_mse", "absolute_error", "poisson"),
+}
+OUTPUT_FILES = ("report.html", "report.json", "results.json")
+
+
+def check_methods(methods: list[str] | None, task: str) -> None:
+    """Every chosen method must handle ``task``; the error names the ones that do."""
+    from prunekit.trees import METHODS
+
+    if task == "classification" or not methods:
+        return
+    capable = [m for m, spec in METHODS.items() if spec.regression]
+    for m in methods:
+        if m in METHODS and not METHODS[m].regression:
+            raise InvalidParameterError(
+                f"--methods: {m!r} prunes classification trees only and the target is a "
+                f"regression target; methods for regression: {', '.join(capable)}"
+            )
+
+
 def run_comparison(
     *,
     data: str = "breast_cancer",
@@ -62,23 +85,28 @@ def run_comparison(
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
     from prunekit import metrics
+    from prunekit._cli_common import check_option_choice, fit_model, load_table
     from prunekit._progress import ProgressBar
-    from prunekit.data import load_csv, load_dataset
     from prunekit.trees import METHODS, cost_complexity_path, prune_tree
 
-    if csv is not None:
-        tgt: str | int = int(target) if target.lstrip("-").isdigit() else target
-        ds = load_csv(csv, target=tgt, seed=seed)
-    else:
-        ds = load_dataset(data, seed=seed)
+    ds = load_table(data, None if csv is None else Path(csv), target, seed)
     clf = ds.task == "classification"
+    check_methods(methods, ds.task)
     kw = {"random_state": seed}
     if criterion is not None:
-        kw["criterion"] = criterion
+        kw["criterion"] = check_option_choice("--criterion", criterion, CRITERIA[ds.task],
+                                             f" for a {ds.task} target")
+        if criterion == "poisson" and (ds.y_train < 0).any():
+            raise InvalidParameterError("--criterion poisson needs a non-negative target")
     tree = (DecisionTreeClassifier if clf else DecisionTreeRegressor)(**kw)
     t0 = time.perf_counter()
-    tree.fit(ds.X_train, ds.y_train)
+    fit_model("--csv" if csv else "--data", tree, ds.X_train, ds.y_train)
     fit_s = time.perf_counter() - t0
+    if tree.tree_.node_count == 1:
+        raise InvalidParameterError(
+            f"the tree grown on {csv or data} is a single leaf (no feature separates the "
+            "training targets): there is nothing to prune"
+        )
     variants = [v for v in VARIANTS if clf or METHODS[v[1]].regression]
     if methods:
         variants = [v for v in variants if v[1] in methods or v[0] in methods]
@@ -86,12 +114,14 @@ def run_comparison(
     data_kw = {"X_val": ds.X_val, "y_val": ds.y_val, "X_train": ds.X_train,
                "y_train": ds.y_train, "random_state": seed}
     reports = {}
+    estimators: dict[str, Any] = {"unpruned": tree}
     with ProgressBar(len(variants) + 1, "pruning", enabled=not quiet) as bar:
         for name, method, params in variants:
             pruned = prune_tree(tree, method, **data_kw, **params)
             rep = pruned.prune_report_
             reports[name] = rep.to_dict()
             rows.append(_row(name, pruned, ds.X_test, ds.y_test, ds.task, rep.time_s))
+            estimators[name] = pruned
             bar.advance(description=name)
         path = cost_complexity_path(tree)
         metric = "accuracy" if clf else "r2"
@@ -111,6 +141,10 @@ def run_comparison(
         "n_val": len(ds.y_val),
         "n_test": len(ds.y_test),
         "reports": reports,
+        "feature_names": [str(f) for f in getattr(ds, "feature_names", None) or []] or None,
+        "class_names": [str(c) for c in getattr(ds, "target_names", None) or []] or None
+        if clf else None,
+        "_estimators": estimators,  # not written to JSON
     }
     return rows, {"cost-complexity path": curve}, info
 
@@ -123,7 +157,9 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option(
             "breast_cancer", help="Bundled data set: iris, wine, breast_cancer, digits, diabetes."
         ),
-        csv: Path | None = typer.Option(None, help="A numeric CSV with a header row instead."),
+        csv: Path | None = typer.Option(
+            None, help="A numeric CSV (UTF-8, header row) instead of --data."
+        ),
         target: str = typer.Option("-1", help="CSV target column (name or index)."),
         methods: str = typer.Option(
             "all", help="Comma-separated methods (e.g. 'c45,mdl'), or 'all' that apply."
@@ -131,21 +167,21 @@ def register(app: typer.Typer) -> None:
         criterion: str | None = typer.Option(
             None, help="Split criterion of the grown tree (default: gini / squared_error)."
         ),
-        seed: int = typer.Option(0, help="Seed for the split, the tree and CV folds."),
+        seed: int = typer.Option(
+            0, min=0, max=SEED_MAX, help="Seed for the split, the tree and CV folds."
+        ),
         out: Path = typer.Option(Path("prunekit-tree"), help="Folder for report.html/.json."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Grow a tree, apply every pruning method, print a table and write an HTML report."""
-        from prunekit._io import atomic_write_json
-        from prunekit.metrics import markdown_table
-        from prunekit.report import Report, plots
+        from prunekit._cli_common import check_option_choice, check_output_dir, parse_list
         from prunekit.trees import ALIASES, METHODS
 
-        chosen = None
-        if methods.strip().lower() != "all":
-            chosen = [ALIASES.get(m.strip(), m.strip()) for m in methods.split(",") if m.strip()]
-            for m in chosen:
-                check_choice("methods", m, list(METHODS))
+        chosen = parse_list("--methods", methods, list(METHODS), ALIASES)
+        if criterion is not None:
+            check_option_choice("--criterion", criterion, [c for cs in CRITERIA.values()
+                                                           for c in cs])
+        check_output_dir("--out", out, OUTPUT_FILES)
         rows, curves, info = run_comparison(
             data=data,
             csv=None if csv is None else str(csv),
@@ -155,34 +191,53 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             quiet=quiet,
         )
-        typer.echo(markdown_table(rows))
-        metric = "accuracy" if info["task"] == "classification" else "r2"
-        full = rows[0]["test_accuracy" if metric == "accuracy" else "test_r2"]
-        rep = Report(f"Decision-tree pruning: {info['model']} on {info['data']}")
-        rep.add_text(
-            f"Unpruned tree grown with criterion `{info['criterion']}` on {info['n_train']} "
-            f"training samples; validation-based methods use {info['n_val']} held-out samples; "
-            f"scores are on {info['n_test']} test samples. `prune_s` is the pruning time "
-            "(pre-pruning includes growing every candidate tree)."
-        )
-        rep.add_table(rows, "Methods on the test set")
-        col = "test_accuracy" if metric == "accuracy" else "test_r2"
-        points = {r["method"]: [(float(r["leaves"]), float(r[col]))] for r in rows[1:]}
-        fig = plots.accuracy_vs_sparsity(
-            {**curves, **points},
-            metric=f"test {metric}",
-            baseline=full,
-            title="Test score vs. tree size",
-            xlabel="leaves",
-        )
-        rep.add_figure(fig, f"{metric} vs. leaves")
-        rep.add_table(
-            [{"method": k, **{p: v for p, v in r["params"].items()}} for k, r in
-             info["reports"].items() if r["params"]],
-            "Parameters each method chose",
-        )
-        rep.write_html(out / "report.html")
-        rep.write_json(out / "report.json")
-        atomic_write_json(out / "results.json", {"info": info, "rows": rows, "curves": curves})
-        if not quiet:
-            typer.echo(f"report: {out / 'report.html'}")
+        from prunekit._cli_common import echo_written
+        from prunekit._tables import print_table
+
+        print_table(rows)
+        _write_report(out, rows, curves, info)
+        echo_written(out, OUTPUT_FILES)
+
+
+def _write_report(out: Path, rows: list[dict], curves: dict, info: dict[str, Any]) -> None:
+    """report.html, report.json and results.json in ``out``, written together at the end."""
+    from prunekit._cli_common import write_outputs
+    from prunekit._io import atomic_write_json
+    from prunekit.report import Report, plots
+
+    metric = "accuracy" if info["task"] == "classification" else "r2"
+    col = "test_accuracy" if metric == "accuracy" else "test_r2"
+    rep = Report(f"Decision-tree pruning: {info['model']} on {info['data']}")
+    rep.add_text(
+        f"Unpruned tree grown with criterion `{info['criterion']}` on {info['n_train']} "
+        f"training samples; validation-based methods use {info['n_val']} held-out samples; "
+        f"scores are on {info['n_test']} test samples. `prune_s` is the pruning time "
+        "(pre-pruning includes growing every candidate tree)."
+    )
+    rep.add_table(rows, "Methods on the test set")
+    points = {r["method"]: [(float(r["leaves"]), float(r[col]))] for r in rows[1:]}
+    rep.add_tradeoff("Test score vs. tree size", {**curves, **points}, xlabel="leaves",
+                     metric=f"test {metric}", baseline=rows[0][col])
+    trees = info.get("_estimators", {})
+    if trees:
+        best = max(rows[1:], key=lambda r: (r[col], -r["leaves"]), default=None)
+        rep.add_text("## Trees before and after pruning\n\nThe unpruned tree and the pruned "
+                     "tree of the best-scoring method (fewest leaves among ties); big trees are "
+                     "drawn to a depth that fits the page.")
+        for name in ["unpruned"] + ([best["method"]] if best else []):
+            if name in trees:
+                rep.add_figure(plots.tree_drawing(
+                    trees[name], feature_names=info.get("feature_names"),
+                    class_names=info.get("class_names"), title=name), f"Tree: {name}")
+    rep.add_table(
+        [{"method": k, **dict(r["params"].items())} for k, r in info["reports"].items()
+         if r["params"]],
+        "Parameters each method chose",
+    )
+    public = {k: v for k, v in info.items() if not k.startswith("_")}
+    results = {"info": public, "rows": rows, "curves": curves}
+    write_outputs({
+        out / "report.html": rep.to_html(),
+        out / "report.json": lambda tmp: rep.write_json(tmp),
+        out / "results.json": lambda tmp: atomic_write_json(tmp, results),
+    })
