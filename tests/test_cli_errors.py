@@ -233,6 +233,13 @@ CASES: list[tuple[str, list[str], str]] = [
      "--ignore"),
     # llm / nn oneshot
     ("llm-method", ["llm", "--method", "bogus"], "wanda"),
+    ("export-format", ["export", "digits-cnn", "--format", "tflite"], "--format"),
+    ("export-quantize", ["export", "digits-cnn", "--quantize", "int4"], "--quantize"),
+    ("export-missing-model", ["export", "{dir}/nope.pt"], "neither a built-in"),
+    ("export-out-dir", ["export", "digits-cnn", "-o", "{dir}"], "--output"),
+    ("export-out-devnull", ["export", "digits-cnn", "-o", "/dev/null"], "--output"),
+    ("export-same-files", ["export", "digits-cnn", "-o", "{dir}/m.onnx", "--report",
+                           "{dir}/m.onnx"], "same file"),
     ("os-sparsity", ["nn", "oneshot", "--sparsity", "2"], "--sparsity"),
     ("llm-pattern", ["llm", "--pattern", "9:3"], "--pattern"),
     ("llm-n-samples", ["llm", "--n-samples", "0"], "--n-samples"),

@@ -125,12 +125,21 @@ def export_cmd(
     from prunekit.deploy.onnx_export import export_onnx
     from prunekit.deploy.quantization import quantize as run_quantize
 
+    from prunekit._cli_common import check_distinct_outputs, check_output_file
+
     check_choice("--format", format, ("onnx",))
     if quantize is not None:
         check_choice("--quantize", quantize, ("dynamic", "static"))
+    out = output or Path(f"{Path(model).stem}.onnx")
+    outputs = {"--output": out, "--report": report}  # checked before any work
+    if quantize is not None:
+        outputs["--output (int8)"] = out.with_name(f"{out.stem}.int8.onnx")
+    for option, path in outputs.items():
+        if path is not None:
+            check_output_file(option, path)
+    check_distinct_outputs(outputs)
     m, example = load_model(model, checkpoint, _shape(input_shape), image_size,
                             trust_pickle=trust_pickle)
-    out = output or Path(f"{Path(model).stem}.onnx")
     parts = []
     if sparsity is not None:
         from prunekit.nn import prune_model
