@@ -121,11 +121,10 @@ def export_cmd(
                                       "code; only for files you trust."),
 ) -> None:
     """Export a model to ONNX, verify it in onnxruntime, optionally quantize to int8."""
+    from prunekit._cli_common import check_distinct_outputs, check_output_file
     from prunekit._io import atomic_write_text
     from prunekit.deploy.onnx_export import export_onnx
     from prunekit.deploy.quantization import quantize as run_quantize
-
-    from prunekit._cli_common import check_distinct_outputs, check_output_file
 
     check_choice("--format", format, ("onnx",))
     if quantize is not None:
