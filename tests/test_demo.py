@@ -52,7 +52,8 @@ def test_demo_prints_markdown_summary(demo_run):
 def test_demo_sections_ran_or_explained_their_skip(demo_run):
     out, _, _ = demo_run
     page = (out / "report.html").read_text()
-    for heading in ("1. Decision tree", "2. Random forest", "3. Unstructured", "4. Structured"):
+    for heading in ("1. Decision tree", "2. Random forest", "3. Unstructured", "4. Structured",
+                    "5. Deployment"):
         assert heading in page
     assert "section failed" not in page
     # every section either produced its before/after table or printed why it was skipped
@@ -90,3 +91,14 @@ def test_demo_quiet_prints_nothing(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["demo", "--quiet", "-o", str(tmp_path), "--seed", "3"])
     assert result.exit_code == 0 and result.output == ""
     assert calls["quiet"] is True and calls["seed"] == 3 and calls["fast"] is False
+
+
+def test_demo_deployment_section_measures_onnx_and_int8(demo_run):
+    pytest.importorskip("onnxruntime")
+    out, result, _ = demo_run
+    page = (out / "report.html").read_text()
+    assert "Deployment: dense vs slim vs ONNX vs int8" in page
+    for variant in ("dense, PyTorch eager", "slim, ONNX Runtime fp32",
+                    "slim, ONNX Runtime int8 (static QDQ)"):
+        assert variant in page
+    assert "structured 50 % + int8 ONNX" in result.output

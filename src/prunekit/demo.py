@@ -1,6 +1,6 @@
 """``prunekit demo``: an end-to-end showcase on bundled data, written to one HTML report.
 
-Four sections, each using the public entry point of one domain:
+Five sections, each using the public entry point of one domain:
 
 1. a decision tree on breast_cancer pruned by ``prunekit.trees.prune_tree`` (reduced-error and
    cost-complexity);
@@ -8,7 +8,9 @@ Four sections, each using the public entry point of one domain:
    (reduce-error ordered aggregation);
 3. a small CNN on digits pruned by ``prunekit.nn.prune_model`` at several sparsities
    (accuracy-vs-sparsity curve);
-4. the same CNN slimmed by ``prunekit.nn.structured.prune`` (channels physically removed).
+4. the same CNN slimmed by ``prunekit.nn.structured.prune`` (channels physically removed);
+5. deployment: the slim CNN exported to ONNX and quantized to int8 by ``prunekit.deploy``
+   (size, accuracy and latency of dense eager / slim eager / ONNX fp32 / ONNX int8).
 
 A section whose domain API is not importable is skipped with a visible note; the rest still run.
 Outputs: ``report.html`` (self-contained) and ``figures.json`` (the data behind every figure) in
@@ -17,9 +19,12 @@ Outputs: ``report.html`` (self-contained) and ``figures.json`` (the data behind 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +47,7 @@ from prunekit.metrics import (
     feature_importances,
     markdown_table,
     permutation_importance,
+    serialized_size,
 )
 from prunekit.report import Report, plots
 
@@ -414,8 +420,8 @@ def _section_unstructured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, s
     return res
 
 
-def _section_structured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, str]
-                        ) -> SectionResult:
+def _section_structured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, str],
+                        shared: dict[str, Any] | None = None) -> SectionResult:
     import torch
 
     res = SectionResult("4. CNN, structured")
@@ -451,6 +457,82 @@ def _section_structured(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, str
     ], columns=["n_params", "macs", "latency_ms"], title="Structured pruning: params, MACs, "
        "latency"), "Structured pruning")
     res.headline.append(_headline(model_name, cmp, "structured, 50 % channels"))
+    if shared is not None:
+        shared["slim"] = slim
+    return res
+
+
+def _section_deploy(cfg: _Config, rep: Report, net: tuple[Any, Any, Any, str],
+                    shared: dict[str, Any], workdir: Path) -> SectionResult:
+    """Dense eager vs slim eager vs slim ONNX fp32 vs slim ONNX int8: bytes, accuracy, speed."""
+    import torch
+
+    res = SectionResult("5. deployment")
+    rep.add_text("## 5. Deployment: ONNX and int8")
+    export_onnx = _require("prunekit.deploy", "export_onnx", res, rep)
+    if export_onnx is None or "slim" not in shared:
+        if export_onnx is not None:
+            res.status, res.note = "skipped", "needs the slim model of section 4"
+        return res
+    try:
+        from prunekit.deploy import quantize
+        from prunekit.deploy._common import median_times, ort_session
+    except ImportError as exc:  # the deploy extra (onnx, onnxruntime) is missing
+        res.status, res.note = "skipped", f"the deploy extra is missing ({exc})"
+        rep.add_text(f"*{res.note}: pip install 'prunekit[deploy]'*")
+        return res
+    model, d, _, model_name = net
+    slim = shared["slim"].eval()
+    X_test = torch.as_tensor(d.images(d.X_test), dtype=torch.float32)
+    calibration = [torch.as_tensor(d.images(d.X_val[i:i + 64]), dtype=torch.float32)
+                   for i in range(0, len(d.X_val), 64)]
+    fp32, int8 = workdir / "slim.onnx", workdir / "slim.int8.onnx"
+    export_onnx(slim, X_test[:1], fp32, exporter="torchscript")
+    q = quantize(fp32, int8, "static", calibration=calibration)
+    sessions = {"fp32": ort_session(fp32), "int8": ort_session(int8)}
+    name = sessions["fp32"].get_inputs()[0].name
+    batch = X_test[:8]
+
+    def eager_acc(m: Any) -> float:
+        with torch.inference_mode():
+            return float((m(X_test).argmax(1).numpy() == d.y_test).mean())
+
+    def ort_acc(kind: str) -> float:
+        out = sessions[kind].run(None, {name: X_test.numpy()})[0]
+        return float((out.argmax(1) == d.y_test).mean())
+
+    with torch.inference_mode():
+        lat = median_times({
+            "dense": lambda: model(batch), "slim": lambda: slim(batch),
+            "fp32": lambda: sessions["fp32"].run(None, {name: batch.numpy()}),
+            "int8": lambda: sessions["int8"].run(None, {name: batch.numpy()}),
+        }, reps=cfg.latency_repeats)
+    dense_bytes, slim_bytes = serialized_size(model), serialized_size(slim)  # torch.save bytes
+    rows = [
+        ("dense, PyTorch eager", dense_bytes, eager_acc(model), lat["dense"]),
+        ("slim, PyTorch eager", slim_bytes, eager_acc(slim), lat["slim"]),
+        ("slim, ONNX Runtime fp32", fp32.stat().st_size, ort_acc("fp32"), lat["fp32"]),
+        ("slim, ONNX Runtime int8 (static QDQ)", int8.stat().st_size, ort_acc("int8"),
+         lat["int8"]),
+    ]
+    table = [{"variant": v, "file bytes": b, "size vs dense": times(b / dense_bytes),
+              "test accuracy": round(a, 4), "batch-8 latency (ms)": round(t * 1e3, 3),
+              "speed vs dense": times(lat["dense"] / t, "slower", "faster")}
+             for v, b, a, t in rows]
+    rep.add_text(
+        f"The slim `{model_name}` of section 4 exported with `prunekit.deploy.export_onnx` "
+        "(BatchNorm folded, outputs verified in onnxruntime) and quantized to int8 with "
+        "`prunekit.deploy.quantize(..., 'static')` on the validation split. Latencies are "
+        f"interleaved medians of {cfg.latency_repeats} calls on one batch of 8 (one thread)."
+    )
+    rep.add_table(table, title="Deployment: dense vs slim vs ONNX vs int8")
+    for note in q.notes:
+        rep.add_text(f"- {note}")
+    acc0, acc_q = rows[0][2], rows[3][2]
+    res.headline.append({
+        "model": model_name, "pruning": "structured 50 % + int8 ONNX",
+        "accuracy": f"{acc0:.3f} -> {acc_q:.3f}", "size": times(rows[3][1] / dense_bytes),
+        "speed": times(lat["dense"] / lat["int8"], "slower", "faster")})
     return res
 
 
@@ -491,9 +573,15 @@ def _run(out: Path, cfg: _Config, quiet: bool) -> DemoResult:
     results: list[SectionResult] = []
     net: tuple[Any, Any, Any, str] | None = None
 
+    shared: dict[str, Any] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="prunekit-demo-"))
+
     def nn_sections() -> list[tuple[str, Callable[[], SectionResult]]]:
         return [("3. CNN, unstructured", lambda: _section_unstructured(cfg, body, _net())),
-                ("4. CNN, structured", lambda: _section_structured(cfg, body, _net()))]
+                ("4. CNN, structured",
+                 lambda: _section_structured(cfg, body, _net(), shared)),
+                ("5. deployment",
+                 lambda: _section_deploy(cfg, body, _net(), shared, workdir))]
 
     def _net() -> tuple[Any, Any, Any, str]:
         nonlocal net
@@ -503,7 +591,9 @@ def _run(out: Path, cfg: _Config, quiet: bool) -> DemoResult:
 
     steps = [("1. decision tree", lambda: _section_trees(cfg, body)),
              ("2. random forest", lambda: _section_ensemble(cfg, body)), *nn_sections()]
-    with ProgressBar(len(steps), "prunekit demo", enabled=not quiet) as bar:
+    with ProgressBar(len(steps), "prunekit demo", enabled=not quiet) as bar, \
+            contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
         for name, fn in steps:
             bar.advance(0, description=f"demo: {name}")
             t0 = time.perf_counter()
