@@ -138,8 +138,8 @@ def test_apply_plan_validates_mutated_plans(seed: int, n_edits: int) -> None:
         plan = _mutate(plan, rng)
     target = _net()
     before = copy.deepcopy(target.state_dict())
-    out = _call(apply_plan, target, plan, inplace=True)
-    if out is None:  # refused: nothing was touched
+    out = _call(apply_plan, target, plan, inplace=True, example_inputs=_X)
+    if out is None:  # refused before anything was touched
         for k, v in target.state_dict().items():
             assert torch.equal(v, before[k]), k
     else:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.abc
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from prunekit.errors import OptionalDependencyError
 
@@ -52,6 +56,36 @@ def ensure_torchvision_ops() -> bool:
     lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _TV_LIBRARY = lib
     return True
+
+
+class _TorchvisionImportHook(importlib.abc.MetaPathFinder):
+    """Runs :func:`ensure_torchvision_ops` just before the first ``import torchvision``.
+
+    Installed by :func:`prepare_torchvision_import` when torch is not imported yet, so that
+    ``import prunekit.nn`` stays free of torch; it removes itself on first use and otherwise
+    leaves the import to the normal finders.
+    """
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname == "torchvision":
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(self)
+            ensure_torchvision_ops()
+        return None
+
+
+def prepare_torchvision_import() -> None:
+    """Make a later plain ``import torchvision`` work (see :func:`ensure_torchvision_ops`).
+
+    If torch is already imported the schemas are checked now; otherwise a one-shot import hook
+    does it when torchvision is first imported, so importing prunekit costs no torch import.
+    """
+    if "torchvision" in sys.modules or importlib.util.find_spec("torchvision") is None:
+        return
+    if "torch" in sys.modules:
+        ensure_torchvision_ops()
+    elif not any(isinstance(f, _TorchvisionImportHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _TorchvisionImportHook())
 
 
 def _has_schema(torch: ModuleType, name: str) -> bool:

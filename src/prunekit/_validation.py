@@ -6,11 +6,12 @@ import contextlib
 import numbers
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prunekit.errors import InvalidParameterError, PrunekitError, ShapeMismatchError
+
+if TYPE_CHECKING:  # numpy is imported inside the checks that need it: the CLI's option
+    import numpy as np  # checks must not pay for it (`prunekit nn compact-info` stays light)
 
 T = TypeVar("T")
 
@@ -152,6 +153,7 @@ def check_features(
     numpy array, or with ``keep_frame`` the (reordered) data frame / sparse matrix / array as given
     (non-numeric frames are passed on unchecked for models with their own preprocessing).
     """
+    import numpy as np
     if X is None:
         raise InvalidParameterError(f"{name} is required")
     if isinstance(X, str | bytes):
@@ -199,6 +201,7 @@ def check_features(
 
 
 def _check_finite(name: str, values: np.ndarray, *, allow_nan: bool, float32: bool) -> None:
+    import numpy as np
     nan = np.isnan(values)
     if not allow_nan and nan.any():
         raise InvalidParameterError(f"{name} contains NaN; this model cannot use missing values")
@@ -219,6 +222,7 @@ def check_class_labels(name: str, y: Any, classes: Any) -> np.ndarray:
     reverse) and labels the model never saw raise :class:`InvalidParameterError` naming ``name``
     and the model's ``classes_``.
     """
+    import numpy as np
     classes = np.asarray(classes)
     y = np.asarray(y)
     numeric = "biuf"
@@ -267,6 +271,7 @@ def _few(values: np.ndarray, k: int = 5) -> list:
 def check_target(name: str, y: Any, model: Any, n_rows: int) -> np.ndarray:
     """Validate a target vector for a fitted model: 1-D, ``n_rows`` long, and for classifiers only
     labels in ``model.classes_`` (returned unchanged), for regressors finite numbers (float64)."""
+    import numpy as np
     if y is None:
         raise InvalidParameterError(f"{name} is required")
     if isinstance(y, str | bytes):
@@ -315,6 +320,7 @@ def sklearn_errors(name: str, model: Any) -> Iterator[None]:
 
 def check_real(name: str, value: Any, *, minimum: float | None = None) -> float:
     """Check that ``value`` is a finite real number (not a bool), at least ``minimum``."""
+    import numpy as np
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and value < minimum:
@@ -324,6 +330,7 @@ def check_real(name: str, value: Any, *, minimum: float | None = None) -> float:
 
 def check_bool(name: str, value: Any) -> bool:
     """Check that ``value`` is True or False (numpy booleans accepted)."""
+    import numpy as np
     if not isinstance(value, bool | np.bool_):
         raise InvalidParameterError(f"{name} must be True or False, got {value!r}")
     return bool(value)

@@ -173,6 +173,10 @@ def _split(
     X: np.ndarray, y: np.ndarray, task: Task, seed: int, val_size: float, test_size: float
 ) -> tuple[np.ndarray, ...]:
     """Train/val/test split; classification splits are stratified where the class counts allow."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or \
+            not 0 <= seed < 2**32 - 1:
+        raise InvalidParameterError(f"seed must be an int in [0, {2**32 - 2}], got {seed!r}")
+    seed = int(seed)
     strat = task == "classification"
     X_rest, X_test, y_rest, y_test = _split_once(X, y, test_size, seed, strat)
     if val_size > 0:

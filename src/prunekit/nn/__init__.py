@@ -12,7 +12,7 @@ Main entry points (weight-level sparsity, this package):
 Subpackages :mod:`prunekit.nn.structured` and :mod:`prunekit.nn.oneshot` load lazily.
 
 Importing this package also makes a plain ``import torchvision`` work where torchvision's compiled
-ops do not load beside the installed torch (see :func:`prunekit._compat.ensure_torchvision_ops`).
+ops do not load beside the installed torch (see :func:`prunekit._compat.prepare_torchvision_import`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from prunekit._compat import ensure_torchvision_ops
+from prunekit._compat import prepare_torchvision_import
 
-ensure_torchvision_ops()
+prepare_torchvision_import()
 
 _EXPORTS = {
     # sparsity

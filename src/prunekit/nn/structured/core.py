@@ -327,15 +327,32 @@ def make_plan(model: nn.Module, graph: DependencyGraph, removed: set[int]) -> di
             "original": original}
 
 
-def apply_plan(model: nn.Module, plan: dict[str, Any], *, inplace: bool = False) -> nn.Module:
+def apply_plan(model: nn.Module, plan: dict[str, Any], *, inplace: bool = False,
+               example_inputs: Any = None) -> nn.Module:
     """Shrink ``model`` (a fresh copy of the pruned architecture) as ``plan`` records.
 
     Then ``load_state_dict`` of the pruned weights works. Returns the shrunk model (a deep copy
-    unless ``inplace``).
+    unless ``inplace``). The plan is validated against the model before anything is touched;
+    with ``example_inputs`` the shrunk model is also run once and must give the output shapes
+    of the original (a hand-edited plan that leaves a coupled layer out fails here, not later).
     """
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     validate_plan(model, plan)  # before anything is touched
+    if example_inputs is not None:
+        inputs = _example_inputs(model, example_inputs)
+        shrunk = apply_plan(model, plan)
+        try:
+            with torch.no_grad():
+                ref, got = _out_shapes(model, inputs), _out_shapes(shrunk, inputs)
+        except Exception as exc:  # noqa: BLE001 - the plan broke the model
+            raise ShapeMismatchError(f"the model shrunk by this plan does not run: "
+                                     f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+        if got != ref:
+            raise ShapeMismatchError(f"the model shrunk by this plan changes the output shapes "
+                                     f"from {ref} to {got}")
+        if not inplace:
+            return shrunk
     model = model if inplace else copy.deepcopy(model)
     for name in plan.get("blocks", []):  # residual blocks removed by drop_blocks
         replace_with_identity(model, name)

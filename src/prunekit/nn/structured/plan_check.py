@@ -79,6 +79,28 @@ def _check_keep(where: str, keep: Any, size: int | None) -> None:
             f"{size} positions)")
 
 
+def _check_layers_match_original(layers: dict[str, Any], original: dict[str, Any]) -> None:
+    """Every pruned (layer, role) has its original size recorded and vice versa: a hand edit
+    that deletes one side (a layer left out of a coupled chain) is caught here."""
+    if not original:
+        return  # plans of older versions recorded no sizes
+    for name, roles in original.items():
+        if not isinstance(roles, dict):
+            raise InvalidParameterError(f"plan['original'][{name!r}] must be a dict role -> size")
+        for role in roles:
+            if role not in (layers.get(name) or {}):
+                raise InvalidParameterError(
+                    f"plan['layers'] lacks {name!r} {role!r}, which plan['original'] records as "
+                    "pruned: the plan was edited inconsistently (coupled layers must shrink "
+                    "together)")
+    for name, roles in layers.items():
+        for role in roles if isinstance(roles, dict) else ():
+            if role not in (original.get(name) or {}):
+                raise InvalidParameterError(
+                    f"plan['original'] lacks {name!r} {role!r}, which plan['layers'] prunes: "
+                    "the plan was edited inconsistently")
+
+
 def validate_plan(model: nn.Module, plan: Any) -> None:
     """Check every entry of ``plan`` against ``model``; raise naming the first wrong entry."""
     if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
@@ -104,6 +126,7 @@ def validate_plan(model: nn.Module, plan: Any) -> None:
     if len(set(blocks)) != len(blocks):
         raise InvalidParameterError("plan['blocks'] lists a block twice")
     dropped = tuple(f"{b}." for b in blocks)
+    _check_layers_match_original(plan["layers"], original)
     for name, roles in plan["layers"].items():
         if name not in names or name.startswith(dropped):
             raise ShapeMismatchError(f"plan['layers'] names {name!r}, which the model lacks")

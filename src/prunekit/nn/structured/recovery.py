@@ -432,45 +432,12 @@ def _consumers(model: nn.Module, sites: Sequence[Any]) -> list[str | None]:
     out: list[str | None] = []
     for site in sites:
         name = None
-        for dotted, dim, chunks in site.slices:
-            if dim == 1 and chunks == 1 and dotted.endswith(".weight"):
-                mod = dotted[: -len(".weight")]
+        for cut in site.cuts:
+            if cut.dim == 1 and cut.chunks == 1 and cut.param.endswith(".weight"):
+                mod = cut.param[: -len(".weight")]
                 if isinstance(model.get_submodule(mod), nn.Linear):
                     name = mod
         out.append(name)
-    return out
-
-
-@torch.no_grad()
-def _site_activation_scores(model: nn.Module, sites: Sequence[Any], consumers: list[str | None],
-                            inputs: Sequence[Any]) -> list[np.ndarray | None]:
-    energy: dict[str, torch.Tensor] = {}
-    count: dict[str, int] = {}
-
-    def hook_for(name: str):  # noqa: ANN202
-        def hook(_m: nn.Module, args: tuple[Any, ...]) -> None:
-            e, c = _channel_energy(args[0], True)
-            energy[name] = energy.get(name, 0) + e
-            count[name] = count.get(name, 0) + c
-        return hook
-
-    hooks = [model.get_submodule(c).register_forward_pre_hook(hook_for(c))
-             for c in consumers if c is not None]
-    try:
-        with eval_mode(model):
-            for x in inputs:
-                _forward(model, x)
-    finally:
-        for h in hooks:
-            h.remove()
-    out: list[np.ndarray | None] = []
-    for site, c in zip(sites, consumers, strict=True):
-        if c is None or c not in energy:
-            out.append(None)
-            continue
-        w = model.get_submodule(c).weight.detach().double()
-        per = (energy[c] / count[c] * w.pow(2).sum(0)).reshape(site.n_units, -1).sum(1)
-        out.append(per.cpu().numpy())
     return out
 
 
@@ -494,58 +461,20 @@ def prune_transformer_calibrated(
     paragraphs it lowered the held-out embedding cosine, see benchmarks/budget.py). ``data``
     yields tokenizer outputs (dicts of tensors); no labels, no training. Returns
     ``(pruned_copy, TransformerPruneReport)``."""
-    from prunekit._validation import check_choice, check_fraction
-    from prunekit.metrics import count_macs
+    from prunekit._validation import check_choice
 
-    from .transformers import (
-        PLAN_FORMAT,
-        TransformerPruneReport,
-        _example,
-        _n_params,
-        apply_transformer_plan,
-        find_sites,
-        keep_units,
-        n_keep,
-        site_scores,
-    )
+    from .transformers import find_sites, prune_transformer
 
     check_choice("criterion", criterion, ("activation", "l1", "l2"))
-    head_ratio = check_fraction("head_ratio", head_ratio, low=0.0, high=1.0)
-    ffn_ratio = check_fraction("ffn_ratio", ffn_ratio, low=0.0, high=1.0)
-    if not isinstance(model, nn.Module):
-        raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     calib = calibration_inputs(data, max_inputs)
-    work = copy.deepcopy(model)
-    sites = find_sites(work, ignored_layers)
-    consumers = _consumers(work, sites)
-    act = (_site_activation_scores(work, sites, consumers, calib) if criterion == "activation"
-           else [None] * len(sites))
-    records, layers, notes = [], [], []
-    for site, a in zip(sites, act, strict=True):
-        ratio = head_ratio if site.kind == "heads" else ffn_ratio
-        keep_n = n_keep(site.n_units, ratio) if ratio > 0 else site.n_units
-        scores = a if a is not None else site_scores(work, site, "l2" if criterion ==
-                                                     "activation" else criterion)
-        if a is None and criterion == "activation":
-            notes.append(f"{site.name} ({site.kind}): no Linear consumer; scored with 'l2'")
-        keep = keep_units(scores, keep_n)
-        records.append({"name": site.name, "kind": site.kind, "units": site.n_units,
-                        "keep": keep})
-        layers.append({"name": site.name, "kind": site.kind, "before": site.n_units,
-                       "after": len(keep)})
-    plan = {"format": PLAN_FORMAT, "sites": records,
-            "ignored": sorted({n for n in (ignored_layers or []) if isinstance(n, str)})}
-    pruned = apply_transformer_plan(work, plan)
+    pruned, rep = prune_transformer(
+        model, head_ratio=head_ratio, ffn_ratio=ffn_ratio, criterion=criterion,
+        data=calib if criterion == "activation" else None, max_batches=len(calib),
+        example_inputs=example_inputs, ignored_layers=ignored_layers)
     if reconstruct_weights:
-        names = [c for c, r in zip(consumers, records, strict=True)
-                 if c is not None and len(r["keep"]) < r["units"]]
-        done = reconstruct(work, pruned, {"layers": {}}, calib, layers=names, ridge=ridge)
-        notes.append(f"least-squares reconstruction of {len(done)} projections")
-    pruned.train(model.training)
-    inputs = _example(work) if example_inputs is None else example_inputs
-    rep = TransformerPruneReport(
-        criterion=criterion, head_ratio=head_ratio, ffn_ratio=ffn_ratio, layers=layers,
-        params_before=_n_params(work), params_after=_n_params(pruned),
-        macs_before=count_macs(work, inputs), macs_after=count_macs(pruned, inputs),
-        skipped=[], notes=notes, plan=plan)
+        shrunk = {r["name"] for r in rep.plan["sites"] if len(r["keep"]) < r["units"]}
+        sites = [s for s in find_sites(model, ignored_layers) if s.name in shrunk]
+        names = [c for c in _consumers(model, sites) if c is not None]
+        done = reconstruct(model, pruned, {"layers": {}}, calib, layers=names, ridge=ridge)
+        rep.notes.append(f"least-squares reconstruction of {len(done)} projections")
     return pruned, rep
