@@ -12,7 +12,8 @@ Main entry points (weight-level sparsity, this package):
 Subpackages :mod:`prunekit.nn.structured` and :mod:`prunekit.nn.oneshot` load lazily.
 
 Importing this package also makes a plain ``import torchvision`` work where torchvision's compiled
-ops do not load beside the installed torch (see :func:`prunekit._compat.prepare_torchvision_import`).
+ops do not load beside the installed torch
+(see :func:`prunekit._compat.prepare_torchvision_import`).
 """
 
 from __future__ import annotations
