@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.prunekit-installed
-EXTRAS ?= dev,mnist,bench,transformers,deploy,docs,xgboost,lightgbm
+EXTRAS ?= dev,mnist,bench,transformers,deploy,docs,xgboost,lightgbm,plots
 
 .PHONY: demo test lint bench docs env clean
 
@@ -33,6 +33,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/nn_sparsity.py
 	$(PY) benchmarks/structured.py
 	$(PY) benchmarks/oneshot.py
+	$(PY) benchmarks/structured_hf.py
+	$(PY) benchmarks/structured_zoo.py
+	$(PY) benchmarks/compact.py
+	$(PY) benchmarks/budget.py
+	$(PY) benchmarks/deploy.py
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict -d site

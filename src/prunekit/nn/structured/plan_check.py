@@ -126,7 +126,6 @@ def validate_plan(model: nn.Module, plan: Any) -> None:
     if len(set(blocks)) != len(blocks):
         raise InvalidParameterError("plan['blocks'] lists a block twice")
     dropped = tuple(f"{b}." for b in blocks)
-    _check_layers_match_original(plan["layers"], original)
     for name, roles in plan["layers"].items():
         if name not in names or name.startswith(dropped):
             raise ShapeMismatchError(f"plan['layers'] names {name!r}, which the model lacks")
@@ -149,6 +148,7 @@ def validate_plan(model: nn.Module, plan: Any) -> None:
                     f"layer {name!r} {role}: plan expects {exp} positions, the model has "
                     f"{size}; was the plan made for another architecture?")
             _check_keep(f"['layers'][{name!r}][{role!r}]", keep, size)
+    _check_layers_match_original(plan["layers"], original)
     for name, rec in plan["params"].items():
         where = f"['params'][{name!r}]"
         if not isinstance(rec, dict) or not {"dim", "keep", "size"} <= set(rec):
