@@ -139,3 +139,19 @@ def test_prune_tree_and_prune_ensemble_leave_the_input_alone() -> None:
     small = prune_ensemble(forest, "reduce_error", 5, X[200:], y[200:])
     assert len(forest.estimators_) == 20 and len(small.estimators_) == 5
     np.testing.assert_array_equal(forest.predict_proba(X[200:]), proba)
+
+
+def test_ensemble_helpers_return_copies() -> None:
+    import pickle
+
+    from prunekit.ensembles import prune_lr_l1, prune_members, refine_leaves
+
+    X, y = make_classification(300, 8, random_state=0)
+    forest = RandomForestClassifier(10, max_depth=6, random_state=0).fit(X, y)
+    frozen = pickle.dumps(forest)
+    proba = forest.predict_proba(X)
+    for out in (prune_members(forest, "cost_complexity", X_train=X, y_train=y),
+                refine_leaves(forest, X, y), prune_lr_l1(forest, X, y, size=5)):
+        assert out is not forest
+    assert pickle.dumps(forest) == frozen
+    np.testing.assert_array_equal(forest.predict_proba(X), proba)
