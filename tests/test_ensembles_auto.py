@@ -109,3 +109,15 @@ def test_bad_held_out_data_is_rejected(forest, data):
         prune_ensemble(forest, "reduce_error", 5, Xv, yv, X_eval=Xt[:, :3], y_eval=yt)
     with pytest.raises(InvalidParameterError, match="y_eval"):
         prune_ensemble(forest, "reduce_error", 5, Xv, yv, X_eval=Xt, y_eval=yt + 7)
+
+
+def test_held_out_scores_and_tolerance_for_xgboost(data):
+    xgb = pytest.importorskip("xgboost")
+    X, y, Xv, yv, Xt, yt = data
+    model = xgb.XGBClassifier(n_estimators=20, max_depth=3, random_state=0).fit(X, y)
+    small = prune_ensemble(model, "reduce_error", "auto", Xv, yv, tolerance=0.01,
+                           X_eval=Xt, y_eval=yt)
+    rep = small.prune_report_
+    assert rep.tolerance == 0.01
+    assert rep.eval_score_before == pytest.approx(model.score(Xt, yt))
+    assert rep.eval_score_after == pytest.approx(small.score(Xt, yt))
