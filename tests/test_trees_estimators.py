@@ -63,3 +63,78 @@ def test_regressor_and_unsupported_method():
         PrunedTreeRegressor(method="c45").fit(X, y)
     with pytest.raises(UnsupportedModelError, match="DecisionTreeRegressor"):
         PrunedTreeRegressor(estimator=DecisionTreeClassifier()).fit(X, y)
+
+
+# ----------------------------------------------- method options as keywords; sklearn.tree exporters
+def test_method_options_as_plain_keywords_equal_method_params():
+    from sklearn.base import clone
+
+    X, y = load_breast_cancer(return_X_y=True)
+    kw = PrunedTreeClassifier(method="min_error", m=0.5, random_state=0).fit(X, y)
+    old = PrunedTreeClassifier(method="min_error", method_params={"m": 0.5},
+                               random_state=0).fit(X, y)
+    default = PrunedTreeClassifier(method="min_error", random_state=0).fit(X, y)  # m=2
+    assert kw.get_n_leaves() == old.get_n_leaves() > default.get_n_leaves()
+    assert kw.get_params()["m"] == 0.5
+    assert clone(kw).set_params(m=20.0).m == 20.0
+    search = GridSearchCV(PrunedTreeClassifier(method="c45", random_state=0),
+                          {"confidence": [0.01, 0.25]}, cv=3).fit(X, y)
+    assert search.best_params_["confidence"] in (0.01, 0.25)
+    assert search.best_estimator_.prune_report_.params["confidence"] in (0.01, 0.25)
+
+
+def test_keyword_and_method_params_conflict_or_wrong_method_is_an_error():
+    from prunekit.errors import InvalidParameterError
+
+    X, y = load_breast_cancer(return_X_y=True)
+    with pytest.raises(InvalidParameterError, match="confidence"):
+        PrunedTreeClassifier(method="c45", confidence=0.1,
+                             method_params={"confidence": 0.2}).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="confidence"):
+        PrunedTreeClassifier(method="mdl", confidence=0.1).fit(X, y)
+    reg = PrunedTreeRegressor(method="cost_complexity", one_se=True, random_state=0)
+    assert "confidence" not in reg.get_params()
+    Xr, yr = load_diabetes(return_X_y=True)
+    assert reg.fit(Xr, yr).prune_report_.params.get("one_se") is True
+
+
+def test_sklearn_tree_exporters_draw_the_result():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from sklearn.tree import export_graphviz, export_text, plot_tree
+
+    data = load_breast_cancer()
+    X = pd.DataFrame(data.data, columns=data.feature_names)
+    est = PrunedTreeClassifier(method="c45", random_state=0).fit(X, data.target)
+    names = list(est.feature_names_in_)
+    assert names == list(data.feature_names)
+    assert est.tree_ is est.estimator_.tree_ and est.criterion == "gini" and est.n_outputs_ == 1
+    # export_graphviz takes the meta-estimator itself
+    dot = export_graphviz(est, feature_names=names, class_names=["malignant", "benign"])
+    assert dot == export_graphviz(est.estimator_, feature_names=names,
+                                  class_names=["malignant", "benign"])
+    # the documented one-liners for the exporters that accept only sklearn's tree classes
+    text = export_text(est.estimator_, feature_names=names, max_depth=100)
+    assert text.count("class: ") == est.get_n_leaves() and names[est.tree_.feature[0]] in text
+    fig, ax = plt.subplots()
+    try:
+        assert len(plot_tree(est.estimator_, feature_names=names, ax=ax)) >= est.tree_.node_count
+    finally:
+        plt.close(fig)
+    Xr, yr = load_diabetes(return_X_y=True)
+    reg = PrunedTreeRegressor(method="reduced_error", random_state=0).fit(Xr, yr)
+    assert export_graphviz(reg) == export_graphviz(reg.estimator_)
+    assert export_text(reg.estimator_, max_depth=100).count("value: ") == reg.get_n_leaves()
+
+
+def test_unfitted_estimator_is_rejected_by_exporters():
+    from sklearn.exceptions import NotFittedError
+    from sklearn.tree import export_graphviz
+
+    with pytest.raises(NotFittedError):
+        export_graphviz(PrunedTreeClassifier())
+    with pytest.raises(NotFittedError):
+        PrunedTreeClassifier().criterion  # noqa: B018

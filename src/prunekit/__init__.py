@@ -4,6 +4,14 @@ Subpackages: :mod:`prunekit.trees`, :mod:`prunekit.ensembles`, :mod:`prunekit.nn
 :mod:`prunekit.deploy`, over a small shared core (:mod:`prunekit.data`, :mod:`prunekit.metrics`,
 :mod:`prunekit.report`).
 Subpackages are imported lazily so ``import prunekit`` stays cheap.
+
+In place or a copy? Entry points that return a model never modify their input (a copy is
+pruned: ``prune_tree``, ``prune_ensemble``, the pruned-tree estimators, ``nn.structured.prune``,
+``prune_transformer``, ``apply_plan`` unless ``inplace=True``). The weight-level entry points for
+large models, ``nn.prune_model``, ``nn.oneshot.oneshot`` and ``nn.lottery_ticket``, prune in place
+by default (a copy doubles the memory) and take ``inplace=False`` to prune a deep copy; the
+pruned model is ``report.model`` (``result.model``) either way. ``nn.Pruner`` always works in
+place on the model being trained.
 """
 
 from __future__ import annotations

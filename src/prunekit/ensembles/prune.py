@@ -12,7 +12,7 @@ import numbers
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from sklearn.base import is_classifier
 
 from prunekit._validation import check_choice, sklearn_errors
 from prunekit.ensembles import boosted, clustering, optimisation, ordering
+from prunekit.ensembles._auto import DEFAULT_TOLERANCE, auto_index, check_tolerance, eval_scores
 from prunekit.ensembles._members import (
     BOOSTING_KINDS,
     MemberMatrix,
@@ -168,6 +169,9 @@ class EnsemblePruneReport:
     selection a member may fill several slots, so ``n_unique_members`` can be smaller.
     ``curve`` holds ``(size, validation score)`` along the method's ordering (accuracy for
     classifiers, R² for regressors); ``ordering`` is the full ordering when the method has one.
+    ``score_before``/``score_after`` are measured on the data the members were selected on and
+    are optimistic; ``eval_score_before``/``eval_score_after`` are the same scores on the
+    held-out ``X_eval, y_eval`` (None when none were given), the test-style estimate.
     """
 
     method: str
@@ -186,16 +190,28 @@ class EnsemblePruneReport:
     time_s: float
     notes: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+    tolerance: float = DEFAULT_TOLERANCE
+    eval_score_before: float | None = None
+    eval_score_after: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
-        return (
+        sel = "out-of-bag" if self.data == "oob" else "selection-set"
+        text = (
             f"{self.method}: {self.n_members_before} -> {self.n_members_after} members "
-            f"({self.n_unique_members} unique); {self.data} {self.metric} "
-            f"{self.score_before:.4f} -> {self.score_after:.4f} in {self.time_s:.3f}s"
+            f"({self.n_unique_members} unique); {sel} {self.metric} "
+            f"{self.score_before:.4f} -> {self.score_after:.4f} (optimistic: selected on it)"
         )
+        if self.eval_score_before is not None and self.eval_score_after is not None:
+            text += (
+                f"; held-out {self.metric} {self.eval_score_before:.4f} -> "
+                f"{self.eval_score_after:.4f}"
+            )
+        else:
+            text += "; no held-out estimate (pass X_eval, y_eval)"
+        return f"{text} in {self.time_s:.3f}s"
 
 
 def available_methods(model: object) -> list[str]:
@@ -245,6 +261,9 @@ def prune_ensemble(
     use_oob: bool = False,
     random_state: int | np.random.Generator | None = None,
     members: MemberMatrix | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    X_eval: object = None,
+    y_eval: object = None,
 ) -> object:
     """Prune a fitted scikit-learn ensemble; return a new fitted ensemble of the same class.
 
@@ -253,14 +272,22 @@ def prune_ensemble(
     model : a fitted RandomForest/ExtraTrees, Bagging or Voting classifier/regressor, or a
         (Hist)GradientBoosting classifier/regressor (boosting supports ``method="stages"``).
     method : one of :data:`METHODS` (``available_methods(model)`` lists those that apply).
-    size : members to keep: an ``int`` count, a ``float`` fraction in (0, 1], or ``"auto"`` (the
-        smallest size with the best validation score along the method's ordering).
+    size : members to keep: an ``int`` count, a ``float`` fraction in (0, 1], or ``"auto"``: the
+        smallest size along the method's ordering whose selection score is within ``tolerance``
+        of the best.
+    tolerance : for ``size="auto"``, in accuracy (classifiers) or R² (regressors) points;
+        default 0.0 (the best score, smallest size among ties). ``0.01`` trades up to one point
+        of selection score for fewer members; on a small selection set one sample is already
+        about a point, so check the held-out score.
     X_val, y_val : pruning data. With ``use_oob=True`` they must be the training data the
         ensemble was fitted on: each member is then judged only on its out-of-bag samples.
     random_state : seed for the stochastic methods (``gasen``, ``random``).
     members : a :class:`MemberMatrix` from ``build_member_matrix(model, X_val, y_val)`` to reuse
         across calls (comparing methods or sizes asks the members for predictions only once);
         replaces ``X_val``/``y_val``/``use_oob``.
+    X_eval, y_eval : held-out data never used for selection (e.g. a test split); the report then
+        gives the full and pruned ensemble's scores on them (``eval_score_before``/``_after``)
+        beside the optimistic selection-set scores.
 
     Returns
     -------
@@ -268,9 +295,11 @@ def prune_ensemble(
     The input model is not modified.
     """
     start = time.perf_counter()
+    tolerance = check_tolerance(tolerance)
     if boosted.boosted_library(model) is not None:
-        return _prune_boosted(model, method, size, X_val, y_val, use_oob, members, random_state,
-                              start)
+        pruned = _prune_boosted(model, method, size, X_val, y_val, use_oob, members,
+                                random_state, start, tolerance)
+        return _with_eval(model, pruned, X_eval, y_eval)
     kind = check_fitted_ensemble(model)
     check_choice("method", method, METHODS)
     info = METHODS[method]
@@ -312,7 +341,8 @@ def prune_ensemble(
             raise InvalidParameterError(
                 "use_oob=True and members= are not available for boosting ensembles"
             )
-        return _prune_boosting(model, k, size, X_val, y_val, start)
+        return _with_eval(model, _prune_boosting(model, k, size, X_val, y_val, start, tolerance),
+                          X_eval, y_eval)
 
     M = members if members is not None else build_member_matrix(model, X_val, y_val, oob=use_oob)
     details: dict[str, Any] = {}
@@ -325,8 +355,7 @@ def prune_ensemble(
             sizes = np.unique(np.linspace(1, total, 100).round().astype(int))
         selections = [selector.select(int(s)) for s in sizes]
         raw = np.array([subset_score(M, sel) for sel in selections])
-        best = int(np.argmax(raw))
-        kept = selections[best]
+        kept = selections[auto_index(_to_metric(M, raw), tolerance)]
         curve_sizes = np.array([len(s) for s in selections])
         if k is not None and len(kept) < k:
             msg = (
@@ -343,7 +372,7 @@ def prune_ensemble(
         ordering_ = np.asarray(out, dtype=np.int64)
         raw = prefix_scores(M, ordering_)
         curve_sizes = np.arange(1, len(ordering_) + 1)
-        length = int(np.argmax(raw)) + 1 if k is None else k
+        length = auto_index(_to_metric(M, raw), tolerance) + 1 if k is None else k
         kept = ordering_[:length]
     metric_vals = _to_metric(M, raw)
     full_score = float(_to_metric(M, np.array([subset_score(M, np.arange(total))]))[0])
@@ -376,8 +405,21 @@ def prune_ensemble(
         time_s=time.perf_counter() - start,
         notes=tuple(notes),
         details=details,
+        tolerance=tolerance,
     )
     pruned.prune_report_ = report  # type: ignore[attr-defined]
+    return _with_eval(model, pruned, X_eval, y_eval)
+
+
+def _with_eval(model: object, pruned: object, X_eval: object, y_eval: object) -> object:
+    """Add the held-out scores to ``pruned.prune_report_`` when ``X_eval, y_eval`` are given."""
+    scores = eval_scores(model, pruned, X_eval, y_eval)
+    if scores is not None:
+        pruned.prune_report_ = replace(  # type: ignore[attr-defined]
+            pruned.prune_report_,  # type: ignore[attr-defined]
+            eval_score_before=scores[0],
+            eval_score_after=scores[1],
+        )
     return pruned
 
 
@@ -392,7 +434,7 @@ BOOSTED_METHODS = {
 
 
 def _prune_boosted(model, method, size, X_val, y_val, use_oob, members, random_state,
-                   start: float):
+                   start: float, tolerance: float = DEFAULT_TOLERANCE):
     """prune_ensemble for XGBoost/LightGBM: order rounds on their raw-score contributions."""
     task = "classification" if boosted.is_classifier_model(model) else "regression"
     check_choice("method", method, BOOSTED_METHODS[task])
@@ -429,7 +471,7 @@ def _prune_boosted(model, method, size, X_val, y_val, use_oob, members, random_s
         out = info.func(M, total if k is None else k, rng)  # type: ignore[misc]
         ordering_ = np.asarray(out[0] if isinstance(out, tuple) else out, dtype=np.int64)
         raw = prefix_scores(M, ordering_)
-        kept = ordering_[: int(np.argmax(raw)) + 1 if k is None else k]
+        kept = ordering_[: auto_index(_to_metric(M, raw), tolerance) + 1 if k is None else k]
     kept_unique = np.unique(kept)
     pruned = boosted.keep_rounds(model, kept_unique)
     full = float(_to_metric(M, np.array([subset_score(M, np.arange(total))]))[0])
@@ -443,6 +485,7 @@ def _prune_boosted(model, method, size, X_val, y_val, use_oob, members, random_s
         ordering=None if ordering_ is None else tuple(int(i) for i in ordering_),
         time_s=time.perf_counter() - start,
         notes=("members are boosting rounds; kept rounds keep their trees unchanged",),
+        tolerance=tolerance,
     )
     return pruned
 
@@ -502,13 +545,14 @@ def _staged_scores(model: object, X: object, y: np.ndarray) -> tuple[np.ndarray,
 
 
 def _prune_boosting(
-    model: object, k: int | None, size: object, X_val: object, y_val: object, start: float
+    model: object, k: int | None, size: object, X_val: object, y_val: object, start: float,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> object:
     X, y = check_pruning_data(model, X_val, y_val)
     total = n_members(model)
     with sklearn_errors("X_val", model):
         curve, metric = _staged_scores(model, X, y)
-    length = int(np.argmax(curve)) + 1 if k is None else k
+    length = auto_index(curve, tolerance) + 1 if k is None else k
     pruned, notes = rebuild(model, list(range(length)))
     report = EnsemblePruneReport(
         method="stages",
@@ -526,6 +570,7 @@ def _prune_boosting(
         ordering=tuple(range(total)),
         time_s=time.perf_counter() - start,
         notes=tuple(notes),
+        tolerance=tolerance,
     )
     pruned.prune_report_ = report  # type: ignore[attr-defined]
     return pruned

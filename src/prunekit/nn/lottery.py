@@ -72,6 +72,7 @@ def lottery_ticket(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
     evaluate: Callable[[nn.Module], float] | None = None,
+    inplace: bool = True,
 ) -> LotteryResult:
     """Find and train a lottery ticket of ``sparsity`` by iterative magnitude pruning.
 
@@ -79,9 +80,13 @@ def lottery_ticket(
     fraction of the survivors each round) and rewinds the survivors to the weights saved at
     ``rewind``: ``"init"`` (the weights ``model`` came in with) or an integer optimizer step
     ``k`` of the first training run (late rewinding). A final training run trains the ticket.
-    ``model`` is modified in place and returned in the result; ``evaluate(model)`` (optional)
+    ``model`` is modified in place and returned in the result (``inplace=False``: a deep copy is
+    trained and pruned, ``model`` stays untouched); ``evaluate(model)`` (optional)
     is recorded after every training run.
     """
+    from prunekit._inplace import working_model
+
+    model = working_model(model, inplace)
     sparsity = check_sparsity(sparsity)
     rounds = check_positive_int("rounds", rounds)
     is_step = isinstance(rewind, int) and not isinstance(rewind, bool) and rewind >= 0

@@ -207,6 +207,7 @@ class SparsityReport:
     model_zero_fraction: float
     notes: list[str] = field(default_factory=list)
     masks: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    model = None  # the pruned module, set by prune_model (not a field: to_dict/asdict skip it)
 
     @property
     def sparsity(self) -> float:
@@ -331,6 +332,8 @@ class Pruner:
     criteria (``taylor``, ``obd``, ``obs``) take ``data`` (DataLoader of ``(x, y)``) and
     ``loss_fn``. Pass ``optimizer`` to have its momentum buffers zeroed at pruned entries.
     Once pruned, a weight stays pruned (its score is set to ``-inf`` at later updates).
+    A ``Pruner`` always works on ``model`` itself, in place (the optimizer you train with holds
+    its parameters); pass ``copy.deepcopy(model)`` to keep the original.
     """
 
     def __init__(
@@ -758,13 +761,19 @@ def prune_model(
     max_sparsity: float = 0.99,
     criterion_options: Mapping[str, Any] | None = None,
     normalize: str = "none",
+    inplace: bool = True,
 ) -> SparsityReport:
     """Prune ``model`` once, in place, and return a :class:`SparsityReport`.
 
     The zeros are baked into the plain parameters; fine-tune afterwards with a
     :class:`Pruner` (``pruner.set_masks(report.masks)``) to keep them at zero. ``sparsity``
     defaults to 0.5, or to the sparsity an N:M ``pattern`` fixes (``1 - N/M``).
+    ``inplace=False`` prunes a deep copy and leaves ``model`` untouched (a copy doubles the
+    memory); the pruned model is ``report.model`` either way.
     """
+    from prunekit._inplace import working_model
+
+    model = working_model(model, inplace)
     if sparsity is None and parse_pattern(pattern).kind != "nm" and not isinstance(scope, Mapping):
         sparsity = 0.5
     pruner = Pruner(
@@ -786,4 +795,6 @@ def prune_model(
     )
     pruner.prepare()
     pruner.finalize()
-    return pruner.report()
+    report = pruner.report()
+    report.model = model
+    return report

@@ -47,20 +47,23 @@ class _PrunedTreeBase(MetaEstimatorMixin, BaseEstimator):
     """Shared ``fit``: split off validation data when the method needs it, grow, prune."""
 
     _tree_class: type = DecisionTreeClassifier
+    #: the method options this estimator takes as plain keyword parameters (None: method default)
+    _method_keywords: tuple[str, ...] = ()
 
-    def __init__(
-        self,
-        estimator: Any = None,
-        method: str = "cost_complexity",
-        method_params: dict[str, Any] | None = None,
-        validation_fraction: float = 0.25,
-        random_state: int | None = None,
-    ) -> None:
-        self.estimator = estimator
-        self.method = method
-        self.method_params = method_params
-        self.validation_fraction = validation_fraction
-        self.random_state = random_state
+    def _method_options(self) -> dict[str, Any]:
+        """The method's parameters: ``method_params`` merged with the keyword parameters."""
+        params = _check_method_params(self.method_params)
+        for key in self._method_keywords:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if key in params and params[key] is not value and params[key] != value:
+                raise InvalidParameterError(
+                    f"{key}={value!r} contradicts method_params[{key!r}]={params[key]!r}; "
+                    "give it once"
+                )
+            params[key] = value
+        return params
 
     def _needs_validation(self, name: str, params: dict[str, Any]) -> bool:
         if name == "reduced_error":
@@ -75,7 +78,7 @@ class _PrunedTreeBase(MetaEstimatorMixin, BaseEstimator):
         name = resolve_method(self.method)
         if not is_classifier and not METHODS[name].regression:
             raise UnsupportedModelError(f"method={name!r} is defined for classification only")
-        params = _check_method_params(self.method_params)
+        params = self._method_options()
         if self.estimator is None:
             base = self._tree_class(random_state=self.random_state)
         else:
@@ -140,7 +143,16 @@ class _PrunedTreeBase(MetaEstimatorMixin, BaseEstimator):
             )
         self.estimator_ = pruned
         self.prune_report_ = pruned.prune_report_
+        # what sklearn.tree.export_graphviz reads from a fitted tree
+        self.tree_ = pruned.tree_
+        self.n_outputs_ = pruned.n_outputs_
         return self
+
+    @property
+    def criterion(self) -> str:
+        """The fitted tree's split criterion (read by ``sklearn.tree.export_graphviz``)."""
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.criterion
 
     def _check_X(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimator_")
@@ -183,19 +195,79 @@ class PrunedTreeClassifier(ClassifierMixin, _PrunedTreeBase):
         The (unfitted) tree to grow; cloned. Default ``DecisionTreeClassifier(random_state=...)``.
     method : str
         A :data:`prunekit.trees.METHODS` name (default ``"cost_complexity"``, alpha by 5-fold CV).
+    ccp_alpha, select, cv, one_se : optional
+        ``cost_complexity`` options (``cv`` also for ``pre_pruning``).
+    confidence, subtree_raising, collapse : optional
+        ``c45`` options (J48 defaults: 0.25, raising on, collapse on).
+    m, prior : optional
+        ``min_error`` options.
+    value_bits : optional
+        ``mdl`` option.
+    param_grid : optional
+        ``pre_pruning`` option.
+    tol : optional
+        ``simplify`` option.
     method_params : dict, optional
-        Extra parameters of the method (e.g. ``{"one_se": True}``, ``{"confidence": 0.1}``).
+        The same options as a dict (``{"confidence": 0.1}``); the keyword parameters above are
+        the plain way. Every option left at ``None`` takes the method's default; an option the
+        method does not take is an error at ``fit``.
     validation_fraction : float
         Share of the training data held out when the method needs a validation set
         (``reduced_error``, ``pre_pruning``, ``cost_complexity`` with ``select="validation"``).
     random_state : int, optional
         Seeds the tree (when ``estimator`` is None), the split and the CV folds.
 
-    Attributes: ``estimator_`` (the pruned tree), ``prune_report_``, ``classes_``,
-    ``n_features_in_``.
+    Attributes: ``estimator_`` (the pruned, ordinary ``DecisionTreeClassifier``),
+    ``prune_report_``, ``classes_``, ``n_features_in_``, ``feature_names_in_`` (fitted on a data
+    frame), ``tree_``, ``n_outputs_`` and ``criterion`` (those of ``estimator_``).
+
+    Drawing: ``sklearn.tree.export_graphviz(est)`` works directly; ``plot_tree`` and
+    ``export_text`` accept only scikit-learn's own tree classes, so pass the pruned tree:
+    ``export_text(est.estimator_, feature_names=list(est.feature_names_in_))``.
     """
 
     _tree_class = DecisionTreeClassifier
+    _method_keywords = ("ccp_alpha", "select", "cv", "one_se", "confidence", "subtree_raising",
+                        "collapse", "m", "prior", "value_bits", "param_grid", "tol")
+
+    def __init__(
+        self,
+        estimator: Any = None,
+        method: str = "cost_complexity",
+        *,
+        ccp_alpha: float | None = None,
+        select: str | None = None,
+        cv: int | None = None,
+        one_se: bool | None = None,
+        confidence: float | None = None,
+        subtree_raising: bool | None = None,
+        collapse: bool | None = None,
+        m: float | None = None,
+        prior: Any = None,
+        value_bits: float | None = None,
+        param_grid: Any = None,
+        tol: float | None = None,
+        method_params: dict[str, Any] | None = None,
+        validation_fraction: float = 0.25,
+        random_state: int | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.method = method
+        self.ccp_alpha = ccp_alpha
+        self.select = select
+        self.cv = cv
+        self.one_se = one_se
+        self.confidence = confidence
+        self.subtree_raising = subtree_raising
+        self.collapse = collapse
+        self.m = m
+        self.prior = prior
+        self.value_bits = value_bits
+        self.param_grid = param_grid
+        self.tol = tol
+        self.method_params = method_params
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
 
     def fit(self, X: Any, y: Any) -> PrunedTreeClassifier:
         with sklearn_errors("X, y", self):
@@ -217,10 +289,40 @@ class PrunedTreeClassifier(ClassifierMixin, _PrunedTreeBase):
 class PrunedTreeRegressor(RegressorMixin, _PrunedTreeBase):
     """Grow a ``DecisionTreeRegressor`` and prune it (methods defined for regression only).
 
-    Same parameters as :class:`PrunedTreeClassifier`; ``estimator`` is a ``DecisionTreeRegressor``.
+    Same parameters as :class:`PrunedTreeClassifier` less the classification-only options;
+    ``estimator`` is a ``DecisionTreeRegressor``. Drawing as for the classifier:
+    ``export_graphviz(est)``, ``plot_tree(est.estimator_)``, ``export_text(est.estimator_)``.
     """
 
     _tree_class = DecisionTreeRegressor
+    _method_keywords = ("ccp_alpha", "select", "cv", "one_se", "param_grid", "tol")
+
+    def __init__(
+        self,
+        estimator: Any = None,
+        method: str = "cost_complexity",
+        *,
+        ccp_alpha: float | None = None,
+        select: str | None = None,
+        cv: int | None = None,
+        one_se: bool | None = None,
+        param_grid: Any = None,
+        tol: float | None = None,
+        method_params: dict[str, Any] | None = None,
+        validation_fraction: float = 0.25,
+        random_state: int | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.method = method
+        self.ccp_alpha = ccp_alpha
+        self.select = select
+        self.cv = cv
+        self.one_se = one_se
+        self.param_grid = param_grid
+        self.tol = tol
+        self.method_params = method_params
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
 
     def fit(self, X: Any, y: Any) -> PrunedTreeRegressor:
         with sklearn_errors("X, y", self):

@@ -91,6 +91,7 @@ class OneShotReport:
     memory_method: str = ""
     activation_bytes: int = 0
     working_set_bytes: int = 0
+    model = None  # the pruned module, set by oneshot (not a field: to_dict/asdict skip it)
 
     @property
     def n_pruned_params(self) -> int:
@@ -529,6 +530,7 @@ def oneshot(
     percdamp: float = 0.01,
     blockwise: bool = True,
     progress: bool = False,
+    inplace: bool = True,
 ) -> OneShotReport:
     """Prune ``model`` in place in one shot from a little calibration data; return a report.
 
@@ -568,7 +570,14 @@ def oneshot(
         reference path that re-runs the whole model for every block (same result, more time).
     progress
         Show a rich progress bar advancing per block.
+    inplace
+        ``True`` (default): prune ``model`` itself (a copy would double the memory).
+        ``False``: prune a deep copy and leave ``model`` untouched. The pruned model is
+        ``report.model`` either way.
     """
+    from prunekit._inplace import working_copies
+
+    model, blocks = working_copies(inplace, model, blocks)  # blocks may be the model's modules
     method = check_choice("method", method, METHODS)
     pat = check_oneshot_pattern(pattern)
     if pat.kind == "nm":
@@ -703,6 +712,7 @@ def oneshot(
     report.time_s = time.perf_counter() - start
     report.peak_memory_bytes = mem.peak_bytes
     report.memory_method = mem.method
+    report.model = model
     return report
 
 
