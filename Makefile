@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.prunekit-installed
-EXTRAS ?= dev,mnist,bench,transformers
+EXTRAS ?= dev,mnist,bench,transformers,lightning
 
 .PHONY: demo test lint bench env clean
 

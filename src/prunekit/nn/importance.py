@@ -271,6 +271,18 @@ def fisher_diagonal(
     max_samples: int = 256,
 ) -> Scores:
     """Diagonal of the empirical Fisher ``F_ii = mean_n g_{n,i}^2`` from per-sample gradients."""
+    return _fisher_diagonal_n(model, data, loss_fn, params, max_samples=max_samples)[0]
+
+
+def _fisher_diagonal_n(
+    model: nn.Module,
+    data: Iterable[Any],
+    loss_fn: LossFn | None = None,
+    params: Mapping[str, torch.Tensor] | None = None,
+    *,
+    max_samples: int = 256,
+) -> tuple[Scores, int]:
+    """:func:`fisher_diagonal` and the number of samples it averaged over."""
     named = _named(model, params)
     fisher = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in named.items()}
     n = 0
@@ -280,7 +292,7 @@ def fisher_diagonal(
         n += next(iter(g.values())).shape[0]
     if n == 0:
         raise InvalidParameterError("data= yielded no samples")
-    return {k: v / n for k, v in fisher.items()}
+    return {k: v / n for k, v in fisher.items()}, n
 
 
 def obd_scores(weight: torch.Tensor, fisher_diag: torch.Tensor) -> torch.Tensor:
@@ -373,6 +385,11 @@ class Criterion:
 
     name = "base"
     needs_data = False
+    #: how a distributed Pruner combines the ranks' scores: ``sum`` (statistics summed over
+    #: batches), ``mean`` (weighted by :attr:`last_count`) or ``none`` (weights only, identical
+    #: on every rank). Plain callables without the attribute are averaged.
+    reduction = "mean"
+    last_count = 1
 
     def __call__(
         self,
@@ -392,6 +409,7 @@ class Magnitude(Criterion):
     """``|w|`` (``p=1``) or ``w^2`` (``p=2``); Han et al. 2015."""
 
     name = "magnitude"
+    reduction = "none"
 
     def __init__(self, p: int = 1) -> None:
         self.p = check_choice("p", p, (1, 2))
@@ -404,6 +422,7 @@ class RandomCriterion(Criterion):
     """Seeded random scores (baseline)."""
 
     name = "random"
+    reduction = "none"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
@@ -422,6 +441,7 @@ class Taylor(Criterion):
 
     name = "taylor"
     needs_data = True
+    reduction = "sum"
 
     def __init__(self, max_batches: int | None = 16) -> None:
         self.max_batches = max_batches
@@ -440,7 +460,9 @@ class OBD(Criterion):
         self.max_samples = check_positive_int("max_samples", max_samples)
 
     def __call__(self, model, params, data=None, loss_fn=None):  # type: ignore[no-untyped-def]
-        fisher = fisher_diagonal(model, data, loss_fn, params, max_samples=self.max_samples)
+        fisher, self.last_count = _fisher_diagonal_n(
+            model, data, loss_fn, params, max_samples=self.max_samples
+        )
         return {k: obd_scores(p, fisher[k]) for k, p in params.items()}
 
 
@@ -499,6 +521,7 @@ class Movement(Criterion):
 
     name = "movement"
     needs_data = False
+    reduction = "sum"
 
     def __init__(self, max_batches: int | None = 16) -> None:
         self.max_batches = max_batches
