@@ -362,6 +362,9 @@ def oneshot_from_checkpoint(
                 for n in in_block[bi]:
                     _set(model, n, None)  # free the block
                 del params
+            for n in rest:  # drop the embeddings before shard 1 reads them again
+                _set(model, n, None)
+            batches = []
             # shard 1: everything outside the blocks, copied as stored
             _save_shard(tmp, _read(index, sorted(set(index) - block_keys), torch.device("cpu")),
                         1, n_shards)
