@@ -40,7 +40,6 @@ import copy
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -334,22 +333,24 @@ def write_random_checkpoint(folder: Path, quick: bool) -> int:
     return n_params
 
 
-def _offload_child(src: str, out: str, method: str, quick: bool) -> None:
-    """Run in a fresh process: prune, print a JSON line with time and peak RSS."""
-    from prunekit.nn.oneshot import oneshot_from_checkpoint
-
-    torch.set_num_threads(1)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    ids = torch.randint(0, 50257, (4, 32 if quick else 64),
-                        generator=torch.Generator().manual_seed(0))
-    t0 = time.perf_counter()
-    rep = oneshot_from_checkpoint(src, out, ids, method, sparsity=0.5, batch_size=4)
-    wall = time.perf_counter() - t0
-    print(json.dumps({
-        "method": method, "wall_s": wall, "sparsity": rep.sparsity, "n_layers": len(rep.layers),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_after_imports_mib": rss0 / 1024,
-    }))
+# run in a fresh process (only what a user's script imports): prune, print time and peak RSS
+_OFFLOAD_CHILD = """
+import json, resource, sys, time
+import torch
+from prunekit.nn.oneshot import oneshot_from_checkpoint
+src, out, method, seq = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+torch.set_num_threads(1)
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ids = torch.randint(0, 50257, (4, seq), generator=torch.Generator().manual_seed(0))
+t0 = time.perf_counter()
+rep = oneshot_from_checkpoint(src, out, ids, method, sparsity=0.5, batch_size=4)
+print(json.dumps({
+    "method": method, "wall_s": time.perf_counter() - t0, "sparsity": rep.sparsity,
+    "n_layers": len(rep.layers),
+    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "rss_after_imports_mib": rss0 / 1024,
+}))
+"""
 
 
 def bench_offload(quick: bool) -> dict[str, Any]:
@@ -366,8 +367,8 @@ def bench_offload(quick: bool) -> dict[str, Any]:
         for method in ("wanda", "sparsegpt"):
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             proc = subprocess.run(
-                [sys.executable, __file__, "--_offload-child", str(tmp / "src"),
-                 str(tmp / f"out-{method}"), method] + (["--quick"] if quick else []),
+                [sys.executable, "-c", _OFFLOAD_CHILD, str(tmp / "src"),
+                 str(tmp / f"out-{method}"), method, "32" if quick else "64"],
                 capture_output=True, text=True, env=env, check=False,
             )
             if proc.returncode:
@@ -395,12 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--scaling", action="store_true", help="only the per-layer scaling section")
     ap.add_argument("--offload", action="store_true", help="only the larger-than-memory section")
-    ap.add_argument("--_offload-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args._offload_child:
-        _offload_child(*args._offload_child, quick=args.quick)
-        return 0
     if args.scaling:
         return _main_scaling(args)
     if args.offload:

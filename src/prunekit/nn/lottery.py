@@ -72,6 +72,7 @@ def lottery_ticket(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
     evaluate: Callable[[nn.Module], float] | None = None,
+    device: torch.device | str | None = None,
 ) -> LotteryResult:
     """Find and train a lottery ticket of ``sparsity`` by iterative magnitude pruning.
 
@@ -80,7 +81,8 @@ def lottery_ticket(
     ``rewind``: ``"init"`` (the weights ``model`` came in with) or an integer optimizer step
     ``k`` of the first training run (late rewinding). A final training run trains the ticket.
     ``model`` is modified in place and returned in the result; ``evaluate(model)`` (optional)
-    is recorded after every training run.
+    is recorded after every training run. ``device`` (default: the model's): the model is
+    moved there first (masks and rewind weights follow it).
     """
     sparsity = check_sparsity(sparsity)
     rounds = check_positive_int("rounds", rounds)
@@ -96,6 +98,7 @@ def lottery_ticket(
 
     pruner = Pruner(
         model,
+        device=device,
         sparsity=sparsity,
         criterion="magnitude",
         pattern=pattern,

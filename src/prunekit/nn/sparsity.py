@@ -342,6 +342,10 @@ class Pruner:
     the statistics of every rank's data), and the masks are broadcast from rank 0, so all ranks
     hold identical masks. Every rank must call ``prepare``/``step``/``finalize`` the same number
     of times (once per optimizer step, as DDP training does), so schedules advance in lockstep.
+
+    ``device``: ``None`` (default) leaves the model where it is; otherwise the model is moved
+    there (``"cuda"``). Masks, scores and the criteria's ``data`` batches follow the model's
+    device (a CPU DataLoader feeds a GPU model).
     """
 
     def __init__(
@@ -367,6 +371,7 @@ class Pruner:
         config: SparsityConfig | None = None,
         distributed: bool | None = None,
         process_group: Any = None,
+        device: torch.device | str | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UnsupportedModelError(
@@ -416,6 +421,10 @@ class Pruner:
         self.config = config
         self._outer = model
         self.model = _dist.unwrap(model)
+        if device is not None:
+            from prunekit.nn.oneshot.core import check_device
+
+            model.to(check_device(device, torch.device("cpu")))
         self.process_group = process_group
         self.distributed = _dist.resolve(distributed, process_group)
         self.pattern = parse_pattern(config.pattern)
@@ -787,8 +796,12 @@ def prune_model(
     max_sparsity: float = 0.99,
     criterion_options: Mapping[str, Any] | None = None,
     normalize: str = "none",
+    device: torch.device | str | None = None,
 ) -> SparsityReport:
     """Prune ``model`` once, in place, and return a :class:`SparsityReport`.
+
+    ``device`` (default: the model's) is where scores and masks are computed: the model is
+    moved there for the call and back afterwards (report masks on the model's device).
 
     The zeros are baked into the plain parameters; fine-tune afterwards with a
     :class:`Pruner` (``pruner.set_masks(report.masks)``) to keep them at zero. ``sparsity``
@@ -813,6 +826,11 @@ def prune_model(
         criterion_options=criterion_options,
         normalize=normalize,
     )
-    pruner.prepare()
-    pruner.finalize()
+    from prunekit.nn.oneshot.core import _model_device, check_device, on_device
+
+    home = _model_device(model)
+    with on_device(model, check_device(device, home)):
+        pruner.prepare()
+        pruner.finalize()
+    pruner.masks = {k: v.to(home) for k, v in pruner.masks.items()}
     return pruner.report()

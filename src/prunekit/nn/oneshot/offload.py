@@ -114,7 +114,10 @@ def _read(index: dict[str, Path], keys: Sequence[str], device: torch.device) -> 
     for path, names in by_file.items():
         with safe_open(str(path), framework="pt") as f:
             for k in names:
-                out[k] = f.get_tensor(k).to(device=device, copy=True)
+                t = f.get_tensor(k)
+                # on CPU, keep safetensors' copy-on-write mapping of the file (no second copy:
+                # pages are read on use, and in-place pruning never writes to the source)
+                out[k] = t if device.type == "cpu" else t.to(device)
     return out
 
 
