@@ -14,10 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-]
+
+def needs_cuda(fn: object) -> object:
+    """Mark ``cuda`` and skip without a GPU."""
+    fn = pytest.mark.cuda(fn)
+    return pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(fn)
 
 
 def _mlp() -> nn.Module:
@@ -36,6 +37,7 @@ def _agree(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.cpu() == b.cpu()).float().mean())
 
 
+@needs_cuda
 def test_sparsegpt_and_wanda_on_gpu_match_cpu() -> None:
     from prunekit.nn.oneshot import sparsegpt_prune, wanda_mask
 
@@ -54,6 +56,7 @@ def test_sparsegpt_and_wanda_on_gpu_match_cpu() -> None:
     assert m_gpu.is_cuda and _agree(m_cpu, m_gpu) > 0.999
 
 
+@needs_cuda
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
 def test_oneshot_device_cuda_moves_blocks_on_and_off(method: str) -> None:
     from prunekit.nn.oneshot import oneshot
@@ -73,6 +76,7 @@ def test_oneshot_device_cuda_moves_blocks_on_and_off(method: str) -> None:
         torch.testing.assert_close(b, c.cpu(), rtol=1e-3, atol=1e-4)
 
 
+@needs_cuda
 def test_prune_model_and_pruner_on_gpu_with_a_cpu_dataloader() -> None:
     from prunekit.nn import Pruner, prune_model
 
@@ -99,6 +103,7 @@ def test_prune_model_and_pruner_on_gpu_with_a_cpu_dataloader() -> None:
     assert pruner.report().sparsity == pytest.approx(0.5, abs=0.01)
 
 
+@needs_cuda
 def test_finetune_and_distill_on_gpu() -> None:
     from prunekit.nn.distill import finetune
 
@@ -109,6 +114,7 @@ def test_finetune_and_distill_on_gpu() -> None:
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
 
 
+@needs_cuda
 def test_oneshot_from_checkpoint_on_gpu_matches_cpu(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     from prunekit.nn.oneshot import oneshot_from_checkpoint
@@ -126,3 +132,29 @@ def test_oneshot_from_checkpoint_on_gpu_matches_cpu(tmp_path: Path) -> None:
     for k in a:
         assert b[k].device.type == "cpu"
         assert _agree(a[k] == 0, b[k] == 0) > 0.98, k
+
+
+# ------------------------------------------------------------------ device= on CPU (always run)
+def test_device_argument_validation_and_cpu_equivalence() -> None:
+    from prunekit.errors import InvalidParameterError
+    from prunekit.nn import prune_model
+    from prunekit.nn.oneshot import oneshot
+
+    model = nn.Sequential(*[nn.Sequential(nn.Linear(16, 16), nn.GELU()) for _ in range(2)])
+    calib = torch.randn(32, 16, generator=torch.Generator().manual_seed(3))
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    oneshot(a, calib, "sparsegpt", 0.5)
+    oneshot(b, calib, "sparsegpt", 0.5, device="cpu")
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    with pytest.raises(InvalidParameterError, match="device"):
+        oneshot(copy.deepcopy(model), calib, "wanda", device="meta")
+    with pytest.raises(InvalidParameterError, match="device"):
+        oneshot(copy.deepcopy(model), calib, "wanda", device="tpu:x")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidParameterError, match="CUDA is not available"):
+            oneshot(copy.deepcopy(model), calib, "wanda", device="cuda")
+        with pytest.raises(InvalidParameterError, match="CUDA is not available"):
+            prune_model(_mlp(), 0.5, device="cuda")
+    rep = prune_model(_mlp(), 0.5, criterion="taylor", data=_data(), device="cpu")
+    assert rep.sparsity == pytest.approx(0.5, abs=0.01)
