@@ -143,6 +143,12 @@ def _bad_cases(rank: int, out: str) -> None:
         Pruner(model, sparsity=0.5, prune_first_last=True).prepare()
     except Exception as exc:  # noqa: BLE001
         messages.append(f"{type(exc).__name__}: {exc}")
+    model = _mlp()  # schedules out of step: rank 1 passes another step count
+    pruner = Pruner(model, sparsity=0.5, schedule=agp(0.5, 0, 4, frequency=1)).prepare()
+    try:
+        pruner.step(2 if rank == 0 else 3)
+    except Exception as exc:  # noqa: BLE001
+        messages.append(f"{type(exc).__name__}: {exc}")
     torch.save(messages, f"{out}/bad{rank}.pt")
 
 
@@ -150,9 +156,10 @@ def _bad_cases(rank: int, out: str) -> None:
 def test_ddp_ranks_with_different_models_are_refused(ddp_run: Path) -> None:
     for rank in (0, 1):
         messages = torch.load(ddp_run / f"bad{rank}.pt")
-        assert len(messages) == 2
+        assert len(messages) == 3
         assert messages[0].startswith("UnsupportedModelError") and "different models" in messages[0]
         assert "different weights" in messages[1] and "DistributedDataParallel" in messages[1]
+        assert "lockstep" in messages[2] and "2 to 3" in messages[2]
 
 
 def test_distributed_true_without_a_process_group_is_refused() -> None:

@@ -148,3 +148,16 @@ def check_same_model(model: nn.Module, targets: list[str], group: Any = None) ->
             "DistributedDataParallel before creating the Pruner (it broadcasts rank 0's "
             "weights), or load/seed the same weights on every rank"
         )
+
+
+def check_lockstep(step: int, group: Any = None) -> None:
+    """Raise if the ranks recompute masks at different step counts (schedules out of step)."""
+    dist = torch.distributed
+    t = torch.tensor([float(step), -float(step)], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+    if t[0] != -t[1]:
+        raise InvalidParameterError(
+            f"rank {dist.get_rank()}: the ranks update masks at different steps "
+            f"({int(-t[1])} to {int(t[0])}); call Pruner.step() once per optimizer step on "
+            "every rank (or pass the same step= everywhere) so schedules stay in lockstep"
+        )

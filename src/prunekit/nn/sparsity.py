@@ -611,6 +611,8 @@ class Pruner:
         params = self._params()
         if sparsity <= 0 and not self.masks:
             return self.masks
+        if self.distributed:
+            _dist.check_lockstep(self.step_count, self.process_group)
         with torch.enable_grad():
             scores = self.criterion(self.model, params, self.data, self.loss_fn)
         scores = _checked_scores(scores, params)
