@@ -339,7 +339,7 @@ import json, resource, sys, time
 import torch
 from prunekit.nn.oneshot import oneshot_from_checkpoint
 src, out, method, seq = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-torch.set_num_threads(1)
+torch.set_num_threads(int(sys.argv[5]))
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 ids = torch.randint(0, 50257, (4, seq), generator=torch.Generator().manual_seed(0))
 t0 = time.perf_counter()
@@ -353,7 +353,7 @@ print(json.dumps({
 """
 
 
-def bench_offload(quick: bool) -> dict[str, Any]:
+def bench_offload(quick: bool, methods: list[str], threads: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="pk-offload-"))
     free = shutil.disk_usage(tmp).free
     if free < 8 * 2**30:
@@ -364,11 +364,11 @@ def bench_offload(quick: bool) -> dict[str, Any]:
         gen_s = time.perf_counter() - t0
         size = sum(f.stat().st_size for f in (tmp / "src").glob("*.safetensors"))
         rows = []
-        for method in ("wanda", "sparsegpt"):
-            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        for method in methods:
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
             proc = subprocess.run(
                 [sys.executable, "-c", _OFFLOAD_CHILD, str(tmp / "src"),
-                 str(tmp / f"out-{method}"), method, "32" if quick else "64"],
+                 str(tmp / f"out-{method}"), method, "32" if quick else "64", str(threads)],
                 capture_output=True, text=True, env=env, check=False,
             )
             if proc.returncode:
@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--scaling", action="store_true", help="only the per-layer scaling section")
     ap.add_argument("--offload", action="store_true", help="only the larger-than-memory section")
+    ap.add_argument("--methods", default="wanda,sparsegpt", help="--offload: methods to run")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.scaling:
@@ -472,7 +473,7 @@ def _main_scaling(args: argparse.Namespace) -> int:
 
 
 def _main_offload(args: argparse.Namespace) -> int:
-    res = bench_offload(args.quick)
+    res = bench_offload(args.quick, args.methods.split(","), args.threads)
     print(f"## Larger-than-memory one-shot pruning: random GPT-2-large-shaped checkpoint, "
           f"{res['n_params'] / 1e6:.0f}M params, {res['checkpoint_bytes'] / 2**30:.2f} GiB fp32 "
           f"in {res['n_shards']} shards (written in {res['generate_s']:.0f} s), 50 % unstructured")
@@ -484,8 +485,10 @@ def _main_offload(args: argparse.Namespace) -> int:
         ("rss_after_imports_mib", "RSS after imports (MiB)", ".0f"),
     ]))
     print("\npeak RSS: ru_maxrss of a fresh process running oneshot_from_checkpoint (includes "
-          "Python, torch and transformers); 4 calibration sequences x 64 tokens; 1 thread.")
-    out = args.out or RESULTS.with_name("oneshot_offload.json")
+          f"Python, torch and transformers); 4 calibration sequences x 64 tokens; {args.threads} "
+          "thread(s).")
+    suffix = "" if args.methods == "wanda,sparsegpt" else "_" + args.methods.replace(",", "_")
+    out = args.out or RESULTS.with_name(f"oneshot_offload{suffix}.json")
     atomic_write_json(out, {"benchmark": "oneshot_offload", **_meta(args), **res})
     print(f"wrote {out}")
     return 0

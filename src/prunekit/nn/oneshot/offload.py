@@ -35,7 +35,7 @@ from torch import nn
 from prunekit._validation import check_choice, check_positive_int, check_sparsity
 from prunekit.errors import InvalidParameterError, UnsupportedModelError
 from prunekit.nn.oneshot._hf import import_transformers
-from prunekit.nn.oneshot._memory import PeakMemory
+from prunekit.nn.oneshot._memory import PeakMemory, _release_free_memory
 from prunekit.nn.oneshot.algorithms import check_oneshot_pattern
 from prunekit.nn.oneshot.core import (
     METHODS,
@@ -365,6 +365,9 @@ def oneshot_from_checkpoint(
                 for n in in_block[bi]:
                     _set(model, n, None)  # free the block
                 del params
+                # give the freed block (and the pruning temporaries) back to the OS: glibc
+                # keeps freed heap memory otherwise and the RSS would grow block after block
+                _release_free_memory()
             for n in rest:  # drop the embeddings before shard 1 reads them again
                 _set(model, n, None)
             batches = []
