@@ -23,7 +23,7 @@ shared machine and noisy.
 4. ``--offload``: a randomly initialised GPT-2-large-shaped checkpoint (36 x 1280, ~774M
    parameters, ~3.1 GB fp32) written shard by shard (never whole in memory), pruned at 50 % with
    Wanda and SparseGPT by :func:`oneshot_from_checkpoint` in a fresh subprocess each; peak RSS
-   (``ru_maxrss`` of that process) and wall time. The checkpoint is deleted afterwards.
+   (``VmHWM`` of that process) and wall time. The checkpoint is deleted afterwards.
 
     python benchmarks/oneshot.py             # full run (~5 min on 2 busy cores)
     python benchmarks/oneshot.py --quick     # smoke run (under a minute)
@@ -335,20 +335,23 @@ def write_random_checkpoint(folder: Path, quick: bool) -> int:
 
 # run in a fresh process (only what a user's script imports): prune, print time and peak RSS
 _OFFLOAD_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import torch
 from prunekit.nn.oneshot import oneshot_from_checkpoint
+def hwm():  # this process's own peak RSS (ru_maxrss would include the parent's, kept on exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 src, out, method, seq = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.set_num_threads(int(sys.argv[5]))
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss0 = hwm()
 ids = torch.randint(0, 50257, (4, seq), generator=torch.Generator().manual_seed(0))
 t0 = time.perf_counter()
 rep = oneshot_from_checkpoint(src, out, ids, method, sparsity=0.5, batch_size=4)
 print(json.dumps({
     "method": method, "wall_s": time.perf_counter() - t0, "sparsity": rep.sparsity,
     "n_layers": len(rep.layers),
-    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "rss_after_imports_mib": rss0 / 1024,
+    "peak_rss_mib": hwm(), "rss_after_imports_mib": rss0,
 }))
 """
 
@@ -484,7 +487,7 @@ def _main_offload(args: argparse.Namespace) -> int:
         ("peak_rss_mib", "peak RSS (MiB)", ".0f"),
         ("rss_after_imports_mib", "RSS after imports (MiB)", ".0f"),
     ]))
-    print("\npeak RSS: ru_maxrss of a fresh process running oneshot_from_checkpoint (includes "
+    print("\npeak RSS: VmHWM of a fresh process running oneshot_from_checkpoint (includes "
           f"Python, torch and transformers); 4 calibration sequences x 64 tokens; {args.threads} "
           "thread(s).")
     suffix = "" if args.methods == "wanda,sparsegpt" else "_" + args.methods.replace(",", "_")
