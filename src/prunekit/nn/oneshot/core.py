@@ -424,9 +424,11 @@ class _Stats:
         self.n += x.shape[0]
 
     def hessian(self) -> torch.Tensor:
-        """``H = 2 X Xᵀ / n`` (SparseGPT's layer-wise Hessian)."""
+        """``H = 2 X Xᵀ / n`` (SparseGPT's layer-wise Hessian); hands over the accumulator
+        (scaled in place, no copy: a 5120-wide layer's is 100 MB), so call it once."""
         assert self.xtx is not None  # internal invariant, not user input
-        return self.xtx * (2.0 / max(self.n, 1))
+        h, self.xtx = self.xtx.mul_(2.0 / max(self.n, 1)), None
+        return h
 
 
 class _Collector:
@@ -870,7 +872,7 @@ def _prune_layer(
     else:
         try:
             res = sparsegpt_prune(
-                w, stats.hessian(), sparsity, pat, blocksize=blocksize,
+                w, stats.hessian(), sparsity, pat, blocksize=blocksize, overwrite_hessian=True,
                 mask_blocksize=mask_blocksize, percdamp=percdamp,
             )
         except torch.linalg.LinAlgError as exc:
