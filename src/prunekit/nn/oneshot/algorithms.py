@@ -220,8 +220,7 @@ def sparsegpt_prune(
         W[:, i1:i2] = Q1
         pruned[:, i1:i2] = mask1
         losses += Losses1.sum(dim=1) / 2
-        # lazy batch update in place (no rows x cols temporary)
-        W[:, i2:].addmm_(Err1, Hinv[i1:i2, i2:], alpha=-1.0)
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
     keep = ~pruned
     W = W * keep  # exact zeros where pruned (dead inputs are zero already)
     return SparseGPTResult(W.to(weight.dtype), keep, float(losses.sum()))
