@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.prunekit-installed
-EXTRAS ?= dev,mnist,bench,transformers,deploy,docs,xgboost,lightgbm,plots
+EXTRAS ?= dev,mnist,bench,transformers,deploy,docs,xgboost,lightgbm,plots,lightning
 
 .PHONY: demo test lint bench docs env clean
 

@@ -62,17 +62,38 @@ def distillation_loss(
     return alpha * kd + (1.0 - alpha) * F.cross_entropy(student_logits, targets)
 
 
-class _WithTeacher:
-    """Re-iterable loader yielding ``(x, (y, teacher_logits))``."""
+def _moved(t: Any, device: torch.device) -> Any:
+    return t.to(device) if isinstance(t, torch.Tensor) else t
 
-    def __init__(self, loader: Iterable[Any], teacher: nn.Module) -> None:
-        self.loader, self.teacher = loader, teacher
+
+class _OnDevice:
+    """Re-iterable loader yielding its ``(x, y)`` batches moved to ``device``."""
+
+    def __init__(self, loader: Iterable[Any], device: torch.device) -> None:
+        self.loader, self.device = loader, device
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for xb, yb in self.loader:
+            yield _moved(xb, self.device), _moved(yb, self.device)
+
+
+class _WithTeacher:
+    """Re-iterable loader yielding ``(x, (y, teacher_logits))``; the teacher runs on its own
+    device and its logits are moved to the student's."""
+
+    def __init__(self, loader: Iterable[Any], teacher: nn.Module,
+                 device: torch.device | None = None) -> None:
+        self.loader, self.teacher, self.device = loader, teacher, device
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
+        t_dev = next(iter(self.teacher.parameters()), None)
         with eval_mode(self.teacher):  # the teacher's own mode is restored afterwards
             for xb, yb in self.loader:
                 with torch.no_grad():
-                    t = self.teacher(xb)
+                    t = self.teacher(xb if t_dev is None else _moved(xb, t_dev.device))
+                if self.device is not None:
+                    xb, yb = _moved(xb, self.device), _moved(yb, self.device)
+                    t = _moved(t, self.device)
                 yield xb, (yb, t)
 
 
@@ -89,14 +110,22 @@ def finetune(
     max_steps: int | None = None,
     on_step: Callable[[int], None] | None = None,
     progress: bool = False,
+    device: torch.device | str | None = None,
 ) -> list[float]:
     """Fine-tune ``model`` in place (cross-entropy, or KD from ``teacher``); return epoch losses.
 
     Built on :func:`prunekit.nn.training.train_classifier`; the teacher's logits are computed
-    per batch under ``no_grad`` and fed to :func:`distillation_loss`.
+    per batch under ``no_grad`` and fed to :func:`distillation_loss`. ``device`` (default: the
+    model's) is where the model trains: it is moved there (and stays); batches are moved to it,
+    the teacher runs on its own device.
     """
+    from prunekit.nn.oneshot.core import _model_device, check_device
+
+    dev = check_device(device, _model_device(model))
+    model.to(dev)
     if teacher is None:
-        return train_classifier(model, loader, epochs=epochs, lr=lr, optimizer=optimizer,
+        return train_classifier(model, _OnDevice(loader, dev), epochs=epochs, lr=lr,
+                                optimizer=optimizer,
                                 max_steps=max_steps, on_step=on_step, progress=progress,
                                 description="fine-tuning")
     T_, alpha_ = float(T), float(alpha)
@@ -106,7 +135,7 @@ def finetune(
         y, t = target
         return distillation_loss(logits, t, y, T_, alpha_)
 
-    return train_classifier(model, _WithTeacher(loader, teacher), epochs=epochs, lr=lr,
+    return train_classifier(model, _WithTeacher(loader, teacher, dev), epochs=epochs, lr=lr,
                             optimizer=optimizer, loss_fn=loss_fn, max_steps=max_steps,
                             on_step=on_step, progress=progress, description="distilling")
 
@@ -236,6 +265,7 @@ def distill_hidden_states(
     max_grad_norm: float | None = 1.0,
     dropout: bool = True,
     progress: bool = False,
+    device: torch.device | str | None = None,
 ) -> list[float]:
     """Train a pruned encoder in place to reproduce the teacher's embeddings; return step losses.
 
@@ -256,7 +286,9 @@ def distill_hidden_states(
     ``max_grad_norm``. The teacher runs under ``inference_mode`` in eval mode (its own modes are
     restored afterwards) and is never updated. The student trains in train mode (``dropout=False``
     keeps it in eval mode while training); submodules a user froze in eval inside a model in
-    training mode stay in eval. The student is left in eval mode.
+    training mode stay in eval. The student is left in eval mode. ``device`` (default: the
+    student's) is where the student trains (moved there, and stays); batches follow it, the
+    teacher runs on its own device.
     """
     check_positive_int("steps", steps)
     lr_ = _check_real("lr", lr)
@@ -281,6 +313,9 @@ def distill_hidden_states(
     params = [p for p in student.parameters() if p.requires_grad]
     if not params:
         raise InvalidParameterError("the student has no trainable parameters (requires_grad)")
+    from prunekit.nn.oneshot.core import check_device
+
+    student.to(check_device(device, params[0].device))
     device = params[0].device
     t_device = next(iter(teacher.parameters()), params[0]).device
 

@@ -81,9 +81,10 @@ def random_scores(weight: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 def _batches(
-    data: Iterable[Any], max_batches: int | None
+    data: Iterable[Any], max_batches: int | None, device: torch.device | None = None
 ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """``(inputs, targets)`` of ``data``; raises if ``data`` is missing, malformed or empty."""
+    """``(inputs, targets)`` of ``data`` (moved to ``device``: the model's, so a CPU DataLoader
+    feeds a GPU model); raises if ``data`` is missing, malformed or empty."""
     if data is None:
         raise InvalidParameterError(
             "this criterion needs data: pass data=<DataLoader of (inputs, targets)> (and loss_fn)"
@@ -112,7 +113,10 @@ def _batches(
         if len(batch[0]) == 0:
             raise InvalidParameterError(f"data: batch {i} is empty (0 samples)")
         n += 1
-        yield batch[0], batch[1]
+        if device is not None:
+            yield batch[0].to(device), batch[1].to(device)
+        else:
+            yield batch[0], batch[1]
     if n == 0:
         raise InvalidParameterError(
             "data= yielded no batches: a data-driven criterion needs at least one (inputs, "
@@ -155,6 +159,14 @@ def _loss(loss_fn: LossFn | None) -> LossFn:
     if not callable(loss_fn):
         raise InvalidParameterError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     return loss_fn
+
+
+def _device_of(model: nn.Module, tensors: list[torch.Tensor]) -> torch.device | None:
+    """Where the model computes: its scored parameters' device (else its first parameter's)."""
+    for t in tensors:
+        return t.device
+    p = next(iter(model.parameters()), None)
+    return None if p is None else p.device
 
 
 def _named(model: nn.Module, params: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
@@ -203,7 +215,7 @@ def _grad_accumulate(
     scores = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in named.items()}
     tensors = list(named.values())
     with eval_mode(model), _grads_enabled(tensors), torch.enable_grad():
-        for xb, yb in _batches(data, max_batches):
+        for xb, yb in _batches(data, max_batches, _device_of(model, tensors)):
             loss = _forward_loss(model, loss_fn, xb, yb)
             grads = torch.autograd.grad(loss, tensors, allow_unused=True)
             for (k, p), g in zip(named.items(), grads, strict=True):
@@ -245,7 +257,7 @@ def per_sample_gradients(
     per_sample = vmap(grad(one), in_dims=(None, 0, 0))
     seen = 0
     with eval_mode(model):
-        for xb, yb in _batches(data, None):
+        for xb, yb in _batches(data, None, _device_of(model, list(named.values()))):
             for start in range(0, len(xb), chunk):
                 if seen >= max_samples:
                     return
@@ -271,6 +283,18 @@ def fisher_diagonal(
     max_samples: int = 256,
 ) -> Scores:
     """Diagonal of the empirical Fisher ``F_ii = mean_n g_{n,i}^2`` from per-sample gradients."""
+    return _fisher_diagonal_n(model, data, loss_fn, params, max_samples=max_samples)[0]
+
+
+def _fisher_diagonal_n(
+    model: nn.Module,
+    data: Iterable[Any],
+    loss_fn: LossFn | None = None,
+    params: Mapping[str, torch.Tensor] | None = None,
+    *,
+    max_samples: int = 256,
+) -> tuple[Scores, int]:
+    """:func:`fisher_diagonal` and the number of samples it averaged over."""
     named = _named(model, params)
     fisher = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in named.items()}
     n = 0
@@ -280,7 +304,7 @@ def fisher_diagonal(
         n += next(iter(g.values())).shape[0]
     if n == 0:
         raise InvalidParameterError("data= yielded no samples")
-    return {k: v / n for k, v in fisher.items()}
+    return {k: v / n for k, v in fisher.items()}, n
 
 
 def obd_scores(weight: torch.Tensor, fisher_diag: torch.Tensor) -> torch.Tensor:
@@ -373,6 +397,11 @@ class Criterion:
 
     name = "base"
     needs_data = False
+    #: how a distributed Pruner combines the ranks' scores: ``sum`` (statistics summed over
+    #: batches), ``mean`` (weighted by :attr:`last_count`) or ``none`` (weights only, identical
+    #: on every rank). Plain callables without the attribute are averaged.
+    reduction = "mean"
+    last_count = 1
 
     def __call__(
         self,
@@ -392,6 +421,7 @@ class Magnitude(Criterion):
     """``|w|`` (``p=1``) or ``w^2`` (``p=2``); Han et al. 2015."""
 
     name = "magnitude"
+    reduction = "none"
 
     def __init__(self, p: int = 1) -> None:
         self.p = check_choice("p", p, (1, 2))
@@ -404,6 +434,7 @@ class RandomCriterion(Criterion):
     """Seeded random scores (baseline)."""
 
     name = "random"
+    reduction = "none"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
@@ -422,6 +453,7 @@ class Taylor(Criterion):
 
     name = "taylor"
     needs_data = True
+    reduction = "sum"
 
     def __init__(self, max_batches: int | None = 16) -> None:
         self.max_batches = max_batches
@@ -440,7 +472,9 @@ class OBD(Criterion):
         self.max_samples = check_positive_int("max_samples", max_samples)
 
     def __call__(self, model, params, data=None, loss_fn=None):  # type: ignore[no-untyped-def]
-        fisher = fisher_diagonal(model, data, loss_fn, params, max_samples=self.max_samples)
+        fisher, self.last_count = _fisher_diagonal_n(
+            model, data, loss_fn, params, max_samples=self.max_samples
+        )
         return {k: obd_scores(p, fisher[k]) for k, p in params.items()}
 
 
@@ -499,6 +533,7 @@ class Movement(Criterion):
 
     name = "movement"
     needs_data = False
+    reduction = "sum"
 
     def __init__(self, max_batches: int | None = 16) -> None:
         self.max_batches = max_batches

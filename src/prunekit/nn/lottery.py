@@ -72,6 +72,7 @@ def lottery_ticket(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
     evaluate: Callable[[nn.Module], float] | None = None,
+    device: torch.device | str | None = None,
     inplace: bool = True,
 ) -> LotteryResult:
     """Find and train a lottery ticket of ``sparsity`` by iterative magnitude pruning.
@@ -82,7 +83,8 @@ def lottery_ticket(
     ``k`` of the first training run (late rewinding). A final training run trains the ticket.
     ``model`` is modified in place and returned in the result (``inplace=False``: a deep copy is
     trained and pruned, ``model`` stays untouched); ``evaluate(model)`` (optional)
-    is recorded after every training run.
+    is recorded after every training run. ``device`` (default: the model's): the model is
+    moved there first (masks and rewind weights follow it).
     """
     from prunekit._inplace import working_model
 
@@ -101,6 +103,7 @@ def lottery_ticket(
 
     pruner = Pruner(
         model,
+        device=device,
         sparsity=sparsity,
         criterion="magnitude",
         pattern=pattern,

@@ -31,6 +31,7 @@ from prunekit._validation import (
     check_sparsity,
 )
 from prunekit.errors import InvalidParameterError, ShapeMismatchError, UnsupportedModelError
+from prunekit.nn import _distributed as _dist
 from prunekit.nn.importance import CRITERIA, get_criterion
 from prunekit.nn.patterns import Pattern, global_masks, mask_from_scores, parse_pattern
 from prunekit.nn.schedules import SCHEDULES, OneShot, Schedule, make_schedule
@@ -334,6 +335,20 @@ class Pruner:
     Once pruned, a weight stays pruned (its score is set to ``-inf`` at later updates).
     A ``Pruner`` always works on ``model`` itself, in place (the optimizer you train with holds
     its parameters); pass ``copy.deepcopy(model)`` to keep the original.
+
+    Distributed training (DDP, Lightning ``ddp``): pass the model wrapped in
+    ``DistributedDataParallel`` or not (parameter names are the inner module's). With
+    ``distributed=None`` (default) the pruner synchronises whenever a ``torch.distributed``
+    process group of more than one rank exists (``True`` requires one, ``False`` never
+    synchronises): ``prepare`` checks that every rank holds the same model (structure and
+    weights), data-driven scores are all-reduced over the ranks (so a global threshold ranks
+    the statistics of every rank's data), and the masks are broadcast from rank 0, so all ranks
+    hold identical masks. Every rank must call ``prepare``/``step``/``finalize`` the same number
+    of times (once per optimizer step, as DDP training does), so schedules advance in lockstep.
+
+    ``device``: ``None`` (default) leaves the model where it is; otherwise the model is moved
+    there (``"cuda"``). Masks, scores and the criteria's ``data`` batches follow the model's
+    device (a CPU DataLoader feeds a GPU model).
     """
 
     def __init__(
@@ -357,6 +372,9 @@ class Pruner:
         normalize: str = "none",
         criterion_options: Mapping[str, Any] | None = None,
         config: SparsityConfig | None = None,
+        distributed: bool | None = None,
+        process_group: Any = None,
+        device: torch.device | str | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UnsupportedModelError(
@@ -404,7 +422,14 @@ class Pruner:
             crit_obj = config.criterion
             pending_notes = []
         self.config = config
-        self.model = model
+        self._outer = model
+        self.model = _dist.unwrap(model)
+        if device is not None:
+            from prunekit.nn.oneshot.core import check_device
+
+            model.to(check_device(device, torch.device("cpu")))
+        self.process_group = process_group
+        self.distributed = _dist.resolve(distributed, process_group)
         self.pattern = parse_pattern(config.pattern)
         self.criterion = (
             get_criterion(crit_obj, **dict(config.criterion_options))
@@ -563,6 +588,8 @@ class Pruner:
     def prepare(self) -> Pruner:
         """Resolve the layers to prune and apply the schedule's step-0 pruning (if any)."""
         _ = self.targets
+        if self.distributed:
+            _dist.check_same_model(self.model, self.targets, self.process_group)
         self._prepared = True
         if self.schedule.should_prune(self.step_count):
             self.update_masks(self.schedule.sparsity_at(self.step_count))
@@ -587,9 +614,18 @@ class Pruner:
         params = self._params()
         if sparsity <= 0 and not self.masks:
             return self.masks
+        if self.distributed:
+            _dist.check_lockstep(self.step_count, self.process_group)
         with torch.enable_grad():
             scores = self.criterion(self.model, params, self.data, self.loss_fn)
         scores = _checked_scores(scores, params)
+        if self.distributed:
+            scores = _dist.all_reduce_scores(
+                scores,
+                getattr(self.criterion, "reduction", "mean"),
+                getattr(self.criterion, "last_count", 1),
+                self.process_group,
+            )
         clean: dict[str, torch.Tensor] = {}
         for name, p in params.items():
             s = scores[name].detach().to(torch.float64).reshape(p.shape).clone()
@@ -617,9 +653,13 @@ class Pruner:
         new = {n: m.to(params[n].device) for n, m in new.items()}
         if self.masks:  # never regrow
             new = {n: m & self.masks[n] for n, m in new.items()}
+        if self.distributed:
+            new = _dist.broadcast_masks(new, self.process_group)
         update = getattr(self.criterion, "update_weights", None)
         if callable(update):
             update(params, new)
+            if self.distributed:  # a local second-order update: keep rank 0's everywhere
+                _dist.broadcast_params(params, self.process_group)
         self.masks = new
         self.current_sparsity = self.pattern.fixed_sparsity if kind == "nm" else sparsity
         self.apply_masks()
@@ -682,7 +722,7 @@ class Pruner:
         ):
             self.update_masks(final)
         self.apply_masks()
-        return self.model
+        return self._outer
 
     def report(self) -> SparsityReport:
         """A :class:`SparsityReport` of the current state."""
@@ -761,9 +801,13 @@ def prune_model(
     max_sparsity: float = 0.99,
     criterion_options: Mapping[str, Any] | None = None,
     normalize: str = "none",
+    device: torch.device | str | None = None,
     inplace: bool = True,
 ) -> SparsityReport:
     """Prune ``model`` once, in place, and return a :class:`SparsityReport`.
+
+    ``device`` (default: the model's) is where scores and masks are computed: the model is
+    moved there for the call and back afterwards (report masks on the model's device).
 
     The zeros are baked into the plain parameters; fine-tune afterwards with a
     :class:`Pruner` (``pruner.set_masks(report.masks)``) to keep them at zero. ``sparsity``
@@ -793,8 +837,13 @@ def prune_model(
         criterion_options=criterion_options,
         normalize=normalize,
     )
-    pruner.prepare()
-    pruner.finalize()
+    from prunekit.nn.oneshot.core import _model_device, check_device, on_device
+
+    home = _model_device(model)
+    with on_device(model, check_device(device, home)):
+        pruner.prepare()
+        pruner.finalize()
+    pruner.masks = {k: v.to(home) for k, v in pruner.masks.items()}
     report = pruner.report()
     report.model = model
     return report

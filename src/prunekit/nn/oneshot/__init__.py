@@ -30,6 +30,7 @@ from prunekit.nn.oneshot.core import (
     prunable_layers,
 )
 from prunekit.nn.oneshot.export import load_pruned, save_pruned
+from prunekit.nn.oneshot.offload import oneshot_from_checkpoint
 
 __all__ = [
     "METHODS",
@@ -39,6 +40,7 @@ __all__ = [
     "load_pruned",
     "magnitude_mask",
     "oneshot",
+    "oneshot_from_checkpoint",
     "outlier_ratio",
     "owl_sparsities",
     "prepare_calibration",

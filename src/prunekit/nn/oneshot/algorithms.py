@@ -114,6 +114,7 @@ def sparsegpt_prune(
     blocksize: int = 128,
     mask_blocksize: int | None = None,
     percdamp: float = 0.01,
+    overwrite_hessian: bool = False,
 ) -> SparseGPTResult:
     """SparseGPT (Frantar & Alistarh 2023, Algorithm 1): prune and reconstruct one layer.
 
@@ -128,7 +129,9 @@ def sparsegpt_prune(
     - N:M patterns choose, at the first column of every group of M, the N columns per row to keep.
 
     Returns the new weight (same dtype as ``weight``), the keep mask and the summed OBS loss
-    ``Σ (w - ŵ)² / [H⁻¹]_cc² / 2``.
+    ``Σ (w - ŵ)² / [H⁻¹]_cc² / 2``. ``overwrite_hessian=True`` lets the function use
+    ``hessian``'s memory (a float32 Hessian is then destroyed) instead of a copy; the factor
+    matrices are freed as soon as used, so the peak is about two ``cols x cols`` matrices.
     """
     _check_weight(weight)
     rows, cols = weight.shape
@@ -156,7 +159,8 @@ def sparsegpt_prune(
         raise InvalidParameterError(f"percdamp must be >= 0, got {percdamp!r}")
 
     W = weight.detach().clone().float()
-    H = hessian.detach().clone().float()
+    H = hessian.detach()
+    H = H.float() if overwrite_hessian and H.dtype == torch.float32 else H.clone().float()
     dead = torch.diag(H) == 0
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
@@ -164,8 +168,13 @@ def sparsegpt_prune(
     idx = torch.arange(cols, device=H.device)
     H[idx, idx] += damp
     # Upper Cholesky factor of H^-1: row i holds the OBS update for eliminating column i.
+    # Each intermediate is dropped once used (peak: two cols x cols matrices, not four).
     L = torch.linalg.cholesky(H)
-    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+    del H
+    H_inv = torch.cholesky_inverse(L)
+    del L
+    Hinv = torch.linalg.cholesky(H_inv, upper=True)
+    del H_inv
 
     pruned = torch.zeros(rows, cols, dtype=torch.bool, device=W.device)
     losses = torch.zeros(rows, device=W.device)

@@ -18,7 +18,7 @@ import fnmatch
 import inspect
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -283,8 +283,10 @@ def prepare_calibration(
     tokenizer: Any = None,
     max_length: int = 128,
     batch_size: int = 8,
+    device: torch.device | str | None = None,
 ) -> list[_Batch]:
-    """Normalise calibration data into forward calls of ``model``.
+    """Normalise calibration data into forward calls of ``model`` (on ``device``, default the
+    model's).
 
     Accepted: a list of strings (with ``tokenizer``), a tensor (split in ``batch_size`` rows; an
     integer tensor feeds a transformers model's ``input_ids``), a dict of tensors (a tokenizer's
@@ -328,7 +330,7 @@ def prepare_calibration(
         )
     if not items:
         raise InvalidParameterError("calibration_data is empty")
-    device = _model_device(model)
+    device = _model_device(model) if device is None else torch.device(device)
     accepts_use_cache = _is_hf(model) and "use_cache" in inspect.signature(model.forward).parameters
     batches = []
     for i, item in enumerate(items):
@@ -360,6 +362,48 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def check_device(device: Any, default: torch.device) -> torch.device:
+    """``device=`` of the NN entry points: ``None`` (``default``), a name or a torch.device;
+    a CUDA device when CUDA is unavailable is refused with a clear error."""
+    if device is None:
+        return default
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidParameterError(
+            f"device must be None, a torch.device or a name like 'cpu' or 'cuda:0', got {device!r}"
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError(f"device={str(dev)!r} but CUDA is not available here")
+    if dev.type == "meta":
+        raise InvalidParameterError("device='meta' holds no data; pick 'cpu' or 'cuda'")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+@contextlib.contextmanager
+def on_device(module: nn.Module, device: torch.device) -> Iterator[None]:
+    """Move ``module`` to ``device`` for the ``with`` body and back to where it was."""
+    home = _model_device(module)
+    if home == device:
+        yield
+        return
+    module.to(device)
+    try:
+        yield
+    finally:
+        module.to(home)
+
+
+def _batches_to(batches: list[_Batch], device: torch.device) -> list[_Batch]:
+    return [
+        _Batch(_to(b.args, device), _to(b.kwargs, device),
+               None if b.token_mask is None else b.token_mask.to(device))
+        for b in batches
+    ]
+
+
 # ------------------------------------------------------------------------- hooks & statistics
 class _Stop(Exception):
     """Raised by a hook to end a forward pass early (caught by the caller)."""
@@ -381,9 +425,11 @@ class _Stats:
         self.n += x.shape[0]
 
     def hessian(self) -> torch.Tensor:
-        """``H = 2 X Xᵀ / n`` (SparseGPT's layer-wise Hessian)."""
+        """``H = 2 X Xᵀ / n`` (SparseGPT's layer-wise Hessian); hands over the accumulator
+        (scaled in place, no copy: a 5120-wide layer's is 100 MB), so call it once."""
         assert self.xtx is not None  # internal invariant, not user input
-        return self.xtx * (2.0 / max(self.n, 1))
+        h, self.xtx = self.xtx.mul_(2.0 / max(self.n, 1)), None
+        return h
 
 
 class _Collector:
@@ -530,6 +576,7 @@ def oneshot(
     percdamp: float = 0.01,
     blockwise: bool = True,
     progress: bool = False,
+    device: torch.device | str | None = None,
     inplace: bool = True,
 ) -> OneShotReport:
     """Prune ``model`` in place in one shot from a little calibration data; return a report.
@@ -570,6 +617,12 @@ def oneshot(
         reference path that re-runs the whole model for every block (same result, more time).
     progress
         Show a rich progress bar advancing per block.
+    device
+        Where statistics are collected and layers pruned (SparseGPT's solves included). ``None``
+        (default): the model's device. Another device (``"cuda"`` for a model kept in CPU
+        memory): the inputs of the first block are computed where the model is, then each block
+        is moved to ``device``, calibrated, pruned, run forward and moved back, so only one
+        block and its activations occupy the device. Needs ``blockwise=True``.
     inplace
         ``True`` (default): prune ``model`` itself (a copy would double the memory).
         ``False``: prune a deep copy and leave ``model`` untouched. The pruned model is
@@ -650,7 +703,13 @@ def oneshot(
         )
     needs_data = method != "magnitude" or owl
     start = time.perf_counter()
-    device = _model_device(model)
+    home = _model_device(model)
+    device = check_device(device, home)
+    if device != home and not blockwise:
+        raise InvalidParameterError(
+            f"device={str(device)!r} differs from the model's device ({home}); that needs "
+            "blockwise=True (blocks are moved on and off one at a time)"
+        )
     with eval_mode(model), PeakMemory(device) as mem, torch.no_grad():
         batches: list[_Batch] = []
         if needs_data:
@@ -664,7 +723,9 @@ def oneshot(
         n_steps = len(block_list) * (2 if owl else 1)
         with ProgressBar(n_steps, f"one-shot {method}", enabled=progress) as bar:
             if owl:
-                ratios = _owl_ratios(model, block_list, block_layers, batches, owl_m, bar)
+                ratios = _owl_ratios(
+                    model, block_list, block_layers, batches, owl_m, bar, device
+                )
                 with_layers = [i for i, layers in enumerate(block_layers) if layers]
                 owl_s = owl_sparsities([ratios[i] for i in with_layers], target, owl_lambda)
                 report.block_sparsities = [target] * len(block_list)
@@ -675,40 +736,42 @@ def oneshot(
             model_inputs = [_Batch(b.args, dict(b.kwargs), b.token_mask) for b in batches]
             if needs_data and blockwise:
                 _capture_block_inputs(model, block_list[0], batches)
+                batches = _batches_to(batches, device)
                 report.activation_bytes = _nbytes(batches)
             for bi, block in enumerate(block_list):
-                layers = block_layers[bi]
-                collector = _Collector(layers, hessian=method == "sparsegpt")
-                if method != "magnitude" and layers:
-                    with collector:
-                        if blockwise:
-                            for b in batches:
-                                collector.token_mask = b.token_mask
-                                _call(block, b, f"block {bi}")
-                        else:
-                            _run_full_until(model, block, model_inputs, collector)
-                stats_bytes = sum(
-                    st.sq.numel() * 4 + (st.xtx.numel() * 4 if st.xtx is not None else 0)
-                    for st in collector.stats.values()
-                )
-                param_bytes = sum(p.numel() * p.element_size() for p in block.parameters())
-                report.working_set_bytes = max(
-                    report.working_set_bytes,
-                    _nbytes(batches) + stats_bytes * (method != "magnitude") + param_bytes,
-                )
-                for name, layer in layers:
-                    rep = _prune_layer(
-                        name, layer, bi, method, report.block_sparsities[bi], pat, row,
-                        collector.stats[name], blocksize, mask_blocksize, percdamp,
+                with on_device(block, device):
+                    layers = block_layers[bi]
+                    collector = _Collector(layers, hessian=method == "sparsegpt")
+                    if method != "magnitude" and layers:
+                        with collector:
+                            if blockwise:
+                                for b in batches:
+                                    collector.token_mask = b.token_mask
+                                    _call(block, b, f"block {bi}")
+                            else:
+                                _run_full_until(model, block, model_inputs, collector)
+                    stats_bytes = sum(
+                        st.sq.numel() * 4 + (st.xtx.numel() * 4 if st.xtx is not None else 0)
+                        for st in collector.stats.values()
                     )
-                    if isinstance(rep, str):
-                        report.skipped.append((name, rep))
-                    else:
-                        report.layers.append(rep)
-                if needs_data and blockwise and bi + 1 < len(block_list):
-                    for b in batches:
-                        _set_hidden(b, _call(block, b, f"block {bi}"))
-                bar.advance(description=f"one-shot {method}: block {bi + 1}/{len(block_list)}")
+                    param_bytes = sum(p.numel() * p.element_size() for p in block.parameters())
+                    report.working_set_bytes = max(
+                        report.working_set_bytes,
+                        _nbytes(batches) + stats_bytes * (method != "magnitude") + param_bytes,
+                    )
+                    for name, layer in layers:
+                        rep = _prune_layer(
+                            name, layer, bi, method, report.block_sparsities[bi], pat, row,
+                            collector.stats[name], blocksize, mask_blocksize, percdamp,
+                        )
+                        if isinstance(rep, str):
+                            report.skipped.append((name, rep))
+                        else:
+                            report.layers.append(rep)
+                    if needs_data and blockwise and bi + 1 < len(block_list):
+                        for b in batches:
+                            _set_hidden(b, _call(block, b, f"block {bi}"))
+                    bar.advance(description=f"one-shot {method}: block {bi + 1}/{len(block_list)}")
     report.time_s = time.perf_counter() - start
     report.peak_memory_bytes = mem.peak_bytes
     report.memory_method = mem.method
@@ -762,24 +825,28 @@ def _owl_ratios(
     batches: list[_Batch],
     m: float,
     bar: ProgressBar,
+    device: torch.device | None = None,
 ) -> list[float]:
     """OWL's layerwise outlier ratios from Wanda scores on the dense model (one pass)."""
     work = [_Batch(b.args, dict(b.kwargs), b.token_mask) for b in batches]
     _capture_block_inputs(model, block_list[0], work)
+    device = _model_device(model) if device is None else device
+    work = _batches_to(work, device)
     ratios = []
     for bi, block in enumerate(block_list):
-        collector = _Collector(block_layers[bi], hessian=False)
-        with collector:
-            for b in work:
-                collector.token_mask = b.token_mask
-                out = _call(block, b, f"block {bi}")
-                if bi + 1 < len(block_list):
-                    _set_hidden(b, out)
-        scores = [
-            wanda_scores(_weight_2d(layer).detach(), collector.stats[name].sq)
-            for name, layer in block_layers[bi]
-        ]
-        ratios.append(outlier_ratio(scores, m) if scores else 0.0)
+        with on_device(block, device):
+            collector = _Collector(block_layers[bi], hessian=False)
+            with collector:
+                for b in work:
+                    collector.token_mask = b.token_mask
+                    out = _call(block, b, f"block {bi}")
+                    if bi + 1 < len(block_list):
+                        _set_hidden(b, out)
+            scores = [
+                wanda_scores(_weight_2d(layer).detach(), collector.stats[name].sq)
+                for name, layer in block_layers[bi]
+            ]
+            ratios.append(outlier_ratio(scores, m) if scores else 0.0)
         bar.advance(description=f"OWL outliers: block {bi + 1}/{len(block_list)}")
     return ratios
 
@@ -815,7 +882,7 @@ def _prune_layer(
     else:
         try:
             res = sparsegpt_prune(
-                w, stats.hessian(), sparsity, pat, blocksize=blocksize,
+                w, stats.hessian(), sparsity, pat, blocksize=blocksize, overwrite_hessian=True,
                 mask_blocksize=mask_blocksize, percdamp=percdamp,
             )
         except torch.linalg.LinAlgError as exc:
