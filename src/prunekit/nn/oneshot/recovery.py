@@ -52,33 +52,15 @@ def masked_distill(
     zero. Other ``options`` go to :func:`prunekit.nn.distill.distill_hidden_states` (its
     ``weight_decay`` must stay 0 so masked weights cannot drift). Returns the step losses.
     """
-    from prunekit.nn.distill import distill_hidden_states
+    from prunekit.deploy.recover import masked_distill_hidden_states
 
     if options.get("weight_decay", 0.0):
         raise InvalidParameterError("weight_decay must be 0 for masked distillation (decay "
                                     "would move the pruned weights)")
     masks = sparse_masks(student) if masks is None else dict(masks)
-    params = dict(student.named_parameters())
-    unknown = [n for n in masks if n not in params]
-    if unknown:
-        raise InvalidParameterError(f"masks name parameters the student lacks: {unknown[:5]}")
     if not masks:
         raise InvalidParameterError("the student has no sparse weight matrix; prune it first")
-    handles = []
-    for name, keep in masks.items():
-        p = params[name]
-        if keep.shape != p.shape:
-            raise InvalidParameterError(f"mask of {name!r} has shape {tuple(keep.shape)}, the "
-                                        f"weight {tuple(p.shape)}")
-        k = keep.to(device=p.device, dtype=p.dtype)
-        handles.append(p.register_hook(lambda g, k=k: g * k))
-    try:
-        losses = distill_hidden_states(student, teacher, batches, steps=steps, lr=lr, loss=loss,
-                                       layer_map=layer_map, **options)
-    finally:
-        for h in handles:
-            h.remove()
-        with torch.no_grad():
-            for name, keep in masks.items():
-                params[name].masked_fill_(~keep.to(params[name].device), 0)
-    return losses
+    # one implementation of "train but keep the zeros": prunekit.deploy.recover.keep_zeros
+    report = masked_distill_hidden_states(student, teacher, batches, steps=steps, masks=masks,
+                                          lr=lr, loss=loss, layer_map=layer_map, **options)
+    return report.losses
