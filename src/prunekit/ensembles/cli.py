@@ -118,6 +118,8 @@ def run_comparison(
     use_oob: bool = False,
     seed: int = 0,
     quiet: bool = True,
+    max_drop: float | None = None,
+    relative: bool = False,
 ) -> tuple[list[dict], dict[str, list[tuple[float, float]]], Any, dict]:
     """Fit, prune with every method, evaluate on the test split.
 
@@ -176,7 +178,10 @@ def run_comparison(
             else:
                 curves[m + " (validation)"] = [(float(s), float(v)) for s, v in rep.curve]
             bar.advance()
-    info = {
+    budget = None
+    if max_drop is not None:
+        budget = _budget_row(model, ds, chosen, max_drop, relative, seed, rows)
+    info: dict[str, Any] = {
         "data": csv or data,
         "task": ds.task,
         "model": type(model).__name__,
@@ -189,7 +194,35 @@ def run_comparison(
         "n_val": len(ds.y_val),
         "n_test": len(ds.y_test),
     }
+    if budget is not None:
+        info["budget"] = budget
     return rows, curves, model, info
+
+
+BUDGET_METHODS = ("reduce_error", "margin_distance", "orientation")
+
+
+def _budget_row(model: Any, ds: Any, methods: list[str], max_drop: float, relative: bool,
+                seed: int, rows: list[dict]) -> dict[str, Any]:
+    """``budget.search_ensemble`` on the validation split; its choice becomes a table row.
+
+    Searches the fast greedy orderings among ``methods`` (all of ``methods`` when none of them
+    is one, e.g. ``stages`` for boosting).
+    """
+    from prunekit.budget import _fmt_setting, search_ensemble
+    from prunekit.trees.cli import budget_label
+
+    search = [m for m in methods if m in BUDGET_METHODS] or list(methods)
+    res = search_ensemble(model, max_drop=max_drop, relative=relative, X_val=ds.X_val,
+                          y_val=ds.y_val, methods=search, random_state=seed)
+    label = budget_label(max_drop, relative)
+    if res.chosen is None:
+        print(f"{label}: not reachable on the validation split (threshold "
+              f"{res.threshold:.4g}, full ensemble {res.baseline:.4g})", flush=True)
+    else:
+        rows.append(_row(f"{label}: {_fmt_setting(res.chosen.setting)}", res.model, ds.X_test,
+                         ds.y_test, ds.task, res.seconds))
+    return res.to_dict()
 
 
 def _staged_test_curve(model: Any, X: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
@@ -233,10 +266,18 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(Path("prunekit-ensemble"), help="Folder for report.html/.json."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        max_drop: float | None = typer.Option(
+            None, help="Also find the fewest members whose validation score drops by at most "
+            "this much (0.01 = one point); adds a 'budget' row."
+        ),
+        relative: bool = typer.Option(
+            False, "--relative", help="--max-drop is a fraction of the full ensemble's score."
+        ),
     ) -> None:
         """Prune a fitted ensemble with several methods; table + HTML report with curves."""
         from prunekit._cli_common import check_option_choice, check_output_dir, parse_list
         from prunekit.ensembles.prune import METHODS, resolve_size
+        from prunekit.trees.cli import check_max_drop
 
         check_option_choice("--model", model, MODELS)
         chosen = parse_list("--methods", methods, list(METHODS))
@@ -246,6 +287,7 @@ def register(app: typer.Typer) -> None:
         except InvalidParameterError as exc:
             raise InvalidParameterError(f"--{exc} (--n-estimators {n_estimators})") from None
         check_oob(model, oob)
+        check_max_drop(max_drop, relative)
         check_output_dir("--out", out, OUTPUT_FILES)
         rows, curves, _fitted, info = run_comparison(
             data=data,
@@ -258,6 +300,8 @@ def register(app: typer.Typer) -> None:
             use_oob=oob,
             seed=seed,
             quiet=quiet,
+            max_drop=max_drop,
+            relative=relative,
         )
         _print_table(rows, quiet)
         _write_report(out, rows, curves, info)

@@ -76,6 +76,8 @@ def run_comparison(
     criterion: str | None = None,
     seed: int = 0,
     quiet: bool = True,
+    max_drop: float | None = None,
+    relative: bool = False,
 ) -> tuple[list[dict], dict[str, list[tuple[float, float]]], dict[str, Any]]:
     """Grow an unpruned tree on the train split, prune it with each method, score on test.
 
@@ -131,6 +133,9 @@ def run_comparison(
             curve.append((float(p.get_n_leaves()),
                           metrics.evaluate(p, ds.X_test, ds.y_test, task=ds.task)[metric]))
         bar.advance()
+    budget = None
+    if max_drop is not None:
+        budget = _budget_row(tree, ds, max_drop, relative, rows)
     info = {
         "data": csv or data,
         "task": ds.task,
@@ -146,7 +151,40 @@ def run_comparison(
         if clf else None,
         "_estimators": estimators,  # not written to JSON
     }
+    if budget is not None:
+        info["budget"] = budget
     return rows, {"cost-complexity path": curve}, info
+
+
+def check_max_drop(max_drop: float | None, relative: bool) -> None:
+    """``--max-drop`` in [0, 1); ``--relative`` needs it."""
+    from prunekit._cli_common import check_number
+
+    check_number("--max-drop", max_drop, 0.0, 1.0, high_open=True)
+    if relative and max_drop is None:
+        raise InvalidParameterError("--relative needs --max-drop (the allowed score drop)")
+
+
+def budget_label(max_drop: float, relative: bool) -> str:
+    """The table row name of a ``--max-drop`` search."""
+    return f"budget (max drop {max_drop:g}{' relative' if relative else ''})"
+
+
+def _budget_row(tree: Any, ds: Any, max_drop: float, relative: bool, rows: list[dict]
+                ) -> dict[str, Any]:
+    """``budget.search_tree`` on the validation split; its chosen tree becomes a table row."""
+    from prunekit.budget import _fmt_setting, search_tree
+
+    res = search_tree(tree, max_drop=max_drop, relative=relative, X_val=ds.X_val,
+                      y_val=ds.y_val)
+    label = budget_label(max_drop, relative)
+    if res.chosen is None:
+        print(f"{label}: not reachable on the validation split (threshold "
+              f"{res.threshold:.4g}, unpruned {res.baseline:.4g})", flush=True)
+    else:
+        rows.append(_row(f"{label}: {_fmt_setting(res.chosen.setting)}", res.model, ds.X_test,
+                         ds.y_test, ds.task, res.seconds))
+    return res.to_dict()
 
 
 def register(app: typer.Typer) -> None:
@@ -172,12 +210,20 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(Path("prunekit-tree"), help="Folder for report.html/.json."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        max_drop: float | None = typer.Option(
+            None, help="Also find the smallest pruned tree (any method) whose validation score "
+            "drops by at most this much (0.01 = one point); adds a 'budget' row."
+        ),
+        relative: bool = typer.Option(
+            False, "--relative", help="--max-drop is a fraction of the unpruned score."
+        ),
     ) -> None:
         """Grow a tree, apply every pruning method, print a table and write an HTML report."""
         from prunekit._cli_common import check_option_choice, check_output_dir, parse_list
         from prunekit.trees import ALIASES, METHODS
 
         chosen = parse_list("--methods", methods, list(METHODS), ALIASES)
+        check_max_drop(max_drop, relative)
         if criterion is not None:
             check_option_choice("--criterion", criterion, [c for cs in CRITERIA.values()
                                                            for c in cs])
@@ -190,6 +236,8 @@ def register(app: typer.Typer) -> None:
             criterion=criterion,
             seed=seed,
             quiet=quiet,
+            max_drop=max_drop,
+            relative=relative,
         )
         from prunekit._cli_common import echo_written
         from prunekit._tables import print_table
