@@ -21,6 +21,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
                      "Show how each tensor of a compact sparse file is stored (no torch import)."),
     "structured": ("prunekit.nn.structured.cli",
                    "Structured pruning: remove channels, heads, blocks (real speed-ups)."),
+    "sensitivity": ("prunekit.nn.sensitivity_cli",
+                    "Train a showcase briefly; how each layer/group tolerates pruning."),
     "oneshot": ("prunekit.nn.oneshot.cli",
                 "One-shot pruning of a transformer with calibration data (SparseGPT, Wanda)."),
 }
