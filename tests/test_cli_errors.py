@@ -260,6 +260,30 @@ CASES: list[tuple[str, list[str], str]] = [
     ("demo-out-file", ["demo", "-o", "{ok}"], "--output-dir"),
     ("demo-out-devnull", ["demo", "--output-dir", "/dev/null"], "--output-dir"),
     ("demo-out-parent-file", ["demo", "-o", "{file_child}"], "is a file"),
+    # --max-drop on tree / ensemble
+    ("tree-max-drop-1", ["tree", "--max-drop", "1"], "[0, 1)"),
+    ("tree-max-drop-negative", ["tree", "--max-drop", "-0.1"], "--max-drop"),
+    ("tree-max-drop-nan", ["tree", "--max-drop", "nan"], "--max-drop"),
+    ("tree-max-drop-text", ["tree", "--max-drop", "lots"], "--max-drop"),
+    ("tree-relative-alone", ["tree", "--relative"], "--relative needs --max-drop"),
+    ("ens-max-drop-inf", ["ensemble", "--max-drop", "inf"], "--max-drop"),
+    ("ens-max-drop-2", ["ensemble", "--max-drop", "2"], "[0, 1)"),
+    ("ens-relative-alone", ["ensemble", "--relative"], "--relative needs --max-drop"),
+    # nn sensitivity
+    ("sens-model", ["nn", "sensitivity", "--model", "resnet18"], "digits-cnn"),
+    ("sens-kind", ["nn", "sensitivity", "--kind", "heads"], "weights, groups"),
+    ("sens-proxy", ["nn", "sensitivity", "--proxy", "fisher"], "loss, taylor"),
+    ("sens-taylor-groups", ["nn", "sensitivity", "--kind", "groups", "--proxy", "taylor"],
+     "--kind weights"),
+    ("sens-grid-empty", ["nn", "sensitivity", "--grid", ",,"], "names nothing"),
+    ("sens-grid-text", ["nn", "sensitivity", "--grid", "0.5,half"], "not a number"),
+    ("sens-grid-1", ["nn", "sensitivity", "--grid", "0.5,1"], "(0, 1)"),
+    ("sens-grid-0", ["nn", "sensitivity", "--grid", "0"], "--grid"),
+    ("sens-grid-nan", ["nn", "sensitivity", "--grid", "nan"], "--grid"),
+    ("sens-epochs-negative", ["nn", "sensitivity", "--epochs", "-1"], "--epochs"),
+    ("sens-max-batches-0", ["nn", "sensitivity", "--max-batches", "0"], "--max-batches"),
+    ("sens-out-file", ["nn", "sensitivity", "--out", "{ok}"], "--out"),
+    ("sens-out-devnull", ["nn", "sensitivity", "--out", "/dev/null"], "--out"),
 ]
 
 
