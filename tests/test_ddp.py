@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from prunekit.errors import InvalidParameterError
 from prunekit.nn import Pruner, agp
 
 STEPS = 12
+WORKER_TIMEOUT_S = 240
 CRITERIA = ("taylor", "obd", "movement")
 SCHEDULE = dict(begin_step=0, end_step=8, frequency=4)
 
@@ -53,7 +56,9 @@ def _train(model: nn.Module, local: tuple[torch.Tensor, torch.Tensor], criterion
 
 
 def _init(rank: int, init_file: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    # a collective that waits for a rank that is gone fails after 60 s instead of 30 min
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=60))
 
 
 def _ddp_worker(rank: int, init_file: str, out: str) -> None:
@@ -70,6 +75,7 @@ def _ddp_worker(rank: int, init_file: str, out: str) -> None:
             torch.save({"masks": pruner.masks, "losses": losses,
                         "state": ddp.module.state_dict()}, f"{out}/{criterion}{rank}.pt")
         _bad_cases(rank, out)
+        dist.barrier()  # both ranks are done before either tears the group down
     finally:
         dist.destroy_process_group()
 
@@ -77,8 +83,14 @@ def _ddp_worker(rank: int, init_file: str, out: str) -> None:
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    mp.start_processes(_ddp_worker, args=(str(out / "init"), str(out)), nprocs=2,
-                       start_method="fork")
+    ctx = mp.start_processes(_ddp_worker, args=(str(out / "init"), str(out)), nprocs=2,
+                             start_method="fork", join=False)
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    while not ctx.join(timeout=2):  # a watchdog: a stuck worker fails the test, never hangs it
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"the DDP workers did not finish within {WORKER_TIMEOUT_S} s")
     return out
 
 
