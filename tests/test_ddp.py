@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import multiprocessing
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,6 +96,25 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 p.kill()
             pytest.fail(f"the DDP workers did not finish within {WORKER_TIMEOUT_S} s")
     return out
+
+
+@contextlib.contextmanager
+def _fail_after(seconds: int) -> Iterator[None]:
+    """A watchdog for code that waits on worker processes: past ``seconds`` the workers are
+    killed and the test fails, so a stuck collective can never hang the suite."""
+
+    def expire(*_: object) -> None:
+        for child in multiprocessing.active_children():
+            child.kill()
+        raise TimeoutError(f"the DDP workers did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _single_process(criterion: str) -> Pruner:
@@ -213,7 +236,8 @@ def test_lightning_callback_under_ddp(tmp_path: Path, monkeypatch: pytest.Monkey
                          enable_progress_bar=False, enable_model_summary=False)
     from _ddp_lightning import Tiny
 
-    trainer.fit(Tiny(), loader)
+    with _fail_after(WORKER_TIMEOUT_S):
+        trainer.fit(Tiny(), loader)
     r0, r1 = (torch.load(tmp_path / f"pl{r}.pt") for r in (0, 1))
     assert r0["distributed"] and r1["distributed"]
     for k in r0["masks"]:
