@@ -149,7 +149,7 @@ class BudgetResult:
         rows = ["| setting | metric | " + self.size_name + " | within budget |",
                 "|---|---:|---:|:-:|"]
         for p in self.pareto:
-            rows.append(f"| {_fmt_setting(p.setting)} | {p.metric:.4g} | {p.size:.4g} | "
+            rows.append(f"| {format_setting(p.setting)} | {p.metric:.4g} | {p.size:.4g} | "
                         f"{'yes' if p.feasible else 'no'} |")
         return head + "\n\nPareto front:\n\n" + "\n".join(rows)
 
@@ -195,7 +195,8 @@ class BudgetResult:
         return report
 
 
-def _fmt_setting(s: dict[str, Any]) -> str:
+def format_setting(s: dict[str, Any]) -> str:
+    """``"method=c45, confidence=0.25"``: a candidate's setting as a table label."""
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items())
 
 

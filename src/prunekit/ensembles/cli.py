@@ -209,20 +209,15 @@ def _budget_row(model: Any, ds: Any, methods: list[str], max_drop: float, relati
     Searches the fast greedy orderings among ``methods`` (all of ``methods`` when none of them
     is one, e.g. ``stages`` for boosting).
     """
-    from prunekit.budget import _fmt_setting, search_ensemble
-    from prunekit.trees.cli import budget_label
+    from prunekit.budget import search_ensemble
+    from prunekit.trees.cli import add_budget_row
 
     search = [m for m in methods if m in BUDGET_METHODS] or list(methods)
     res = search_ensemble(model, max_drop=max_drop, relative=relative, X_val=ds.X_val,
                           y_val=ds.y_val, methods=search, random_state=seed)
-    label = budget_label(max_drop, relative)
-    if res.chosen is None:
-        print(f"{label}: not reachable on the validation split (threshold "
-              f"{res.threshold:.4g}, full ensemble {res.baseline:.4g})", flush=True)
-    else:
-        rows.append(_row(f"{label}: {_fmt_setting(res.chosen.setting)}", res.model, ds.X_test,
-                         ds.y_test, ds.task, res.seconds))
-    return res.to_dict()
+    return add_budget_row(res, max_drop, relative, "full ensemble", rows,
+                          lambda name: _row(name, res.model, ds.X_test, ds.y_test, ds.task,
+                                            res.seconds))
 
 
 def _staged_test_curve(model: Any, X: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:

@@ -170,21 +170,31 @@ def budget_label(max_drop: float, relative: bool) -> str:
     return f"budget (max drop {max_drop:g}{' relative' if relative else ''})"
 
 
-def _budget_row(tree: Any, ds: Any, max_drop: float, relative: bool, rows: list[dict]
-                ) -> dict[str, Any]:
-    """``budget.search_tree`` on the validation split; its chosen tree becomes a table row."""
-    from prunekit.budget import _fmt_setting, search_tree
+def add_budget_row(res: Any, max_drop: float, relative: bool, reference: str,
+                   rows: list[dict], make_row: Any) -> dict[str, Any]:
+    """Append ``make_row(label)`` for the search's chosen model (or print why there is none);
+    return the search as a dict for ``results.json``. Shared by the tree and ensemble CLIs."""
+    from prunekit.budget import format_setting
 
-    res = search_tree(tree, max_drop=max_drop, relative=relative, X_val=ds.X_val,
-                      y_val=ds.y_val)
     label = budget_label(max_drop, relative)
     if res.chosen is None:
         print(f"{label}: not reachable on the validation split (threshold "
-              f"{res.threshold:.4g}, unpruned {res.baseline:.4g})", flush=True)
+              f"{res.threshold:.4g}, {reference} {res.baseline:.4g})", flush=True)
     else:
-        rows.append(_row(f"{label}: {_fmt_setting(res.chosen.setting)}", res.model, ds.X_test,
-                         ds.y_test, ds.task, res.seconds))
+        rows.append(make_row(f"{label}: {format_setting(res.chosen.setting)}"))
     return res.to_dict()
+
+
+def _budget_row(tree: Any, ds: Any, max_drop: float, relative: bool, rows: list[dict]
+                ) -> dict[str, Any]:
+    """``budget.search_tree`` on the validation split; its chosen tree becomes a table row."""
+    from prunekit.budget import search_tree
+
+    res = search_tree(tree, max_drop=max_drop, relative=relative, X_val=ds.X_val,
+                      y_val=ds.y_val)
+    return add_budget_row(res, max_drop, relative, "unpruned", rows,
+                          lambda name: _row(name, res.model, ds.X_test, ds.y_test, ds.task,
+                                            res.seconds))
 
 
 def register(app: typer.Typer) -> None:
