@@ -2,6 +2,10 @@
 
 - :func:`builtin_sentences`: 100 short English sentences in ten topics (ten each, in order),
   written for prunekit and shipped with it; topic ``i // 10`` is the label of sentence ``i``.
+  Keep it for evaluation (held out).
+- :func:`everyday_sentences`: 264 more everyday English sentences in 22 other topics (twelve
+  each), for calibration and distillation; :func:`everyday_paragraphs` joins them into
+  short seeded paragraphs. None of their topics is one of :func:`builtin_sentences`'s.
 - :func:`stdlib_text`: docstrings of a fixed list of Python standard-library modules, a few
   hundred KB of English prose found on every Python install (identical for one Python version).
 """
@@ -27,12 +31,30 @@ _STDLIB_MODULES = (
 )
 
 
-def builtin_sentences() -> list[str]:
-    """The shipped sentence set (100 sentences, ten topics of ten, in topic order)."""
-    text = resources.files("prunekit.nn.oneshot").joinpath("data", "sentences.txt").read_text(
+def _shipped_lines(name: str) -> list[str]:
+    text = resources.files("prunekit.nn.oneshot").joinpath("data", name).read_text(
         encoding="utf-8"
     )
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def builtin_sentences() -> list[str]:
+    """The shipped sentence set (100 sentences, ten topics of ten, in topic order)."""
+    return _shipped_lines("sentences.txt")
+
+
+def everyday_sentences() -> list[str]:
+    """The shipped calibration sentences (264, 22 topics of twelve, in topic order), disjoint in
+    topic from :func:`builtin_sentences`, which stays the held-out evaluation set."""
+    return _shipped_lines("everyday.txt")
+
+
+def everyday_paragraphs(n: int, *, sentences: int = 3, seed: int = 0) -> list[str]:
+    """``n`` seeded paragraphs of ``sentences`` distinct :func:`everyday_sentences` each (any
+    topics mixed), for calibration or distillation text beyond the 264 single sentences."""
+    pool = everyday_sentences()
+    rng = random.Random(seed)
+    return [" ".join(rng.sample(pool, sentences)) for _ in range(n)]
 
 
 @functools.lru_cache(maxsize=4)
