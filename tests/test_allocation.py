@@ -176,3 +176,18 @@ def test_select_allocation_structured_and_errors(cnn):
         select_allocation(m, acc, g, example_inputs=x, target_macs=0.5, mixes=(0.5, 3))
     with pytest.raises(InvalidParameterError, match="eval_fn"):
         select_allocation(m, None, g, example_inputs=x, target_macs=0.5)
+
+
+def test_mix_reaches_the_target_on_curved_savings():
+    # savings that grow faster than the ratio (convex, e.g. rounding of narrow layers): a blend
+    # of two allocations that each reach the target can fall short unless it is topped up
+    res = SensitivityResult(
+        kind="groups", grid=list(GRID), baseline=1.0, higher_is_better=True,
+        metrics={"a": [1.0, 1.0, 0.99, 0.9], "b": [0.95, 0.9, 0.8, 0.6]},
+        savings={"macs": {"a": [5.0, 20.0, 45.0, 80.0], "b": [20.0, 40.0, 60.0, 80.0]}},
+        totals={"macs": 160.0},
+    )
+    for keep in (0.3, 0.45, 0.6, 0.75):
+        for mix in (0.25, 0.5, 0.75):
+            al = allocate(res, target_macs=keep, mix=mix)
+            assert al.predicted_fraction >= (1 - keep) - 1e-9, (keep, mix)

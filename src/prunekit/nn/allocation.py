@@ -243,8 +243,24 @@ def _mixed(options: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     if mix >= 1.0:
         return chosen
     u = _uniform_ratio(options, required)
-    return {n: (1.0 - mix) * min(max(u, float(r[0])), float(r[-1])) + mix * chosen[n]
-            for n, (r, _d, _s) in options.items()}
+    out = {n: (1.0 - mix) * min(max(u, float(r[0])), float(r[-1])) + mix * chosen[n]
+           for n, (r, _d, _s) in options.items()}
+
+    def shifted(delta: float) -> dict[str, float]:
+        return {n: min(out[n] + delta, float(o[0][-1])) for n, o in options.items()}
+
+    def saved(rs: Mapping[str, float]) -> float:
+        return sum(float(np.interp(rs[n], o[0], o[2])) for n, o in options.items())
+
+    if saved(out) >= required * (1 - 1e-9):
+        return out
+    # curved savings (structured groups): a blend of two allocations that each reach the
+    # target may fall short; raise every ratio by the same smallest amount that reaches it
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if saved(shifted(mid)) < required else (lo, mid)
+    return shifted(hi)
 
 
 def _check_mix(mix: Any) -> float:
