@@ -9,8 +9,10 @@ import copy
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from prunekit._evaluation import Accuracy
+from prunekit._evaluation import Accuracy, EvaluationError
 from prunekit.errors import InvalidParameterError
 from prunekit.metrics import count_macs
 from prunekit.nn.allocation import (
@@ -55,7 +57,7 @@ def cnn(digits):
     torch.manual_seed(0)
     tr, va, _ = digits.loaders(64, images=True)
     m = DigitsCNN(width=8)
-    train_classifier(m, tr, epochs=2)
+    train_classifier(m, tr, epochs=1)
     x = torch.randn(1, 1, 8, 8)
     g = group_sensitivity(m.eval(), x, Accuracy(va), grid=(0.25, 0.5, 0.75))
     return m, x, Accuracy(va), g
@@ -191,3 +193,37 @@ def test_mix_reaches_the_target_on_curved_savings():
         for mix in (0.25, 0.5, 0.75):
             al = allocate(res, target_macs=keep, mix=mix)
             assert al.predicted_fraction >= (1 - keep) - 1e-9, (keep, mix)
+
+
+@settings(derandomize=True, max_examples=40, deadline=None)
+@given(st.integers(2, 5), st.floats(0.0, 1.0), st.floats(0.05, 0.6), st.floats(0.0, 0.3),
+       st.floats(0.0, 4.0), st.integers(0, 10_000))
+def test_allocations_meet_target_and_bounds(n, mix, sparsity, lo, balance, seed):
+    rng = np.random.default_rng(seed)
+    drops = {f"l{i}": list(np.cumsum(rng.random(len(GRID))) * rng.random()) for i in range(n)}
+    sizes = {f"l{i}": float(rng.integers(10, 1000)) for i in range(n)}
+    res = _synthetic(drops, sizes)
+    hi = 0.8
+    try:
+        al = allocate(res, sparsity=sparsity, mix=mix, balance=balance, min_ratio=lo,
+                      max_ratio=hi)
+    except InvalidParameterError as exc:  # only when the bounds make the target unreachable
+        assert "not reachable" in str(exc)
+        return
+    assert al.predicted_fraction >= sparsity - 1e-6
+    assert all(lo - 1e-9 <= r <= hi + 1e-9 for r in al.ratios.values())
+
+
+def test_select_allocation_names_a_failing_candidate(lenet):
+    m, _, res = lenet
+
+    calls = []
+
+    def flaky(model):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory")
+        return 1.0
+
+    with pytest.raises(EvaluationError, match="RuntimeError on the allocation with mix 0.5"):
+        select_allocation(m, flaky, res, sparsity=0.8)
