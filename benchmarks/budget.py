@@ -82,59 +82,128 @@ def _mnist(quick: bool) -> tuple[Any, Any, Any, Any]:
 
 
 def allocation_part(quick: bool) -> list[dict[str, Any]]:
-    from prunekit.nn.allocation import allocate
+    """Every cell over several seeds (model init, training and fine-tune order): mean and
+    sample standard deviation of the test accuracy, and the paired difference to the uniform
+    allocation of the same seed (percentage points, mean and standard deviation, wins).
+    "sensitivity + mix" blends uniform and knapsack ratios, the blend chosen by the loss of
+    the jointly pruned model on the validation split (select_allocation)."""
+    from prunekit.budget import _keep_zeros_finetune
+    from prunekit.nn.allocation import allocate, select_allocation
     from prunekit.nn.models import LeNet300100, MnistCNN
     from prunekit.nn.sensitivity import group_sensitivity, layer_sensitivity
     from prunekit.nn.sparsity import prune_model
     from prunekit.nn.structured import prune
+    from prunekit.nn.training import train_classifier
 
-    d, tr, va, te = _mnist(quick)
-    val, test = Accuracy(va), Accuracy(te)
+    d = load_dataset("mnist")
+    seeds = (0, 1) if quick else (0, 1, 2, 3, 4)
     ft_steps = 10 if quick else None
-    rows: list[dict[str, Any]] = []
     grid = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    for name, model in (("MnistCNN", MnistCNN()), ("LeNet-300-100", LeNet300100())):
-        _train(model, tr, 1 if quick else 3)
+    cells: dict[tuple[str, str, str, str], list[dict[str, float]]] = {}
+
+    def finetune(m: torch.nn.Module, seed: int) -> None:
+        # a fresh loader per candidate: every allocation of a seed sees the same batches
+        torch.manual_seed(100 + seed)
+        fresh = d.loaders(64, images=True, seed=1000 + seed)[0]
+        train_classifier(m, fresh, epochs=1, lr=1e-3, max_steps=ft_steps)
+        m.eval()
+
+    def record(key: tuple[str, str, str, str], cand: torch.nn.Module, reached: float,
+               dense: float, test: Any, ft: Any, t_sens: float | None) -> None:
+        before = test(cand)
+        ft(cand)
+        cells.setdefault(key, []).append({"reached_x": reached, "acc_dense": dense,
+                                          "acc_pruned": before, "acc_finetuned": test(cand),
+                                          "sensitivity_s": t_sens})
+
+    for seed in seeds:
+        tr, va, te = d.loaders(64, images=True, seed=seed)
+        val, test, val_loss = Accuracy(va), Accuracy(te), BatchLoss(va)
         x = next(iter(te))[0][:1]
-        dense = test(model)
-        t0 = time.perf_counter()
-        sens = group_sensitivity(model, x, val, grid=grid)
-        t_sens = time.perf_counter() - t0
-        for factor in (2, 3, 4):
-            for alloc in ("uniform", "global", "sensitivity"):
-                slim, rep = prune(model, x, target_macs=1 / factor, allocation=alloc,
-                                  sensitivity=sens if alloc == "sensitivity" else None)
-                before = test(slim)
-                _finetune(slim, tr, ft_steps)
-                rows.append({"model": name, "kind": "structured", "target": f"{factor}x MACs",
-                             "allocation": alloc, "reached_x": rep.macs_reduction,
-                             "acc_dense": dense, "acc_pruned": before, "acc_finetuned": test(slim),
-                             "sensitivity_s": t_sens if alloc == "sensitivity" else None})
-        if name != "LeNet-300-100":
-            continue
-        t0 = time.perf_counter()
-        wsens = layer_sensitivity(model, val, grid=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98),
-                                  example_inputs=x)
-        t_w = time.perf_counter() - t0
-        for factor in (2, 3, 4):
-            s = 1 - 1 / factor
-            variants = {
-                "global": lambda m, s=s: prune_model(m, s, prune_first_last=True),
-                "uniform": lambda m, s=s: prune_model(m, s, scope="layer", prune_first_last=True),
-                "sensitivity": lambda m, s=s, w=wsens: prune_model(
-                    m, scope=allocate(w, target_macs=1 - s).scope, prune_first_last=True),
-            }
-            for alloc, fn in variants.items():
-                cand = copy.deepcopy(model)
-                fn(cand)
-                nz = sum(int((p != 0).sum()) for n, p in cand.named_parameters() if "weight" in n)
-                tot = sum(p.numel() for n, p in cand.named_parameters() if "weight" in n)
-                before = test(cand)
-                _finetune_sparse(cand, tr, ft_steps)
-                rows.append({"model": name, "kind": "unstructured", "target": f"{factor}x MACs",
-                             "allocation": alloc, "reached_x": tot / nz, "acc_dense": dense,
-                             "acc_pruned": before, "acc_finetuned": test(cand),
-                             "sensitivity_s": t_w if alloc == "sensitivity" else None})
+        for name, ctor in (("MnistCNN", MnistCNN), ("LeNet-300-100", LeNet300100)):
+            torch.manual_seed(seed)
+            model = _train(ctor(), tr, 1 if quick else 3, seed=seed)
+            dense = test(model)
+            t0 = time.perf_counter()
+            sens = group_sensitivity(model, x, val, grid=grid)
+            t_sens = time.perf_counter() - t0
+            for factor in (2, 3, 4):
+                reached: dict[str, float] = {}
+                for alloc in ("uniform", "global", "sensitivity"):
+                    slim, rep = prune(model, x, target_macs=1 / factor, allocation=alloc,
+                                      sensitivity=sens if alloc == "sensitivity" else None)
+                    reached[alloc] = rep.macs_reduction
+                    record((name, "structured", f"{factor}x MACs", alloc), slim,
+                           rep.macs_reduction, dense, test,
+                           lambda m, s=seed: finetune(m, s),
+                           t_sens if alloc == "sensitivity" else None)
+                # uniform ratios move in coarse steps on narrow layers (it may overshoot the
+                # target): the knapsack again at the MACs uniform actually reached
+                slim, rep = prune(model, x, target_macs=1 / reached["uniform"] + 1e-9,
+                                  allocation="sensitivity", sensitivity=sens)
+                record((name, "structured", f"{factor}x MACs", "sensitivity @ uniform's MACs"),
+                       slim, rep.macs_reduction, dense, test, lambda m, s=seed: finetune(m, s),
+                       t_sens)
+                t0 = time.perf_counter()
+                choice = select_allocation(model, val_loss, sens, example_inputs=x,
+                                           target_macs=1 / factor)
+                record((name, "structured", f"{factor}x MACs", "sensitivity + mix"),
+                       choice.model, choice.report.macs_reduction, dense, test,
+                       lambda m, s=seed: finetune(m, s),
+                       t_sens + time.perf_counter() - t0)
+            if name != "LeNet-300-100":
+                continue
+            t0 = time.perf_counter()
+            wsens = layer_sensitivity(model, val, grid=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98),
+                                      example_inputs=x)
+            t_w = time.perf_counter() - t0
+            for factor in (2, 3, 4):
+                s = 1 - 1 / factor
+                t0 = time.perf_counter()
+                mixed = select_allocation(model, val_loss, wsens, target_macs=1 - s).model
+                t_mix = t_w + time.perf_counter() - t0
+                variants = {
+                    "global": lambda m, s=s: prune_model(m, s, prune_first_last=True),
+                    "uniform": lambda m, s=s: prune_model(m, s, scope="layer",
+                                                          prune_first_last=True),
+                    "sensitivity": lambda m, s=s, w=wsens: prune_model(
+                        m, scope=allocate(w, target_macs=1 - s).scope, prune_first_last=True),
+                    "sensitivity + mix": lambda m, c=mixed: m.load_state_dict(c.state_dict()),
+                }
+                for alloc, fn in variants.items():
+                    cand = copy.deepcopy(model)
+                    fn(cand)
+                    ws = [p for n, p in cand.named_parameters() if "weight" in n]
+                    reached = sum(p.numel() for p in ws) / sum(int((p != 0).sum()) for p in ws)
+                    record((name, "unstructured", f"{factor}x MACs", alloc), cand, reached,
+                           dense, test,
+                           lambda m, s=seed: _keep_zeros_finetune(m, lambda mm: finetune(mm, s)),
+                           {"sensitivity": t_w, "sensitivity + mix": t_mix}.get(alloc))
+
+    def stats(v: list[float]) -> tuple[float, float]:
+        return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+    rows: list[dict[str, Any]] = []
+    for key, runs in cells.items():
+        row: dict[str, Any] = dict(zip(("model", "kind", "target", "allocation"), key,
+                                       strict=True))
+        row["seeds"] = len(runs)
+        for k in ("reached_x", "acc_dense"):
+            row[k] = float(np.mean([r[k] for r in runs]))
+        t = [r["sensitivity_s"] for r in runs if r["sensitivity_s"] is not None]
+        row["sensitivity_s"] = float(np.median(t)) if t else None
+        uni = cells[(*key[:3], "uniform")]
+        for k in ("acc_pruned", "acc_finetuned"):
+            m, sd = stats([r[k] for r in runs])
+            row[k], row[f"{k}_sd"], row[f"{k}_str"] = m, sd, f"{m:.4f} ± {sd:.4f}"
+            row[f"{k}_seeds"] = [r[k] for r in runs]
+            if key[3] != "uniform":
+                diff = [100 * (a[k] - b[k]) for a, b in zip(runs, uni, strict=True)]
+                m, sd = stats(diff)
+                wins = sum(x > 0 for x in diff)
+                row[f"delta_{k}"], row[f"delta_{k}_sd"] = m, sd
+                row[f"delta_{k}_str"] = f"{m:+.2f} ± {sd:.2f} ({wins}/{len(diff)} wins)"
+        rows.append(row)
     return rows
 
 
@@ -546,9 +615,12 @@ def main(argv: list[str] | None = None) -> int:
 
 COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "allocation": [("model", "model", ""), ("kind", "kind", ""), ("target", "target", ""),
-                   ("allocation", "allocation", ""), ("reached", "reached_x", ".2f"),
-                   ("acc dense", "acc_dense", ".4f"), ("acc pruned", "acc_pruned", ".4f"),
-                   ("acc fine-tuned", "acc_finetuned", ".4f"),
+                   ("allocation", "allocation", ""), ("seeds", "seeds", "d"),
+                   ("reached", "reached_x", ".2f"), ("acc dense", "acc_dense", ".4f"),
+                   ("acc pruned (mean ± sd)", "acc_pruned_str", ""),
+                   ("acc fine-tuned (mean ± sd)", "acc_finetuned_str", ""),
+                   ("Δ vs uniform pruned, pts", "delta_acc_pruned_str", ""),
+                   ("Δ vs uniform fine-tuned, pts", "delta_acc_finetuned_str", ""),
                    ("sensitivity s", "sensitivity_s", ".1f")],
     "proxies": [("sensitivity method", "method", ""), ("Spearman vs full", "spearman", ".3f"),
                 ("seconds", "seconds", ".2f")],
