@@ -658,9 +658,12 @@ def prune_transformer_calibrated(
     if reconstruction != "none":
         done = reconstruct_transformer(work, pruned, find_sites(work, ignored_layers),
                                        batches, how=reconstruction, ridge=ridge)
-        rep.notes.append(f"least-squares reconstruction of {len(done)} projections "
-                         f"({reconstruction}) on {sum(_tokens(b)[0] for b in batches)} "
-                         "calibration tokens")
+        shrunk = {r["name"] for r in rep.plan["sites"] if len(r["keep"]) < r["units"]}
+        n_shrunk = sum(1 for p in _projections(work, sites) if p.site in shrunk
+                       and p.name in done)
+        rep.notes.append(f"least-squares reconstruction of {n_shrunk} shrunk and "
+                         f"{len(done) - n_shrunk} other projections ({reconstruction}) on "
+                         f"{sum(_tokens(b)[0] for b in batches)} calibration tokens")
     rep.notes.append(f"calibration time {time.perf_counter() - t0:.2f} s")
     pruned.train(model.training)
     return pruned, rep
