@@ -389,10 +389,12 @@ class _Stats:
     xt: torch.Tensor | None = None
     metric: torch.Tensor | None = None
 
-    def add(self, x: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> None:
-        x, t, w = x.double(), t.double(), w.double()[:, None]
-        wx = w * x
-        parts = (w.sum(), wx.sum(0), (w * t).sum(0), wx.T @ x, wx.T @ t)
+    def add(self, x: torch.Tensor, t: torch.Tensor, w: torch.Tensor, grams: bool) -> None:
+        w = w.to(x.dtype)[:, None]
+        wx = w * x  # products in the activations' precision, sums in float64
+        parts = (w.double().sum(), wx.double().sum(0), (w * t).double().sum(0),
+                 (wx.T @ x).double() if grams else torch.zeros(()),
+                 (wx.T @ t).double() if grams else torch.zeros(()))
         if self.sx is None:
             self.n, self.sx, self.st, self.xx, self.xt = parts
         else:
@@ -421,8 +423,50 @@ def _norm_view(norm: nn.Module | None, width: int) -> tuple[bool, torch.Tensor |
     return centres, gain
 
 
+_CACHE_BYTES = 1 << 30  # dense targets kept in memory up to this size, else recomputed
+
+
+def _dense_captures(dense: nn.Module, projs: Sequence[_Proj], norms: dict[str, str | None],
+                    batches: Sequence[Any]) -> list[dict[str, dict[str, torch.Tensor]]] | None:
+    """Per batch, per projection: its dense output ``o`` and next-norm input ``s``, from one
+    dense pass per batch; None when they would take more than ``_CACHE_BYTES``."""
+    width = {p.name: _weight(dense.get_submodule(p.name)).shape[0] for p in projs}
+    size = sum(_tokens(b)[0] for b in batches) * sum(width.values()) * 2 * 4
+    if size > _CACHE_BYTES:
+        return None
+    got: dict[str, dict[str, torch.Tensor]] = {}
+    pending: list[str] = []
+
+    def on_proj(_m: nn.Module, _a: Any, o: torch.Tensor, n: str) -> None:
+        got[n] = {"o": o.detach()}
+        pending.append(n)
+
+    def on_norm(_m: nn.Module, args: tuple[Any, ...], z: str) -> None:
+        for n in [n for n in pending if norms.get(n) == z]:
+            got[n]["s"] = args[0].detach()
+            pending.remove(n)
+
+    hooks = [dense.get_submodule(p.name).register_forward_hook(
+        lambda m, a, o, n=p.name: on_proj(m, a, o, n)) for p in projs]
+    hooks += [dense.get_submodule(z).register_forward_pre_hook(
+        lambda m, a, z=z: on_norm(m, a, z)) for z in {z for z in norms.values() if z}]
+    out: list[dict[str, dict[str, torch.Tensor]]] = []
+    try:
+        with torch.no_grad(), eval_mode(dense):
+            for batch in batches:
+                got, pending[:] = {}, []
+                _call(dense, batch)
+                out.append(got)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
 def _collect(dense: nn.Module, pruned: nn.Module, proj: _Proj, norm: str | None,
-             batches: Sequence[Any]) -> _Stats | None:
+             batches: Sequence[Any],
+             cached: Sequence[dict[str, dict[str, torch.Tensor]]] | None = None,
+             grams: bool = True) -> _Stats | None:
     """Least-squares statistics for ``proj``: its pruned inputs ``x`` and the target of its
     output, the dense residual sum minus the pruned residual (``s_d - (s_p - o_p)``). With a
     normalisation layer next, the error is measured as that layer sees it: tokens weighted by
@@ -430,9 +474,10 @@ def _collect(dense: nn.Module, pruned: nn.Module, proj: _Proj, norm: str | None,
     for LayerNorm (its first-order effect, without the rank-one term along the token itself)."""
     st = _Stats()
     centres, gain = False, None
-    for batch in batches:
+    for i, batch in enumerate(batches):
         p = _grab(pruned, batch, proj.name, norm)
-        d = _grab(dense, batch, proj.name, norm)
+        d = cached[i].get(proj.name, {}) if cached is not None else \
+            _grab(dense, batch, proj.name, norm)
         if "x" not in p or "o" not in d:
             return None
         res = norm is not None and "s" in p and "s" in d and \
@@ -449,7 +494,7 @@ def _collect(dense: nn.Module, pruned: nn.Module, proj: _Proj, norm: str | None,
         if mask is not None:
             x, t, w = x[mask], t[mask], w[mask]
         if len(x):
-            st.add(x, t, w)
+            st.add(x, t.to(x.dtype), w, grams)
     if not st.n:
         return None
     dim = st.st.shape[0]
@@ -468,7 +513,10 @@ def _solve(mod: nn.Module, proj: _Proj, st: _Stats, how: str, ridge: float) -> b
     if how == "bias" and not has_bias:
         return False
     w0 = _weight(mod).detach().double()  # (out, in)
-    mx, mt, xx, xt = st.centred(has_bias)
+    if how == "bias":
+        mx, mt, xx, xt = st.sx / st.n, st.st / st.n, None, None
+    else:
+        mx, mt, xx, xt = st.centred(has_bias)
     if how == "weights":
         lam = ridge * float(torch.diagonal(xx).mean().clamp_min(1e-12))
         a = xx + lam * torch.eye(len(xx), dtype=xx.dtype)
@@ -508,11 +556,13 @@ def reconstruct_transformer(dense: nn.Module, pruned: nn.Module, sites: Sequence
     projs = _projections(pruned, sites)
     norms = next_norms(dense, projs, batches[0])
     order = {n: i for i, n in enumerate(norms)}
+    cached = _dense_captures(dense, [p for p in projs if p.name in norms], norms, batches)
     done = []
     for proj in sorted(projs, key=lambda p: order.get(p.name, 1 << 30)):
         if proj.name not in norms:
             continue  # never ran on the calibration inputs
-        st = _collect(dense, pruned, proj, norms[proj.name], batches)
+        st = _collect(dense, pruned, proj, norms[proj.name], batches, cached,
+                      grams=how != "bias")
         if st is not None and _solve(pruned.get_submodule(proj.name), proj, st, how, ridge):
             done.append(proj.name)
     return done
