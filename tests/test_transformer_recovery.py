@@ -69,7 +69,7 @@ def test_target_macs_reached_with_padding_and_model_untouched(family):
     calib = batches()
     slim, rep = prune_transformer_calibrated(dense, calib, target_macs=0.7, probes=1)
     total, after = count_macs(dense, calib[0]), count_macs(slim, calib[0])
-    assert after <= 0.7 * total and after >= 0.55 * total, (after / total)
+    assert 0.65 * total <= after <= 0.7 * total, (after / total)
     assert rep.heads_after < rep.heads_before or rep.neurons_after < rep.neurons_before
     assert any("reconstruction of" in n for n in rep.notes)
     assert all(torch.equal(v, state[k]) for k, v in dense.state_dict().items())
@@ -166,6 +166,8 @@ def test_bad_arguments_name_the_argument():
                      (dict(output_fn=3), "output_fn"), (dict(gqa="x"), "gqa")):
         with pytest.raises(InvalidParameterError, match=word):
             prune_transformer_calibrated(dense, calib, **kw)
+    with pytest.raises(InvalidParameterError, match="target_macs=0.05 is not reachable"):
+        prune_transformer_calibrated(dense, calib, target_macs=0.05, criterion="l2")
     with pytest.raises(InvalidParameterError, match="data"):
         prune_transformer_calibrated(dense, [], ffn_ratio=0.5)
     with pytest.raises(InvalidParameterError, match="data"):

@@ -602,20 +602,50 @@ def _global_keep(work: nn.Module, sites: list[Site], batches: list[Any], example
         scores = unit_scores(work, sites, batches, criterion, keep=fkeep, **fisher) \
             if criterion == "fisher" else unit_scores(work, sites, batches, criterion)
         keep = allocate(sites, scores, costs, need * r / rounds, keep)
-    notes = []
-    for _ in range(4):  # the cost model misses nothing linear; attention kernels may differ
-        rec, _ = _records(sites, keep)
-        trial = apply_transformer_plan(work, {"format": PLAN_FORMAT, "sites": rec,
-                                              "ignored": sorted(_ignored_names(work, ignored))})
-        after = count_macs(trial, example)
-        short = after - target * total
-        if short <= 0:
+    plan_ignored = sorted(_ignored_names(work, ignored))
+
+    def macs(k: dict[str, np.ndarray]) -> int:
+        rec, _ = _records(sites, k)
+        return count_macs(apply_transformer_plan(
+            work, {"format": PLAN_FORMAT, "sites": rec, "ignored": plan_ignored}), example)
+
+    after = macs(keep)
+    for _ in range(4):  # the cost model is per token; the counter has the last word
+        if after <= target * total:
             break
-        need += short / tokens
+        need += (after - target * total) / tokens
         keep = allocate(sites, scores, costs, need, keep)
-    notes.append(f"global allocation to target_macs={target:g}: {after:,} of {total:,} MACs "
-                 f"kept ({total / max(after, 1):.3f}x) on the example ({tokens} tokens)")
+        after = macs(keep)
+    if after > target * total:
+        raise InvalidParameterError(
+            f"target_macs={target:g} is not reachable: with at least one head / neuron kept in "
+            f"every layer the model keeps {after / total:.3f} of its MACs; ask for more")
+    filled = refill(sites, scores, costs, keep, (target * total - after) / tokens)
+    if filled is not keep:
+        trial = macs(filled)
+        if trial <= target * total:
+            keep, after = filled, trial
+    notes = [f"global allocation to target_macs={target:g}: {after:,} of {total:,} MACs kept "
+             f"({total / max(after, 1):.3f}x) on the example ({tokens} tokens)"]
     return keep, notes
+
+
+def refill(sites: Sequence[Site], scores: dict[str, np.ndarray], costs: dict[str, np.ndarray],
+           keep: dict[str, np.ndarray], slack: float) -> dict[str, np.ndarray]:
+    """Put removed pieces back, most important per MAC first, while their cost fits in
+    ``slack`` (MACs per token): the greedy removal overshoots by up to one piece."""
+    pool = []
+    for s in sites:
+        pool += [(sc / max(co, 1e-12), s.name, co, idx)
+                 for sc, co, idx in _candidates(s, scores[s.name], costs[s.name])
+                 if not keep[s.name][idx].any()]
+    out = None
+    for _, name, cost, idx in sorted(pool, key=lambda c: -c[0]):
+        if cost <= slack:
+            out = out or {k: v.copy() for k, v in keep.items()}
+            out[name][idx] = True
+            slack -= cost
+    return keep if out is None else out
 
 
 def prune_transformer_calibrated(
