@@ -435,10 +435,12 @@ def _minilm_recovery(quick: bool) -> list[dict[str, Any]]:
             ("+ Fisher importance, global allocation", "everyday",
              dict(criterion="fisher", **glob, reconstruction="none")),
             ("+ bias compensation (FLAP)", "everyday", dict(**glob, reconstruction="bias")),
-            ("+ mask tuning (scales + bias)", "everyday", dict(**glob, reconstruction="scales")),
-            ("+ mask tuning (scales + bias)", "stdlib", dict(**glob, reconstruction="scales")),
-            ("+ Fisher + global, no reconstruction", "stdlib",
-             dict(**glob, reconstruction="none")),
+            ("+ mask tuning (Kwon: scales + bias)", "everyday",
+             dict(**glob, reconstruction="scales")),
+            ("+ LS refit of output projections (default)", "everyday", dict(**glob)),
+            ("activation, global + LS refit", "everyday", dict(criterion="activation", **glob)),
+            ("Fisher, global, no reconstruction", "stdlib", dict(**glob, reconstruction="none")),
+            ("Fisher, global + LS refit (default)", "stdlib", dict(**glob)),
         ]
         for label, source, kw in variants:
             t0 = time.perf_counter()
