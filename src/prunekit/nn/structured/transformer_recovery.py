@@ -71,6 +71,10 @@ RECONSTRUCTIONS = ("weights", "scales", "bias", "none")
 # benchmarks/budget.py; a weaker ridge on the full refit fits the calibration domain better and
 # generalises worse out of it)
 RIDGE = {"weights": 1.0, "scales": 1e-2, "bias": 0.0, "none": 0.0}
+# the full refit's ridge grows when calibration tokens are few for the projection's inputs:
+# max(RIDGE["weights"], RIDGE_PER_FEATURE * inputs / tokens) (MiniLM: 1 was best with 256
+# paragraphs, ~14k tokens; 10 with 22 sentences, ~360 tokens)
+RIDGE_PER_FEATURE = 3.0
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -387,6 +391,7 @@ class _Stats:
     """Weighted least-squares sums (weight ``w`` per row) and the output metric ``metric``."""
 
     n: float = 0.0
+    rows: int = 0
     sx: torch.Tensor | None = None
     st: torch.Tensor | None = None
     xx: torch.Tensor | None = None
@@ -404,6 +409,7 @@ class _Stats:
         else:
             for k, v in zip(("n", "sx", "st", "xx", "xt"), parts, strict=True):
                 setattr(self, k, getattr(self, k) + v)
+        self.rows += len(x)
 
     def centred(self, bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x mean, target mean, X^T X, X^T T), centred when a bias is fitted too."""
@@ -511,7 +517,7 @@ def _collect(dense: nn.Module, pruned: nn.Module, proj: _Proj, norm: str | None,
     return st
 
 
-def _solve(mod: nn.Module, proj: _Proj, st: _Stats, how: str, ridge: float) -> bool:
+def _solve(mod: nn.Module, proj: _Proj, st: _Stats, how: str, ridge: float | None) -> bool:
     """Fit ``mod`` (in place) to the statistics: per-unit scales, bias or all weights."""
     has_bias = getattr(mod, "bias", None) is not None
     if how == "bias" and not has_bias:
@@ -522,6 +528,8 @@ def _solve(mod: nn.Module, proj: _Proj, st: _Stats, how: str, ridge: float) -> b
     else:
         mx, mt, xx, xt = st.centred(has_bias)
     if how == "weights":
+        if ridge is None:
+            ridge = max(RIDGE["weights"], RIDGE_PER_FEATURE * w0.shape[1] / max(st.rows, 1))
         lam = ridge * float(torch.diagonal(xx).mean().clamp_min(1e-12))
         a = xx + lam * torch.eye(len(xx), dtype=xx.dtype)
         w = torch.linalg.solve(a, xt + lam * w0.T).T
@@ -556,10 +564,11 @@ def reconstruct_transformer(dense: nn.Module, pruned: nn.Module, sites: Sequence
     """Refit, in place and in forward order, the output projections of ``pruned``'s ``sites``
     (``how``: ``"scales"``, ``"bias"`` or ``"weights"``) so that the residual sum each feeds
     matches ``dense``'s on the calibration ``batches`` (see the module doc). ``dense`` is the
-    unpruned model, with the same module names. ``ridge``: see :data:`RIDGE`. Returns the
-    projections refitted."""
+    unpruned model, with the same module names. ``ridge`` (relative to the mean input energy):
+    default :data:`RIDGE`, for ``"weights"`` raised when the calibration tokens are few for
+    the projection's inputs (:data:`RIDGE_PER_FEATURE`). Returns the projections refitted."""
     check_choice("how", how, RECONSTRUCTIONS[:3])
-    ridge = RIDGE[how] if ridge is None else ridge
+    ridge = RIDGE[how] if ridge is None and how != "weights" else ridge
     projs = _projections(pruned, sites)
     norms = next_norms(dense, projs, batches[0])
     order = {n: i for i, n in enumerate(norms)}
@@ -689,8 +698,9 @@ def prune_transformer_calibrated(
     own label distribution for ``logits``), ``"activation"``, ``"l1"`` or ``"l2"``.
     ``reconstruction``: ``"weights"`` (ridge least-squares refit of each output projection; the
     best measured on MiniLM), ``"scales"`` (Kwon's mask tuning), ``"bias"`` (bias compensation
-    only) or ``"none"``; ``ridge`` (default :data:`RIDGE` of the method) is relative to the
-    mean input energy: the pull towards the current weights, or of the scales towards 1.
+    only) or ``"none"``; ``ridge`` is relative to the mean input energy: the pull towards the
+    current weights, or of the scales towards 1 (default :data:`RIDGE`; for ``"weights"``
+    raised when the calibration tokens are few, see :func:`reconstruct_transformer`).
     ``reconstruct_weights`` (older spelling): True means ``"weights"``, False ``"none"``.
     """
     t0 = time.perf_counter()
@@ -715,7 +725,8 @@ def prune_transformer_calibrated(
     max_inputs = check_positive_int("max_inputs", max_inputs)
     probes = check_positive_int("probes", probes)
     rounds = check_positive_int("rounds", rounds)
-    ridge = RIDGE[reconstruction] if ridge is None else check_real("ridge", ridge, minimum=0.0)
+    if ridge is not None:
+        ridge = check_real("ridge", ridge, minimum=0.0)
     if output_fn is not None and not callable(output_fn):
         raise InvalidParameterError("output_fn must be a callable (output, batch) -> tensor")
     batches = calibration_batches(data, max_inputs)
