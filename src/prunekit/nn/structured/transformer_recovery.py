@@ -692,10 +692,12 @@ def prune_transformer_calibrated(
     never fitted), input-id tensors or ``(inputs, ...)`` tuples; at most ``max_inputs`` rows.
     ``target_macs``: fraction of the model's MACs (on ``example_inputs``, default the first
     calibration batch) to keep, allocated globally; else ``head_ratio`` / ``ffn_ratio`` remove
-    that fraction of every layer's heads / neurons. ``criterion``: ``"fisher"`` (``probes``
-    random probes per batch, ``rounds`` re-scoring rounds, ``output_fn(output, batch) ->
-    tensor`` the output to preserve, default the output states of real tokens / the model's
-    own label distribution for ``logits``), ``"activation"``, ``"l1"`` or ``"l2"``.
+    that fraction of every layer's heads / neurons (``gqa`` as in ``prune_transformer``; the
+    global allocation removes whole KV groups under grouped-query attention).
+    ``criterion``: ``"fisher"`` (``probes`` random probes per batch, ``rounds`` re-scoring
+    rounds, ``output_fn(output, batch) -> tensor`` the output to preserve, default the output
+    states of real tokens / the model's own label distribution for ``logits``),
+    ``"activation"``, ``"l1"`` or ``"l2"``.
     ``reconstruction``: ``"weights"`` (ridge least-squares refit of each output projection; the
     best measured on MiniLM), ``"scales"`` (Kwon's mask tuning), ``"bias"`` (bias compensation
     only) or ``"none"``; ``ridge`` is relative to the mean input energy: the pull towards the
