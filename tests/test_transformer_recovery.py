@@ -78,6 +78,19 @@ def test_target_macs_reached_with_padding_and_model_untouched(family):
     assert out.shape == _main(dense(**calib[1])).shape and torch.isfinite(out).all()
 
 
+def test_vision_transformer_target_reached_whatever_the_token_count():
+    t = import_transformers()
+    torch.manual_seed(0)
+    cfg = t.ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, intermediate_size=64)
+    dense = t.ViTModel(cfg, add_pooling_layer=False).eval()
+    images = [torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(i))
+              for i in range(3)]
+    slim, rep = prune_transformer_calibrated(dense, images, target_macs=0.6, probes=1)
+    assert 0.5 * rep.macs_before <= rep.macs_after <= 0.6 * rep.macs_before
+    assert any("reconstruction of" in n for n in rep.notes)
+
+
 def test_gqa_groups_removed_whole():
     dense = tiny("llama")
     _, rep = prune_transformer_calibrated(dense, batches(2), target_macs=0.5, probes=1)

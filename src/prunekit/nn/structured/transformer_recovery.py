@@ -438,10 +438,11 @@ _CACHE_BYTES = 1 << 30  # dense targets kept in memory up to this size, else rec
 
 def _dense_captures(dense: nn.Module, projs: Sequence[_Proj], norms: dict[str, str | None],
                     batches: Sequence[Any]) -> list[dict[str, dict[str, torch.Tensor]]] | None:
-    """Per batch, per projection: its dense output ``o`` and next-norm input ``s``, from one
+    """Per batch, per projection: the next-norm input ``s`` it joins (or its dense output ``o``
+    when there is no such residual sum of its shape), from one
     dense pass per batch; None when they would take more than ``_CACHE_BYTES``."""
     width = {p.name: _weight(dense.get_submodule(p.name)).shape[0] for p in projs}
-    size = sum(_tokens(b)[0] for b in batches) * sum(width.values()) * 2 * 4
+    size = sum(_tokens(b)[0] for b in batches) * sum(width.values()) * 4
     if size > _CACHE_BYTES:
         return None
     got: dict[str, dict[str, torch.Tensor]] = {}
@@ -453,7 +454,8 @@ def _dense_captures(dense: nn.Module, projs: Sequence[_Proj], norms: dict[str, s
 
     def on_norm(_m: nn.Module, args: tuple[Any, ...], z: str) -> None:
         for n in [n for n in pending if norms.get(n) == z]:
-            got[n]["s"] = args[0].detach()
+            if args[0].shape == got[n]["o"].shape:  # the residual sum: o is not needed
+                got[n] = {"s": args[0].detach()}
             pending.remove(n)
 
     hooks = [dense.get_submodule(p.name).register_forward_hook(
@@ -488,10 +490,12 @@ def _collect(dense: nn.Module, pruned: nn.Module, proj: _Proj, norm: str | None,
         p = _grab(pruned, batch, proj.name, norm)
         d = cached[i].get(proj.name, {}) if cached is not None else \
             _grab(dense, batch, proj.name, norm)
-        if "x" not in p or "o" not in d:
+        if "x" not in p or not ("o" in d or "s" in d):
             return None
         res = norm is not None and "s" in p and "s" in d and \
             p["s"].shape == p["o"].shape == d["s"].shape
+        if not res and "o" not in d:
+            return None
         t = d["s"] - (p["s"] - p["o"]) if res else d["o"]
         x, t = _rows(p["x"]), _rows(t)
         w = torch.ones(len(x), dtype=torch.float64)
@@ -626,17 +630,22 @@ def _global_keep(work: nn.Module, sites: list[Site], batches: list[Any], example
             work, {"format": PLAN_FORMAT, "sites": rec, "ignored": plan_ignored}), example)
 
     after = macs(keep)
-    for _ in range(4):  # the cost model is per token; the counter has the last word
+    per = float(tokens)  # counted MACs per estimated MAC per token, measured below
+    for _ in range(12):  # the cost model is per token; the counter has the last word
+        removed = sum(float(costs[s.name][~keep[s.name]].sum()) for s in sites)
+        if removed > 0 and total > after:
+            per = (total - after) / removed
         if after <= target * total:
             break
-        need += (after - target * total) / tokens
-        keep = allocate(sites, scores, costs, need, keep)
-        after = macs(keep)
+        new = allocate(sites, scores, costs, removed + (after - target * total) / per, keep)
+        if all(np.array_equal(new[k], keep[k]) for k in keep):
+            break  # nothing left to remove
+        keep, after = new, macs(new)
     if after > target * total:
         raise InvalidParameterError(
             f"target_macs={target:g} is not reachable: with at least one head / neuron kept in "
             f"every layer the model keeps {after / total:.3f} of its MACs; ask for more")
-    filled = refill(sites, scores, costs, keep, (target * total - after) / tokens)
+    filled = refill(sites, scores, costs, keep, (target * total - after) / per)
     if filled is not keep:
         trial = macs(filled)
         if trial <= target * total:
