@@ -392,7 +392,8 @@ def _minilm_recovery(quick: bool) -> list[dict[str, Any]]:
     """MiniLM heads + FFN neurons at exact 1.3x / 2x MACs: magnitude and activation scores at a
     uniform per-layer ratio, then Fisher mask importance, global allocation and reconstruction,
     each added in turn; calibration on everyday paragraphs (22 topics disjoint from the held-out
-    sentences) or, for comparison, stdlib docstrings; out-of-domain cosine on docstrings."""
+    sentences) or, for comparison, stdlib docstrings; out-of-domain cosine on docstrings (64
+    other draws from the same docstring pool: in domain for the stdlib-calibrated rows)."""
     try:
         from prunekit.nn.oneshot.corpus import (
             builtin_sentences,
