@@ -458,41 +458,94 @@ def _minilm_setup(quick: bool) -> Any:
 
 
 def _minilm_recovery(quick: bool) -> list[dict[str, Any]]:
+    """MiniLM heads + FFN neurons at exact 1.3x / 2x MACs: magnitude and activation scores at a
+    uniform per-layer ratio, then Fisher mask importance, global allocation and reconstruction,
+    each added in turn; calibration on everyday paragraphs (22 topics disjoint from the held-out
+    sentences) or, for comparison, stdlib docstrings; out-of-domain cosine on docstrings (64
+    other draws from the same docstring pool: in domain for the stdlib-calibrated rows)."""
     try:
-        from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement
+        from prunekit.nn.oneshot.corpus import (
+            builtin_sentences,
+            everyday_paragraphs,
+            stdlib_paragraphs,
+        )
+        from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement, load_minilm
         from prunekit.nn.structured.recovery import prune_transformer_calibrated
         from prunekit.nn.structured.transformers import prune_transformer
 
-        model, tok, sents, dense, calib = _minilm_setup(quick)
+        model, tok = load_minilm()
     except (PrunekitError, ImportError) as exc:
         print(f"  MiniLM recovery skipped: {exc}", file=sys.stderr)
         return []
-    x1 = {k: v[:1] for k, v in calib[0].items()}
+    sents = builtin_sentences()  # held out: never used for calibration
+    ood = stdlib_paragraphs(24 if quick else 64, seed=7)  # out of domain (not calibration)
+    dense, dense_ood = embed_sentences(model, tok, sents), embed_sentences(model, tok, ood)
+    n = 32 if quick else 256
+
+    def batches(texts: list[str]) -> list[dict[str, torch.Tensor]]:
+        return [dict(tok(texts[i:i + 16], padding=True, truncation=True, max_length=128,
+                         return_tensors="pt")) for i in range(0, len(texts), 16)]
+
+    calib = {"everyday": batches(everyday_paragraphs(n, seed=0)),
+             "stdlib": batches(stdlib_paragraphs(n, seed=0))}
+    x1 = {k: v[:1] for k, v in calib["everyday"][0].items()}  # MACs counted on one paragraph
+    probes = 1 if quick else 2
     rows = []
-    for ratio in (0.3, 0.5):
+    for factor in (1.3, 2.0):
+        ratio = _uniform_ratio(prune_transformer, model, x1, 1 / factor)
+        uni = dict(head_ratio=ratio, ffn_ratio=ratio, reconstruction="none")
+        glob = dict(target_macs=1 / factor, probes=probes)
         variants = [
-            ("magnitude (l2)", None),
-            ("activation scores", dict(criterion="activation", reconstruct_weights=False)),
-            ("activation + reconstruction", dict(criterion="activation",
-                                                 reconstruct_weights=True)),
+            ("magnitude (l2), uniform", "-", None),
+            ("activation, uniform", "everyday", dict(criterion="activation", **uni)),
+            ("+ Fisher importance, uniform", "everyday", dict(criterion="fisher", **uni,
+                                                             probes=probes)),
+            ("activation, global allocation", "everyday", dict(criterion="activation", **glob,
+                                                              reconstruction="none")),
+            ("+ Fisher importance, global allocation", "everyday",
+             dict(criterion="fisher", **glob, reconstruction="none")),
+            ("+ bias compensation (FLAP)", "everyday", dict(**glob, reconstruction="bias")),
+            ("+ mask tuning (Kwon: scales + bias)", "everyday",
+             dict(**glob, reconstruction="scales")),
+            ("+ LS refit of output projections (default)", "everyday", dict(**glob)),
+            ("activation, global + LS refit", "everyday", dict(criterion="activation", **glob)),
+            ("Fisher, global, no reconstruction", "stdlib", dict(**glob, reconstruction="none")),
+            ("Fisher, global + LS refit (default)", "stdlib", dict(**glob)),
         ]
-        for label, kw in variants:
+        for label, source, kw in variants:
             t0 = time.perf_counter()
             if kw is None:
                 slim, rep = prune_transformer(model, head_ratio=ratio, ffn_ratio=ratio,
                                               example_inputs=x1)
             else:
-                slim, rep = prune_transformer_calibrated(model, calib, head_ratio=ratio,
-                                                         ffn_ratio=ratio, example_inputs=x1,
-                                                         **kw)
+                slim, rep = prune_transformer_calibrated(model, calib[source],
+                                                         example_inputs=x1, **kw)
             sec = time.perf_counter() - t0
             agree = embedding_agreement(dense, embed_sentences(slim, tok, sents))
-            rows.append({"model": "MiniLM heads+FFN", "target": f"heads+FFN ratio {ratio}",
-                         "variant": label,
+            out = embedding_agreement(dense_ood, embed_sentences(slim, tok, ood))
+            rows.append({"model": "MiniLM heads+FFN", "target": f"{factor}x MACs",
+                         "variant": label, "calib": source,
                          "reached_x": rep.macs_before / max(rep.macs_after, 1),
-                         "agreement": agree["nn_agreement"], "acc_dense": None,
-                         "cosine": agree["mean_cosine"], "acc": None, "seconds": sec})
+                         "agreement": agree["nn_agreement"], "cosine": agree["mean_cosine"],
+                         "ood_cosine": out["mean_cosine"], "acc": None, "acc_dense": None,
+                         "seconds": sec})
+            print(f"  {factor}x {label} [{source}]: cos {agree['mean_cosine']:.4f} "
+                  f"ood {out['mean_cosine']:.4f} ({sec:.0f} s)", file=sys.stderr)
     return rows
+
+
+def _uniform_ratio(prune_transformer: Any, model: torch.nn.Module, x: Any,
+                   keep: float) -> float:
+    """The smallest uniform head/FFN ratio whose MACs are at most ``keep`` of the dense."""
+    lo, hi = 0.0, 0.95
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        _, rep = prune_transformer(model, head_ratio=mid, ffn_ratio=mid, example_inputs=x)
+        if rep.macs_after <= keep * rep.macs_before:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 # ----------------------------------------------------------------------------- 5 oneshot
@@ -630,8 +683,9 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                ("fixed x", "fixed_x", ".2f"), ("candidates", "candidates", "d"),
                ("search s", "search_s", ".2f")],
     "recovery": [("model", "model", ""), ("target", "target", ""), ("variant", "variant", ""),
-                 ("reached", "reached_x", ".2f"), ("top-1 agreement", "agreement", ".4f"),
-                 ("acc", "acc", ".4f"), ("emb. cosine", "cosine", ".4f"),
+                 ("calibration", "calib", ""), ("reached", "reached_x", ".3f"),
+                 ("top-1 / NN agreement", "agreement", ".4f"), ("acc", "acc", ".4f"),
+                 ("emb. cosine", "cosine", ".4f"), ("OOD cosine", "ood_cosine", ".4f"),
                  ("seconds", "seconds", ".2f")],
     "oneshot": [("variant", "variant", ""), ("sparsity", "sparsity", ".3f"),
                 ("emb. cosine", "mean_cosine", ".4f"), ("NN agreement", "nn_agreement", ".3f"),

@@ -425,56 +425,7 @@ def prune_calibrated(
 
 
 # ----------------------------------------------------------------------------- transformers
+# Heads / FFN neurons of Hugging Face transformers: Fisher importance, global MACs allocation and
+# norm-aware layer-wise reconstruction live in transformer_recovery.
 
-
-def _consumers(model: nn.Module, sites: Sequence[Any]) -> list[str | None]:
-    """The Linear layer reading each site's units (``output.dense`` of BERT-family blocks)."""
-    out: list[str | None] = []
-    for site in sites:
-        name = None
-        for cut in site.cuts:
-            if cut.dim == 1 and cut.chunks == 1 and cut.param.endswith(".weight"):
-                mod = cut.param[: -len(".weight")]
-                if isinstance(model.get_submodule(mod), nn.Linear):
-                    name = mod
-        out.append(name)
-    return out
-
-
-def prune_transformer_calibrated(
-    model: nn.Module,
-    data: Iterable[Any],
-    *,
-    head_ratio: float = 0.0,
-    ffn_ratio: float = 0.0,
-    criterion: str = "activation",
-    reconstruct_weights: bool = False,
-    max_inputs: int = 256,
-    ridge: float = 1e-2,
-    example_inputs: Any = None,
-    ignored_layers: Sequence[str | nn.Module] = (),
-) -> tuple[nn.Module, Any]:
-    """Heads and FFN neurons removed like :func:`prunekit.nn.structured.prune_transformer`, but
-    ranked by calibration activations (``criterion="activation"``; or ``"l1"``/``"l2"``) and
-    optionally each block's output projection refitted by least squares to the dense outputs
-    (``reconstruct_weights``; off by default: on the pretrained MiniLM with 128 calibration
-    paragraphs it lowered the held-out embedding cosine, see benchmarks/budget.py). ``data``
-    yields tokenizer outputs (dicts of tensors); no labels, no training. Returns
-    ``(pruned_copy, TransformerPruneReport)``."""
-    from prunekit._validation import check_choice
-
-    from .transformers import find_sites, prune_transformer
-
-    check_choice("criterion", criterion, ("activation", "l1", "l2"))
-    calib = calibration_inputs(data, max_inputs)
-    pruned, rep = prune_transformer(
-        model, head_ratio=head_ratio, ffn_ratio=ffn_ratio, criterion=criterion,
-        data=calib if criterion == "activation" else None, max_batches=len(calib),
-        example_inputs=example_inputs, ignored_layers=ignored_layers)
-    if reconstruct_weights:
-        shrunk = {r["name"] for r in rep.plan["sites"] if len(r["keep"]) < r["units"]}
-        sites = [s for s in find_sites(model, ignored_layers) if s.name in shrunk]
-        names = [c for c in _consumers(model, sites) if c is not None]
-        done = reconstruct(model, pruned, {"layers": {}}, calib, layers=names, ridge=ridge)
-        rep.notes.append(f"least-squares reconstruction of {len(done)} projections")
-    return pruned, rep
+from .transformer_recovery import prune_transformer_calibrated  # noqa: E402,F401

@@ -995,6 +995,21 @@ def prune_transformer(
         records.append({"name": site.name, "kind": site.kind, "units": site.n_units,
                         "keep": keep})
         layers.append(row)
+    return finish_pruning(model, work, sites, records, layers, criterion=criterion,
+                          ratios=(head_ratio, ffn_ratio), ignored_layers=ignored_layers,
+                          stacks=stacks, example_inputs=example_inputs, measure=measure)
+
+
+def finish_pruning(model: nn.Module, work: nn.Module, sites: list[Site],
+                   records: list[dict[str, Any]], layers: list[dict[str, Any]], *,
+                   criterion: str, ratios: tuple[float, float],
+                   ignored_layers: Sequence[str | nn.Module] = (), stacks: Sequence[str] = (),
+                   example_inputs: Any = None,
+                   measure: bool = False) -> tuple[nn.Module, TransformerPruneReport]:
+    """Apply the kept units ``records`` (plan site records) to ``work`` (a copy of ``model``
+    whose :func:`find_sites` gave ``sites``), check the pruned forward pass and build the
+    report (``layers``: its per-site rows). Shared by every way of choosing the kept units."""
+    head_ratio, ffn_ratio = ratios
     ignored = sorted(_ignored_names(work, ignored_layers))
     plan = {"format": PLAN_FORMAT, "sites": records, "ignored": ignored}
 
