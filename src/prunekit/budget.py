@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from prunekit._evaluation import EvalFn, EvaluationError, call_metric, metric_direction
+from prunekit._sweep import Runner, bisect, cpu_cores, scan
 from prunekit.errors import InvalidParameterError, PrunekitError
 
 __all__ = [
@@ -218,24 +218,20 @@ def _feasible(metric: float, threshold: float, hib: bool) -> bool:
 
 
 def _n_workers(n_jobs: int | None) -> int:
-    cores = os.cpu_count() or 1
+    """Workers for ``n_jobs`` (``-1``: one per usable core; ``None``/``1``: serial)."""
     if n_jobs is None:
         return 1
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
         raise InvalidParameterError(f"n_jobs must be a positive int or -1 (all cores), got "
                                     f"{n_jobs!r}")
-    return cores if n_jobs == -1 else n_jobs
+    return cpu_cores() if n_jobs == -1 else n_jobs
 
 
-def _run_all(fn: Callable[..., Any], args: list[tuple[Any, ...]], n_jobs: int) -> list[Any]:
-    """``[fn(*a) for a in args]``, through joblib when ``n_jobs > 1``."""
-    if n_jobs <= 1 or len(args) <= 1:
-        return [fn(*a) for a in args]
-    from joblib import Parallel, delayed
-
-    return Parallel(n_jobs=min(n_jobs, len(args)), prefer="processes")(
-        delayed(fn)(*a) for a in args
-    )
+def _check_scan(patience: int, refine: int) -> None:
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise InvalidParameterError(f"patience must be an int >= 1, got {patience!r}")
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise InvalidParameterError(f"refine must be an int >= 0, got {refine!r}")
 
 
 def _closest(points: list[BudgetPoint], hib: bool) -> BudgetPoint | None:
@@ -285,8 +281,8 @@ def _tree_candidates(model: Any, clf: bool, has_val: bool, has_train: bool,
     return cands
 
 
-def _eval_tree(model: Any, method: str, params: dict[str, Any], X_val: Any, y_val: Any,
-               eval_fn: EvalFn) -> tuple[Any, float, float, float]:
+def _eval_tree(model: Any, X_val: Any, y_val: Any, eval_fn: EvalFn, method: str,
+               params: dict[str, Any]) -> tuple[Any, float, float, float]:
     from prunekit.trees import prune_tree
 
     t0 = time.perf_counter()
@@ -356,10 +352,11 @@ def search_tree(
             raise InvalidParameterError(f"methods={list(methods)} leaves no candidate; accepted: "
                                         "cost_complexity, reduced_error, pessimistic, c45, "
                                         "min_error, mdl")
-    baseline = call_metric(fn, model, "the unpruned tree")
-    thr = _threshold(baseline, max_drop, relative, hib)
-    out = _run_all(_eval_tree, [(model, m, p, X_val, y_val, fn) for m, p in cands],
-                   _n_workers(n_jobs))
+    workers = min(_n_workers(n_jobs), len(cands))
+    with Runner(_eval_tree, (model, X_val, y_val, fn), workers) as runner:
+        baseline = call_metric(fn, model, "the unpruned tree")
+        thr = _threshold(baseline, max_drop, relative, hib)
+        out = runner.map([(m, p) for m, p in cands])
     points, models = [], {}
     for i, ((m, p), (pruned, metric, size, sec)) in enumerate(zip(cands, out, strict=True)):
         points.append(BudgetPoint({"method": m, **p}, metric, size,
@@ -475,15 +472,14 @@ def _nonzero(model: Any) -> float:
     return float(sum(int((p != 0).sum()) for p in model.parameters()))
 
 
-def _eval_sparse(model: Any, s: float, eval_fn: EvalFn, finetune: Any, threads: int,
-                 opts: dict[str, Any]) -> tuple[Any, float, float, float]:
-    import torch
-
+def _eval_sparse(model: Any, eval_fn: EvalFn, finetune: Any, opts: dict[str, Any], s: float,
+                 thr: float, hib: bool) -> tuple[Any, float, float, float]:
+    """One sparsity candidate; the model comes back only when it meets ``thr`` (the rest
+    would cross a process boundary for nothing)."""
     from prunekit.nn.sparsity import prune_model
 
-    if threads:
-        torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    opts = dict(opts)
     cand = copy.deepcopy(model)
     alloc = opts.pop("sensitivity", None)
     if alloc is not None:
@@ -496,36 +492,24 @@ def _eval_sparse(model: Any, s: float, eval_fn: EvalFn, finetune: Any, threads: 
         prune_model(cand, s, **opts)
     _keep_zeros_finetune(cand, finetune)
     metric = call_metric(eval_fn, cand, f"sparsity {s:.4g}")
-    return cand, metric, _nonzero(cand), time.perf_counter() - t0
+    keep = cand if _feasible(metric, thr, hib) else None
+    return keep, metric, _nonzero(cand), time.perf_counter() - t0
 
 
-def _scan(knobs: list[float], evaluate: Callable[[list[float]], list[BudgetPoint]],
-          n_jobs: int, patience: int, refine: int) -> None:
-    """Scan ``knobs`` (increasing compression) in chunks of ``n_jobs``; stop after ``patience``
-    infeasible points in a row; then bisect between the last feasible and the next knob."""
-    done: list[tuple[float, BudgetPoint]] = []
-    i = 0
-    while i < len(knobs):
-        chunk = knobs[i:i + max(n_jobs, 1)]
-        done += list(zip(chunk, evaluate(chunk), strict=True))
-        i += len(chunk)
-        tail = [p for _, p in done[-patience:]]
-        if len(tail) == patience and not any(p.feasible for p in tail):
-            break
-    feas = [k for k, p in done if p.feasible]
+def _scan(knobs: list[float], runner: Runner, record: Callable[[float, Any], bool],
+          patience: int, refine: int, args: tuple[Any, ...] = ()) -> None:
+    """Scan ``knobs`` (increasing compression) until ``patience`` infeasible points in a row,
+    then bisect between the last feasible knob and the next one. Serial semantics whatever the
+    number of workers (:func:`prunekit._sweep.scan`): ``record(knob, result)`` sees the same
+    points in the same order."""
+    done = scan(knobs, runner, record, patience, args)
+    feas = [k for k, ok in done if ok]
     if not feas:
         return
     lo = max(feas)
-    above = [k for k, p in done if k > lo]
-    if not above:
-        return
-    hi = min(above)
-    for _ in range(refine):
-        mid = (lo + hi) / 2
-        if evaluate([mid])[0].feasible:
-            lo = mid
-        else:
-            hi = mid
+    above = [k for k, _ in done if k > lo]
+    if above and refine:
+        bisect(lo, min(above), refine, runner, record, args)
 
 
 def search_sparsity(
@@ -560,10 +544,8 @@ def search_sparsity(
         raise InvalidParameterError("eval_fn must be a callable eval_fn(model) -> float")
     knobs = check_grid(grid)
     hib = metric_direction(eval_fn, higher_is_better)
-    baseline = call_metric(eval_fn, model, "the dense model")
-    thr = _threshold(baseline, max_drop, relative, hib)
+    _check_scan(patience, refine)
     workers = _n_workers(n_jobs)
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     opts = {"criterion": criterion, **prune_options, "max_ratio": max_ratio}
     if sensitivity is not None:
         opts["sensitivity"] = sensitivity
@@ -573,36 +555,34 @@ def search_sparsity(
     models: dict[int, Any] = {}
     best: list[Any] = [None, -1]
 
-    def evaluate(chunk: list[float]) -> list[BudgetPoint]:
-        out = _run_all(_eval_sparse, [(model, s, eval_fn, finetune, threads, dict(opts))
-                                      for s in chunk], workers)
-        new = []
-        for s, (cand, metric, size, sec) in zip(chunk, out, strict=True):
-            p = BudgetPoint({"sparsity": round(s, 6)}, metric, size, _feasible(metric, thr, hib),
-                            {}, sec)
-            points.append(p)
-            new.append(p)
-            if p.feasible and (best[0] is None or size < best[1]):
-                models.clear()
-                models[len(points) - 1] = cand
-                best[0], best[1] = cand, size
-        return new
+    def record(s: float, out: tuple[Any, float, float, float]) -> bool:
+        cand, metric, size, sec = out
+        p = BudgetPoint({"sparsity": round(s, 6)}, metric, size, _feasible(metric, thr, hib),
+                        {}, sec)
+        points.append(p)
+        if p.feasible and (best[0] is None or size < best[1]):
+            models.clear()
+            models[len(points) - 1] = cand
+            best[0], best[1] = cand, size
+        return p.feasible
 
-    _scan(knobs, evaluate, workers, patience, refine)
+    with Runner(_eval_sparse, (model, eval_fn, finetune, opts), workers) as runner:
+        baseline = call_metric(eval_fn, model, "the dense model")
+        thr = _threshold(baseline, max_drop, relative, hib)
+        _scan(knobs, runner, record, patience, refine, (thr, hib))
     return _finish("unstructured", "nonzero_params", baseline, _nonzero(model), max_drop,
                    relative, thr, hib, points, models, start, [])
 
 
-def _eval_structured(model: Any, example_inputs: Any, keep: float, eval_fn: EvalFn,
-                     finetune: Any, threads: int, opts: dict[str, Any], latency: bool
+def _eval_structured(model: Any, example_inputs: Any, eval_fn: EvalFn, finetune: Any,
+                     opts: dict[str, Any], latency: bool, removed: float, thr: float, hib: bool
                      ) -> tuple[Any, float, float, dict[str, float], float]:
-    import torch
-
+    """One candidate keeping ``1 - removed`` of the MACs; the model comes back only when it
+    meets ``thr``."""
     from prunekit.nn.structured import prune
 
-    if threads:
-        torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    keep = 1.0 - removed
     cand, rep = prune(model, example_inputs, target_macs=keep, measure=latency, **opts)
     if finetune is not None:
         finetune(cand)
@@ -610,7 +590,8 @@ def _eval_structured(model: Any, example_inputs: Any, keep: float, eval_fn: Eval
     costs = {"params": float(rep.params_after), "macs_reduction": rep.macs_reduction}
     if latency and rep.latency_after_s is not None:
         costs["latency_s"] = rep.latency_after_s
-    return cand, metric, float(rep.macs_after), costs, time.perf_counter() - t0
+    keep_model = cand if _feasible(metric, thr, hib) else None
+    return keep_model, metric, float(rep.macs_after), costs, time.perf_counter() - t0
 
 
 def search_structured(
@@ -645,10 +626,8 @@ def search_structured(
         raise InvalidParameterError("eval_fn must be a callable eval_fn(model) -> float")
     keeps = check_grid(grid)
     hib = metric_direction(eval_fn, higher_is_better)
-    baseline = call_metric(eval_fn, model, "the dense model")
-    thr = _threshold(baseline, max_drop, relative, hib)
+    _check_scan(patience, refine)
     workers = _n_workers(n_jobs)
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     opts = {"criterion": criterion, "allocation": allocation, **prune_options}
     if sensitivity is not None:
         opts["sensitivity"] = sensitivity
@@ -656,24 +635,23 @@ def search_structured(
     models: dict[int, Any] = {}
     best: list[Any] = [None, math.inf]
 
-    def evaluate(chunk: list[float]) -> list[BudgetPoint]:
-        keep_fracs = [1.0 - c for c in chunk]
-        out = _run_all(_eval_structured, [(model, example_inputs, k, eval_fn, finetune, threads,
-                                           opts, latency) for k in keep_fracs], workers)
-        new = []
-        for k, (cand, metric, size, costs, sec) in zip(keep_fracs, out, strict=True):
-            p = BudgetPoint({"target_macs": round(k, 6)}, metric, size,
-                            _feasible(metric, thr, hib), costs, sec)
-            points.append(p)
-            new.append(p)
-            if p.feasible and size < best[1]:
-                models.clear()
-                models[len(points) - 1] = cand
-                best[0], best[1] = cand, size
-        return new
+    def record(removed: float, out: tuple[Any, float, float, dict[str, float], float]) -> bool:
+        cand, metric, size, costs, sec = out
+        p = BudgetPoint({"target_macs": round(1.0 - removed, 6)}, metric, size,
+                        _feasible(metric, thr, hib), costs, sec)
+        points.append(p)
+        if p.feasible and size < best[1]:
+            models.clear()
+            models[len(points) - 1] = cand
+            best[0], best[1] = cand, size
+        return p.feasible
 
-    # knobs: fraction of MACs removed, increasing compression
-    _scan(sorted(1.0 - k for k in keeps), evaluate, workers, patience, refine)
+    shared = (model, example_inputs, eval_fn, finetune, opts, latency)
+    with Runner(_eval_structured, shared, workers) as runner:
+        baseline = call_metric(eval_fn, model, "the dense model")
+        thr = _threshold(baseline, max_drop, relative, hib)
+        # knobs: fraction of MACs removed, increasing compression
+        _scan(sorted(1.0 - k for k in keeps), runner, record, patience, refine, (thr, hib))
     return _finish("structured", "macs", baseline, float(count_macs(model, example_inputs)),
                    max_drop, relative, thr, hib, points, models, start, [])
 
