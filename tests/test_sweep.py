@@ -149,3 +149,28 @@ def test_unpicklable_eval_fn_and_bad_scan_arguments_are_clear():
         budget.search_sparsity(model, eval_fn, refine=-1, higher_is_better=True)
     with pytest.raises(InvalidParameterError, match="n_jobs"):
         budget.search_sparsity(model, eval_fn, n_jobs=0, higher_is_better=True)
+
+
+def test_ensemble_and_tree_searches_in_parallel_match_serial(warm_pool):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    from prunekit.data import load_dataset
+
+    d = load_dataset("breast_cancer")
+    data = {"X_val": d.X_val, "y_val": d.y_val, "X_eval": d.X_test, "y_eval": d.y_test}
+    forest = RandomForestClassifier(12, random_state=0).fit(d.X_train, d.y_train)
+    kw = dict(max_drop=0.01, methods=["reduce_error", "margin_distance"], **data)
+    one = budget.search_ensemble(forest, **kw)
+    two = budget.search_ensemble(forest, n_jobs=2, **kw)
+    assert [(p.setting, p.metric) for p in one.points] == \
+        [(p.setting, p.metric) for p in two.points]
+    assert one.chosen.setting == two.chosen.setting
+    assert len(two.model.estimators_) == int(two.chosen.size)
+    with pytest.raises(InvalidParameterError, match="n_jobs"):
+        budget.search_ensemble(forest, n_jobs=-2, **kw)
+    tree = DecisionTreeClassifier(random_state=0).fit(d.X_train, d.y_train)
+    t1 = budget.search_tree(tree, max_drop=0.02, methods=["c45", "min_error"], **data)
+    t2 = budget.search_tree(tree, max_drop=0.02, methods=["c45", "min_error"], n_jobs=2, **data)
+    assert [(p.setting, p.metric) for p in t1.points] == \
+        [(p.setting, p.metric) for p in t2.points]

@@ -17,9 +17,11 @@ of the dense metric. The :class:`BudgetResult` holds every evaluated point, the 
 compressed candidate meets the budget the result says so (``reachable=False``, ``closest``) and
 ``result.model`` raises :class:`BudgetNotReachable` — never a silent best effort.
 
-Candidates are independent, so they run through joblib (``n_jobs``; loky processes by default,
-never more workers than cores for ``n_jobs=-1``); inside ``joblib.parallel_backend("ray")``
-the same sweep runs on a Ray cluster.
+Candidates are independent, so ``n_jobs`` evaluates several at a time with the serial
+semantics (same points, same choice) through :mod:`prunekit._sweep`: the calling process plus
+reusable loky worker processes that receive the model and ``eval_fn`` once per search, with
+``cores // n_jobs`` torch threads each (never more workers than cores for ``n_jobs=-1``); inside
+``joblib.parallel_backend("ray")`` the same sweep runs on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -394,13 +396,15 @@ def search_ensemble(
     higher_is_better: bool | None = None,
     methods: Sequence[str] = ("reduce_error", "margin_distance", "orientation"),
     random_state: int = 0,
+    n_jobs: int | None = 1,
 ) -> BudgetResult:
     """The fewest members (any of ``methods``) within ``max_drop`` of the whole ensemble.
 
     For each method the sizes are scanned upwards on a geometric grid and the scan stops at the
-    first size within budget (early stopping); the gap below it is then bisected.
+    first size within budget (early stopping); the gap below it is then bisected. With
+    ``n_jobs`` the methods are searched at the same time (same points as ``n_jobs=1``).
     """
-    from prunekit.ensembles import available_methods, prune_ensemble
+    from prunekit.ensembles import available_methods
     from prunekit.ensembles._members import build_member_matrix, check_fitted_ensemble, n_members
 
     start = time.perf_counter()
@@ -416,39 +420,53 @@ def search_ensemble(
     if bad or not methods:
         raise InvalidParameterError(f"methods {bad or list(methods)} do not apply to "
                                     f"{type(model).__name__}; accepted: {', '.join(allowed)}")
-    baseline = call_metric(fn, model, "the whole ensemble")
-    thr = _threshold(baseline, max_drop, relative, hib)
+    workers = min(_n_workers(n_jobs), len(methods))
     members = build_member_matrix(model, X_val, y_val)
     points: list[BudgetPoint] = []
     models: dict[int, Any] = {}
+    shared = (model, members, fn, random_state, total)
+    with Runner(_ensemble_method, shared, workers) as runner:
+        baseline = call_metric(fn, model, "the whole ensemble")
+        thr = _threshold(baseline, max_drop, relative, hib)
+        for found in runner.map([(m, thr, hib) for m in methods]):  # in method order
+            for p, pruned in found:
+                points.append(p)
+                if pruned is not None:
+                    models[len(points) - 1] = pruned
+    return _finish("ensemble", "members", baseline, float(total), max_drop, relative, thr, hib,
+                   points, models, start, notes)
 
-    def evaluate(method: str, k: int) -> bool:
+
+def _ensemble_method(model: Any, members: Any, fn: EvalFn, random_state: int, total: int,
+                     method: str, thr: float, hib: bool) -> list[tuple[BudgetPoint, Any]]:
+    """One method's size search: ``[(point, pruned model if within budget else None)]``."""
+    from prunekit.ensembles import prune_ensemble
+
+    out: list[tuple[BudgetPoint, Any]] = []
+
+    def evaluate(k: int) -> bool:
         t0 = time.perf_counter()
         pruned = prune_ensemble(model, method, size=k, members=members,
                                 random_state=random_state)
         metric = call_metric(fn, pruned, f"ensemble method={method!r} size={k}")
         ok = _feasible(metric, thr, hib)
-        points.append(BudgetPoint({"method": method, "size": k}, metric, float(k), ok, {},
-                                  time.perf_counter() - t0))
-        if ok:
-            models[len(points) - 1] = pruned
+        out.append((BudgetPoint({"method": method, "size": k}, metric, float(k), ok, {},
+                                time.perf_counter() - t0), pruned if ok else None))
         return ok
 
-    for method in methods:
-        prev = 0
-        for k in _size_grid(total - 1 if total > 1 else 1):
-            if evaluate(method, k):
-                lo, hi = prev, k  # lo fails (or is 0), hi passes: bisect the gap
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    if evaluate(method, mid):
-                        hi = mid
-                    else:
-                        lo = mid
-                break
-            prev = k
-    return _finish("ensemble", "members", baseline, float(total), max_drop, relative, thr, hib,
-                   points, models, start, notes)
+    prev = 0
+    for k in _size_grid(total - 1 if total > 1 else 1):
+        if evaluate(k):
+            lo, hi = prev, k  # lo fails (or is 0), hi passes: bisect the gap
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if evaluate(mid):
+                    hi = mid
+                else:
+                    lo = mid
+            break
+        prev = k
+    return out
 
 
 # ----------------------------------------------------------------------------- neural networks
