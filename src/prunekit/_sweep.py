@@ -22,6 +22,7 @@ import contextlib
 import gc
 import math
 import os
+import sys
 import tempfile
 import uuid
 import warnings
@@ -83,16 +84,29 @@ def _remote(token: str, path: str, fn: Callable[..., Any], threads: int, *args: 
     """Worker side: load the search's shared context once (per worker), then run ``fn``."""
     shared = _WORKER_SHARED.get(token)
     if shared is None:
-        if _WORKER_SHARED:  # the previous search's (its _forget went to another worker)
-            _forget(next(iter(_WORKER_SHARED)))
-        with open(path, "rb") as fh:
-            shared = _cloudpickle().load(fh)
-        _WORKER_SHARED[token] = shared
-        # loky runs gc.collect() between tasks (at most once a second): keep the imported
-        # modules and the context out of it, or each pass costs ~0.2 s with torch loaded
-        gc.freeze()
+        shared = _load_shared(token, path)
     with torch_threads(threads):
         return fn(*shared, *args)
+
+
+def _load_shared(token: str, path: str) -> Any:
+    """Replace the worker's context by this search's.
+
+    loky runs ``gc.collect()`` between tasks (at most once a second); with torch imported a
+    full pass costs ~0.2 s. So what is alive when a context arrives (imported modules) is
+    frozen out of the collections; the context itself is not, so that the next search's
+    ``gc.collect()`` here frees it cheaply.
+    """
+    _WORKER_SHARED.clear()  # one search at a time
+    modules = len(sys.modules)
+    gc.collect()
+    gc.freeze()
+    with open(path, "rb") as fh:
+        shared = _cloudpickle().load(fh)
+    if len(sys.modules) > modules:  # loading imported modules (a fresh worker): freeze them too
+        gc.freeze()
+    _WORKER_SHARED[token] = shared
+    return shared
 
 
 def _warm(token: str, path: str, fn: Callable[..., Any]) -> None:
@@ -101,13 +115,16 @@ def _warm(token: str, path: str, fn: Callable[..., Any]) -> None:
     _remote(token, path, _noop, 0)
 
 
+def _call(fn: Callable[..., Any], shared: tuple[Any, ...], threads: int, *args: Any) -> Any:
+    """A task of another joblib backend (threads, Ray, ...): everything travels with it."""
+    with torch_threads(threads):
+        return fn(*shared, *args)
+
+
 def _forget(token: str) -> None:
-    """Worker side: drop a finished search's context and collect it, while the worker is idle
-    (sent once per worker process at the end of a search; best effort)."""
-    if _WORKER_SHARED.pop(token, None) is not None:
-        gc.unfreeze()  # the context becomes collectable again
-        gc.collect()
-        gc.freeze()  # what survived (imported modules) stays out of later collections
+    """Worker side: drop a finished search's context (sent once per worker process at the end
+    of a search; best effort)."""
+    _WORKER_SHARED.pop(token, None)
 
 
 def _noop(*_: Any) -> None:
@@ -309,13 +326,9 @@ class Runner:
             return
         from joblib import Parallel, delayed
 
-        def call(*args: Any) -> Any:
-            with torch_threads(self.threads):
-                return self.fn(*self.shared, *args)
-
         try:
             out = Parallel(n_jobs=min(self.workers, len(batch)), prefer="processes")(
-                delayed(call)(*a) for a, _ in batch)
+                delayed(_call)(self.fn, self.shared, self.threads, *a) for a, _ in batch)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
             for _, f in batch:
                 f.set_exception(exc)

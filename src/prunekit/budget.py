@@ -635,6 +635,8 @@ def search_structured(
 
     Candidates come from :func:`prunekit.nn.structured.prune` (``criterion``, ``allocation``,
     ``sensitivity`` and other options passed on), optionally fine-tuned by ``finetune(model)``.
+    With ``latency=True`` and ``n_jobs > 1`` the latencies are measured while other candidates
+    run: compare them with each other, not with a quiet machine.
     """
     from prunekit._evaluation import check_grid
     from prunekit.metrics import count_macs
