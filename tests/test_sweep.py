@@ -174,3 +174,21 @@ def test_ensemble_and_tree_searches_in_parallel_match_serial(warm_pool):
     t2 = budget.search_tree(tree, max_drop=0.02, methods=["c45", "min_error"], n_jobs=2, **data)
     assert [(p.setting, p.metric) for p in t1.points] == \
         [(p.setting, p.metric) for p in t2.points]
+
+
+def _weight_metric(model: torch.nn.Module) -> float:
+    with torch.no_grad():
+        return float(model.weight.abs().sum())
+
+
+def test_parallel_search_with_bisection_leaves_the_callers_threads_alone(warm_pool):
+    """Regression: single-candidate refine steps ran in the caller with cores // n_jobs threads
+    and left them set."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 4)
+    with _sweep.torch_threads(max(2, _sweep.cpu_cores() // 2 + 1)):
+        mine = torch.get_num_threads()
+        budget.search_sparsity(model, _weight_metric, max_drop=2.0, grid=(0.2, 0.5, 0.9),
+                               n_jobs=2, refine=3, patience=1, higher_is_better=True,
+                               prune_first_last=True)
+        assert torch.get_num_threads() == mine
