@@ -203,6 +203,9 @@ def test_prune_hook_errors_are_clear():
         prune(m, x, ratio=0.5, repair=1)
     with pytest.raises(InvalidParameterError, match="no score for"):
         prune(m, x, ratio=0.5, criterion="mine", scorer=lambda model, graph: {})
+    with pytest.raises(InvalidParameterError, match="non-finite"):
+        prune(m, x, ratio=0.5, criterion="mine",
+              scorer=lambda model, graph: {u: float("nan") for g in graph.groups for u in g.units})
     with pytest.raises(InvalidParameterError, match="return a dict"):
         prune(m, x, ratio=0.5, criterion="mine", scorer=lambda model, graph: [1.0])
     with pytest.raises(InvalidParameterError, match="criterion"):

@@ -634,7 +634,12 @@ def _hook_scores(scorer: Scorer, model: nn.Module, graph: DependencyGraph) -> di
     if missing:
         raise InvalidParameterError(f"scorer returned no score for {len(missing)} unit(s) "
                                     f"(e.g. {missing[:5]}); score every unit of graph.groups")
-    return {u: float(v) for u, v in scores.items()}
+    out = {u: float(v) for u, v in scores.items()}
+    bad = [u for u, v in out.items() if not math.isfinite(v)]
+    if bad:
+        raise InvalidParameterError(f"scorer returned non-finite scores for {len(bad)} unit(s) "
+                                    f"(e.g. {bad[:5]}); scores must be finite numbers")
+    return out
 
 
 def _example_inputs(model: nn.Module, example_inputs: Any) -> tuple[Any, ...]:
