@@ -10,8 +10,10 @@ from prunekit.errors import InvalidParameterError
 from prunekit.nn.structured import apply_plan, dependency_groups, prune
 from prunekit.nn.structured.core import make_plan
 from prunekit.nn.structured.recovery import (
+    activation_scorer,
     activation_scores,
     calibration_inputs,
+    calibration_repair,
     prune_calibrated,
     recalibrate_batchnorm,
     reconstruct,
@@ -158,3 +160,53 @@ def test_bad_inputs():
     with pytest.raises(InvalidParameterError, match="tensors"):
         calibration_inputs([["a"]])
     assert sum(len(t) for t in calibration_inputs([x, x, x], max_inputs=6)) == 6
+
+
+def test_prune_hooks_score_and_repair_inside_one_target_search():
+    torch.manual_seed(0)
+    m = ConvNet().eval()
+    x = torch.randn(16, 3, 8, 8)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    seen = {}
+
+    def scorer(model, graph):  # prefer removing the highest-index units
+        return {u: -float(u) for g in graph.groups for u in g.units}
+
+    def repair(dense, pruned, plan):
+        seen.update(dense=dense, pruned=pruned, plan=plan)
+        return ["repaired"]
+
+    slim, rep = prune(m, x[:1], target_macs=0.6, criterion="mine", scorer=scorer, repair=repair)
+    assert rep.criterion == "mine" and rep.notes[-1] == "repaired"
+    assert rep.macs_after <= 0.6 * rep.macs_before
+    assert seen["pruned"] is slim and seen["plan"] is rep.plan
+    assert seen["dense"] is not m and seen["dense"].c1.out_channels == 8  # dense private copy
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+    # ratio mode: the dense copy handed to repair is not the one shrunk in place
+    slim, _ = prune(m, x[:1], ratio=0.5, scorer=scorer, criterion="mine", repair=repair)
+    assert seen["dense"].c2.out_channels == 6 and slim.c2.out_channels == 3
+    # the calibrated wrapper is exactly these hooks
+    calib = calibration_inputs([x])
+    a, ra = prune_calibrated(m, x[:1], [x], target_macs=0.5)
+    b, rb = prune(m, x[:1], target_macs=0.5, criterion="activation",
+                  scorer=activation_scorer(calib), repair=calibration_repair(calib))
+    assert ra.plan == rb.plan and ra.notes == rb.notes
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_prune_hook_errors_are_clear():
+    m = ConvNet()
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(InvalidParameterError, match="scorer must be a callable"):
+        prune(m, x, ratio=0.5, scorer="activation")
+    with pytest.raises(InvalidParameterError, match="repair must be a callable"):
+        prune(m, x, ratio=0.5, repair=1)
+    with pytest.raises(InvalidParameterError, match="no score for"):
+        prune(m, x, ratio=0.5, criterion="mine", scorer=lambda model, graph: {})
+    with pytest.raises(InvalidParameterError, match="non-finite"):
+        prune(m, x, ratio=0.5, criterion="mine",
+              scorer=lambda model, graph: {u: float("nan") for g in graph.groups for u in g.units})
+    with pytest.raises(InvalidParameterError, match="return a dict"):
+        prune(m, x, ratio=0.5, criterion="mine", scorer=lambda model, graph: [1.0])
+    with pytest.raises(InvalidParameterError, match="criterion"):
+        prune(m, x, ratio=0.5, criterion="mine")  # a custom name needs a scorer

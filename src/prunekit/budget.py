@@ -17,16 +17,17 @@ of the dense metric. The :class:`BudgetResult` holds every evaluated point, the 
 compressed candidate meets the budget the result says so (``reachable=False``, ``closest``) and
 ``result.model`` raises :class:`BudgetNotReachable` — never a silent best effort.
 
-Candidates are independent, so they run through joblib (``n_jobs``; loky processes by default,
-never more workers than cores for ``n_jobs=-1``); inside ``joblib.parallel_backend("ray")``
-the same sweep runs on a Ray cluster.
+Candidates are independent, so ``n_jobs`` evaluates several at a time with the serial
+semantics (same points, same choice) through :mod:`prunekit._sweep`: the calling process plus
+reusable loky worker processes that receive the model and ``eval_fn`` once per search, with
+``cores // n_jobs`` torch threads each (never more workers than cores for ``n_jobs=-1``); inside
+``joblib.parallel_backend("ray")`` the same sweep runs on a Ray cluster.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from prunekit._evaluation import EvalFn, EvaluationError, call_metric, metric_direction
+from prunekit._sweep import Runner, bisect, cpu_cores, scan
 from prunekit.errors import InvalidParameterError, PrunekitError
 
 __all__ = [
@@ -218,24 +220,20 @@ def _feasible(metric: float, threshold: float, hib: bool) -> bool:
 
 
 def _n_workers(n_jobs: int | None) -> int:
-    cores = os.cpu_count() or 1
+    """Workers for ``n_jobs`` (``-1``: one per usable core; ``None``/``1``: serial)."""
     if n_jobs is None:
         return 1
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
         raise InvalidParameterError(f"n_jobs must be a positive int or -1 (all cores), got "
                                     f"{n_jobs!r}")
-    return cores if n_jobs == -1 else n_jobs
+    return cpu_cores() if n_jobs == -1 else n_jobs
 
 
-def _run_all(fn: Callable[..., Any], args: list[tuple[Any, ...]], n_jobs: int) -> list[Any]:
-    """``[fn(*a) for a in args]``, through joblib when ``n_jobs > 1``."""
-    if n_jobs <= 1 or len(args) <= 1:
-        return [fn(*a) for a in args]
-    from joblib import Parallel, delayed
-
-    return Parallel(n_jobs=min(n_jobs, len(args)), prefer="processes")(
-        delayed(fn)(*a) for a in args
-    )
+def _check_scan(patience: int, refine: int) -> None:
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise InvalidParameterError(f"patience must be an int >= 1, got {patience!r}")
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise InvalidParameterError(f"refine must be an int >= 0, got {refine!r}")
 
 
 def _closest(points: list[BudgetPoint], hib: bool) -> BudgetPoint | None:
@@ -285,8 +283,8 @@ def _tree_candidates(model: Any, clf: bool, has_val: bool, has_train: bool,
     return cands
 
 
-def _eval_tree(model: Any, method: str, params: dict[str, Any], X_val: Any, y_val: Any,
-               eval_fn: EvalFn) -> tuple[Any, float, float, float]:
+def _eval_tree(model: Any, X_val: Any, y_val: Any, eval_fn: EvalFn, method: str,
+               params: dict[str, Any]) -> tuple[Any, float, float, float]:
     from prunekit.trees import prune_tree
 
     t0 = time.perf_counter()
@@ -356,10 +354,11 @@ def search_tree(
             raise InvalidParameterError(f"methods={list(methods)} leaves no candidate; accepted: "
                                         "cost_complexity, reduced_error, pessimistic, c45, "
                                         "min_error, mdl")
-    baseline = call_metric(fn, model, "the unpruned tree")
-    thr = _threshold(baseline, max_drop, relative, hib)
-    out = _run_all(_eval_tree, [(model, m, p, X_val, y_val, fn) for m, p in cands],
-                   _n_workers(n_jobs))
+    workers = min(_n_workers(n_jobs), len(cands))
+    with Runner(_eval_tree, (model, X_val, y_val, fn), workers) as runner:
+        baseline = call_metric(fn, model, "the unpruned tree")
+        thr = _threshold(baseline, max_drop, relative, hib)
+        out = runner.map([(m, p) for m, p in cands])
     points, models = [], {}
     for i, ((m, p), (pruned, metric, size, sec)) in enumerate(zip(cands, out, strict=True)):
         points.append(BudgetPoint({"method": m, **p}, metric, size,
@@ -397,13 +396,15 @@ def search_ensemble(
     higher_is_better: bool | None = None,
     methods: Sequence[str] = ("reduce_error", "margin_distance", "orientation"),
     random_state: int = 0,
+    n_jobs: int | None = 1,
 ) -> BudgetResult:
     """The fewest members (any of ``methods``) within ``max_drop`` of the whole ensemble.
 
     For each method the sizes are scanned upwards on a geometric grid and the scan stops at the
-    first size within budget (early stopping); the gap below it is then bisected.
+    first size within budget (early stopping); the gap below it is then bisected. With
+    ``n_jobs`` the methods are searched at the same time (same points as ``n_jobs=1``).
     """
-    from prunekit.ensembles import available_methods, prune_ensemble
+    from prunekit.ensembles import available_methods
     from prunekit.ensembles._members import build_member_matrix, check_fitted_ensemble, n_members
 
     start = time.perf_counter()
@@ -419,39 +420,53 @@ def search_ensemble(
     if bad or not methods:
         raise InvalidParameterError(f"methods {bad or list(methods)} do not apply to "
                                     f"{type(model).__name__}; accepted: {', '.join(allowed)}")
-    baseline = call_metric(fn, model, "the whole ensemble")
-    thr = _threshold(baseline, max_drop, relative, hib)
+    workers = min(_n_workers(n_jobs), len(methods))
     members = build_member_matrix(model, X_val, y_val)
     points: list[BudgetPoint] = []
     models: dict[int, Any] = {}
+    shared = (model, members, fn, random_state, total)
+    with Runner(_ensemble_method, shared, workers) as runner:
+        baseline = call_metric(fn, model, "the whole ensemble")
+        thr = _threshold(baseline, max_drop, relative, hib)
+        for found in runner.map([(m, thr, hib) for m in methods]):  # in method order
+            for p, pruned in found:
+                points.append(p)
+                if pruned is not None:
+                    models[len(points) - 1] = pruned
+    return _finish("ensemble", "members", baseline, float(total), max_drop, relative, thr, hib,
+                   points, models, start, notes)
 
-    def evaluate(method: str, k: int) -> bool:
+
+def _ensemble_method(model: Any, members: Any, fn: EvalFn, random_state: int, total: int,
+                     method: str, thr: float, hib: bool) -> list[tuple[BudgetPoint, Any]]:
+    """One method's size search: ``[(point, pruned model if within budget else None)]``."""
+    from prunekit.ensembles import prune_ensemble
+
+    out: list[tuple[BudgetPoint, Any]] = []
+
+    def evaluate(k: int) -> bool:
         t0 = time.perf_counter()
         pruned = prune_ensemble(model, method, size=k, members=members,
                                 random_state=random_state)
         metric = call_metric(fn, pruned, f"ensemble method={method!r} size={k}")
         ok = _feasible(metric, thr, hib)
-        points.append(BudgetPoint({"method": method, "size": k}, metric, float(k), ok, {},
-                                  time.perf_counter() - t0))
-        if ok:
-            models[len(points) - 1] = pruned
+        out.append((BudgetPoint({"method": method, "size": k}, metric, float(k), ok, {},
+                                time.perf_counter() - t0), pruned if ok else None))
         return ok
 
-    for method in methods:
-        prev = 0
-        for k in _size_grid(total - 1 if total > 1 else 1):
-            if evaluate(method, k):
-                lo, hi = prev, k  # lo fails (or is 0), hi passes: bisect the gap
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    if evaluate(method, mid):
-                        hi = mid
-                    else:
-                        lo = mid
-                break
-            prev = k
-    return _finish("ensemble", "members", baseline, float(total), max_drop, relative, thr, hib,
-                   points, models, start, notes)
+    prev = 0
+    for k in _size_grid(total - 1 if total > 1 else 1):
+        if evaluate(k):
+            lo, hi = prev, k  # lo fails (or is 0), hi passes: bisect the gap
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if evaluate(mid):
+                    hi = mid
+                else:
+                    lo = mid
+            break
+        prev = k
+    return out
 
 
 # ----------------------------------------------------------------------------- neural networks
@@ -475,15 +490,14 @@ def _nonzero(model: Any) -> float:
     return float(sum(int((p != 0).sum()) for p in model.parameters()))
 
 
-def _eval_sparse(model: Any, s: float, eval_fn: EvalFn, finetune: Any, threads: int,
-                 opts: dict[str, Any]) -> tuple[Any, float, float, float]:
-    import torch
-
+def _eval_sparse(model: Any, eval_fn: EvalFn, finetune: Any, opts: dict[str, Any], s: float,
+                 thr: float, hib: bool) -> tuple[Any, float, float, float]:
+    """One sparsity candidate; the model comes back only when it meets ``thr`` (the rest
+    would cross a process boundary for nothing)."""
     from prunekit.nn.sparsity import prune_model
 
-    if threads:
-        torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    opts = dict(opts)
     cand = copy.deepcopy(model)
     alloc = opts.pop("sensitivity", None)
     if alloc is not None:
@@ -496,36 +510,24 @@ def _eval_sparse(model: Any, s: float, eval_fn: EvalFn, finetune: Any, threads: 
         prune_model(cand, s, **opts)
     _keep_zeros_finetune(cand, finetune)
     metric = call_metric(eval_fn, cand, f"sparsity {s:.4g}")
-    return cand, metric, _nonzero(cand), time.perf_counter() - t0
+    keep = cand if _feasible(metric, thr, hib) else None
+    return keep, metric, _nonzero(cand), time.perf_counter() - t0
 
 
-def _scan(knobs: list[float], evaluate: Callable[[list[float]], list[BudgetPoint]],
-          n_jobs: int, patience: int, refine: int) -> None:
-    """Scan ``knobs`` (increasing compression) in chunks of ``n_jobs``; stop after ``patience``
-    infeasible points in a row; then bisect between the last feasible and the next knob."""
-    done: list[tuple[float, BudgetPoint]] = []
-    i = 0
-    while i < len(knobs):
-        chunk = knobs[i:i + max(n_jobs, 1)]
-        done += list(zip(chunk, evaluate(chunk), strict=True))
-        i += len(chunk)
-        tail = [p for _, p in done[-patience:]]
-        if len(tail) == patience and not any(p.feasible for p in tail):
-            break
-    feas = [k for k, p in done if p.feasible]
+def _scan(knobs: list[float], runner: Runner, record: Callable[[float, Any], bool],
+          patience: int, refine: int, args: tuple[Any, ...] = ()) -> None:
+    """Scan ``knobs`` (increasing compression) until ``patience`` infeasible points in a row,
+    then bisect between the last feasible knob and the next one. Serial semantics whatever the
+    number of workers (:func:`prunekit._sweep.scan`): ``record(knob, result)`` sees the same
+    points in the same order."""
+    done = scan(knobs, runner, record, patience, args)
+    feas = [k for k, ok in done if ok]
     if not feas:
         return
     lo = max(feas)
-    above = [k for k, p in done if k > lo]
-    if not above:
-        return
-    hi = min(above)
-    for _ in range(refine):
-        mid = (lo + hi) / 2
-        if evaluate([mid])[0].feasible:
-            lo = mid
-        else:
-            hi = mid
+    above = [k for k, _ in done if k > lo]
+    if above and refine:
+        bisect(lo, min(above), refine, runner, record, args)
 
 
 def search_sparsity(
@@ -560,10 +562,8 @@ def search_sparsity(
         raise InvalidParameterError("eval_fn must be a callable eval_fn(model) -> float")
     knobs = check_grid(grid)
     hib = metric_direction(eval_fn, higher_is_better)
-    baseline = call_metric(eval_fn, model, "the dense model")
-    thr = _threshold(baseline, max_drop, relative, hib)
+    _check_scan(patience, refine)
     workers = _n_workers(n_jobs)
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     opts = {"criterion": criterion, **prune_options, "max_ratio": max_ratio}
     if sensitivity is not None:
         opts["sensitivity"] = sensitivity
@@ -573,36 +573,34 @@ def search_sparsity(
     models: dict[int, Any] = {}
     best: list[Any] = [None, -1]
 
-    def evaluate(chunk: list[float]) -> list[BudgetPoint]:
-        out = _run_all(_eval_sparse, [(model, s, eval_fn, finetune, threads, dict(opts))
-                                      for s in chunk], workers)
-        new = []
-        for s, (cand, metric, size, sec) in zip(chunk, out, strict=True):
-            p = BudgetPoint({"sparsity": round(s, 6)}, metric, size, _feasible(metric, thr, hib),
-                            {}, sec)
-            points.append(p)
-            new.append(p)
-            if p.feasible and (best[0] is None or size < best[1]):
-                models.clear()
-                models[len(points) - 1] = cand
-                best[0], best[1] = cand, size
-        return new
+    def record(s: float, out: tuple[Any, float, float, float]) -> bool:
+        cand, metric, size, sec = out
+        p = BudgetPoint({"sparsity": round(s, 6)}, metric, size, _feasible(metric, thr, hib),
+                        {}, sec)
+        points.append(p)
+        if p.feasible and (best[0] is None or size < best[1]):
+            models.clear()
+            models[len(points) - 1] = cand
+            best[0], best[1] = cand, size
+        return p.feasible
 
-    _scan(knobs, evaluate, workers, patience, refine)
+    with Runner(_eval_sparse, (model, eval_fn, finetune, opts), workers) as runner:
+        baseline = call_metric(eval_fn, model, "the dense model")
+        thr = _threshold(baseline, max_drop, relative, hib)
+        _scan(knobs, runner, record, patience, refine, (thr, hib))
     return _finish("unstructured", "nonzero_params", baseline, _nonzero(model), max_drop,
                    relative, thr, hib, points, models, start, [])
 
 
-def _eval_structured(model: Any, example_inputs: Any, keep: float, eval_fn: EvalFn,
-                     finetune: Any, threads: int, opts: dict[str, Any], latency: bool
+def _eval_structured(model: Any, example_inputs: Any, eval_fn: EvalFn, finetune: Any,
+                     opts: dict[str, Any], latency: bool, removed: float, thr: float, hib: bool
                      ) -> tuple[Any, float, float, dict[str, float], float]:
-    import torch
-
+    """One candidate keeping ``1 - removed`` of the MACs; the model comes back only when it
+    meets ``thr``."""
     from prunekit.nn.structured import prune
 
-    if threads:
-        torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    keep = 1.0 - removed
     cand, rep = prune(model, example_inputs, target_macs=keep, measure=latency, **opts)
     if finetune is not None:
         finetune(cand)
@@ -610,7 +608,8 @@ def _eval_structured(model: Any, example_inputs: Any, keep: float, eval_fn: Eval
     costs = {"params": float(rep.params_after), "macs_reduction": rep.macs_reduction}
     if latency and rep.latency_after_s is not None:
         costs["latency_s"] = rep.latency_after_s
-    return cand, metric, float(rep.macs_after), costs, time.perf_counter() - t0
+    keep_model = cand if _feasible(metric, thr, hib) else None
+    return keep_model, metric, float(rep.macs_after), costs, time.perf_counter() - t0
 
 
 def search_structured(
@@ -636,6 +635,8 @@ def search_structured(
 
     Candidates come from :func:`prunekit.nn.structured.prune` (``criterion``, ``allocation``,
     ``sensitivity`` and other options passed on), optionally fine-tuned by ``finetune(model)``.
+    With ``latency=True`` and ``n_jobs > 1`` the latencies are measured while other candidates
+    run: compare them with each other, not with a quiet machine.
     """
     from prunekit._evaluation import check_grid
     from prunekit.metrics import count_macs
@@ -645,10 +646,8 @@ def search_structured(
         raise InvalidParameterError("eval_fn must be a callable eval_fn(model) -> float")
     keeps = check_grid(grid)
     hib = metric_direction(eval_fn, higher_is_better)
-    baseline = call_metric(eval_fn, model, "the dense model")
-    thr = _threshold(baseline, max_drop, relative, hib)
+    _check_scan(patience, refine)
     workers = _n_workers(n_jobs)
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     opts = {"criterion": criterion, "allocation": allocation, **prune_options}
     if sensitivity is not None:
         opts["sensitivity"] = sensitivity
@@ -656,24 +655,23 @@ def search_structured(
     models: dict[int, Any] = {}
     best: list[Any] = [None, math.inf]
 
-    def evaluate(chunk: list[float]) -> list[BudgetPoint]:
-        keep_fracs = [1.0 - c for c in chunk]
-        out = _run_all(_eval_structured, [(model, example_inputs, k, eval_fn, finetune, threads,
-                                           opts, latency) for k in keep_fracs], workers)
-        new = []
-        for k, (cand, metric, size, costs, sec) in zip(keep_fracs, out, strict=True):
-            p = BudgetPoint({"target_macs": round(k, 6)}, metric, size,
-                            _feasible(metric, thr, hib), costs, sec)
-            points.append(p)
-            new.append(p)
-            if p.feasible and size < best[1]:
-                models.clear()
-                models[len(points) - 1] = cand
-                best[0], best[1] = cand, size
-        return new
+    def record(removed: float, out: tuple[Any, float, float, dict[str, float], float]) -> bool:
+        cand, metric, size, costs, sec = out
+        p = BudgetPoint({"target_macs": round(1.0 - removed, 6)}, metric, size,
+                        _feasible(metric, thr, hib), costs, sec)
+        points.append(p)
+        if p.feasible and size < best[1]:
+            models.clear()
+            models[len(points) - 1] = cand
+            best[0], best[1] = cand, size
+        return p.feasible
 
-    # knobs: fraction of MACs removed, increasing compression
-    _scan(sorted(1.0 - k for k in keeps), evaluate, workers, patience, refine)
+    shared = (model, example_inputs, eval_fn, finetune, opts, latency)
+    with Runner(_eval_structured, shared, workers) as runner:
+        baseline = call_metric(eval_fn, model, "the dense model")
+        thr = _threshold(baseline, max_drop, relative, hib)
+        # knobs: fraction of MACs removed, increasing compression
+        _scan(sorted(1.0 - k for k in keeps), runner, record, patience, refine, (thr, hib))
     return _finish("structured", "macs", baseline, float(count_macs(model, example_inputs)),
                    max_drop, relative, thr, hib, points, models, start, [])
 

@@ -33,6 +33,11 @@ from .plan_check import PLAN_FORMAT, role_size, validate_plan
 
 ALLOCATIONS = ("uniform", "global", "sensitivity")
 
+#: ``scorer(model, graph) -> {unit: score}``: unit importance replacing a built-in criterion.
+Scorer = Callable[[nn.Module, DependencyGraph], dict[int, float]]
+#: ``repair(dense, pruned, plan) -> notes``: in-place repair of the pruned copy after the search.
+Repair = Callable[[nn.Module, nn.Module, dict[str, Any]], Iterable[str] | None]
+
 
 # ----------------------------------------------------------------------------- measuring
 
@@ -443,6 +448,8 @@ def prune(
     measure: bool = False,
     seed: int = 0,
     sensitivity: Any = None,
+    scorer: Scorer | None = None,
+    repair: Repair | None = None,
 ) -> tuple[nn.Module, StructuredReport]:
     """Remove channels, neurons and attention heads; return ``(smaller_copy, report)``.
 
@@ -456,6 +463,13 @@ def prune(
     ``allocation="sensitivity"`` takes per-group ratios from ``sensitivity=``
     (:func:`prunekit.nn.sensitivity.group_sensitivity`) that meet the target with the least
     predicted damage (:mod:`prunekit.nn.allocation`).
+
+    Two hooks plug other scores and repairs into the same target search (calibration recovery,
+    :func:`prunekit.nn.structured.recovery.prune_calibrated`, is built on them):
+    ``scorer(model, graph) -> {unit: score}`` replaces the built-in criterion (``criterion`` then
+    only names it in the report); ``repair(dense, pruned, plan) -> notes`` runs once on the
+    pruned copy after the target is met (e.g. refitting weights, re-estimating BatchNorm) and
+    its notes go into the report. Both get prunekit's private copies, never ``model`` itself.
     """
     targets = {"ratio": ratio, "target_macs": target_macs, "target_params": target_params,
                "target_latency": target_latency}
@@ -466,7 +480,7 @@ def prune(
         )
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_choice("criterion", criterion, CRITERIA)
+    _check_hooks(criterion, scorer, repair)
     check_choice("allocation", allocation, ALLOCATIONS)
     max_ratio = check_fraction("max_ratio", max_ratio, low=0.0, high=1.0)
     check_positive_int("min_channels", min_channels)
@@ -474,7 +488,7 @@ def prune(
         check_positive_int("round_to", round_to)
     if ratio is not None:
         ratio = check_fraction("ratio", ratio, low=0.0, high=1.0)
-    if criterion == "taylor" and data is None:
+    if criterion == "taylor" and scorer is None and data is None:
         raise InvalidParameterError("criterion='taylor' needs data= (batches of (inputs, targets))")
 
     # module objects name layers of the caller's model: map them before the copy
@@ -487,8 +501,11 @@ def prune(
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:  # rejects example_inputs
         raise ShapeMismatchError(f"the model cannot run on example_inputs: {exc}") from exc
     graph = analyze(work, inputs, ignored_names, frozen_names)
-    grads = gradients(work, data, loss_fn) if criterion == "taylor" else None
-    scores, notes = unit_scores(work, graph, criterion, grads=grads, seed=seed)
+    if scorer is None:
+        grads = gradients(work, data, loss_fn) if criterion == "taylor" else None
+        scores, notes = unit_scores(work, graph, criterion, grads=grads, seed=seed)
+    else:
+        scores, notes = _hook_scores(scorer, work, graph), []
     notes = list(graph.notes) + notes
     params0 = count_params(work)
     bytes0 = state_bytes(work)
@@ -581,14 +598,48 @@ def prune(
             lat0 = _latency_s(work, inputs)
     else:
         lat0 = _latency_s(work, inputs) if measure else None
-        pruned, plan, removed, macs1 = verified(ratio, inplace=True)  # `work` is our own copy
+        # `work` is our own copy; a repair still needs it dense
+        pruned, plan, removed, macs1 = verified(ratio, inplace=repair is None)
 
+    if repair is not None:
+        notes += [str(n) for n in (repair(work, pruned, plan) or ())]
     pruned.train(model.training)
     report = _report(pruned, graph, removed, plan, criterion, allocation, ratio, notes,
                      (macs0, macs1), (params0, bytes0), inputs, ignored_names, frozen_names,
                      lat0 if measure else None, measure)
     _warn_weak_result(report, graph, ratio if targets["ratio"] is not None else None)
     return pruned, report
+
+
+def _check_hooks(criterion: Any, scorer: Any, repair: Any) -> None:
+    """``criterion`` is a built-in one unless a ``scorer`` replaces it; hooks are callables."""
+    for name, hook in (("scorer", scorer), ("repair", repair)):
+        if hook is not None and not callable(hook):
+            raise InvalidParameterError(f"{name} must be a callable or None, got "
+                                        f"{type(hook).__name__}")
+    if scorer is None:
+        check_choice("criterion", criterion, CRITERIA)
+    elif not isinstance(criterion, str) or not criterion:
+        raise InvalidParameterError("with scorer=, criterion must be a non-empty str naming the "
+                                    f"scores in the report, got {criterion!r}")
+
+
+def _hook_scores(scorer: Scorer, model: nn.Module, graph: DependencyGraph) -> dict[int, float]:
+    """``scorer(model, graph)``, checked to score every unit of every group."""
+    scores = scorer(model, graph)
+    if not isinstance(scores, dict):
+        raise InvalidParameterError(f"scorer must return a dict {{unit: score}}, got "
+                                    f"{type(scores).__name__}")
+    missing = [u for g in graph.groups for u in g.units if u not in scores]
+    if missing:
+        raise InvalidParameterError(f"scorer returned no score for {len(missing)} unit(s) "
+                                    f"(e.g. {missing[:5]}); score every unit of graph.groups")
+    out = {u: float(v) for u, v in scores.items()}
+    bad = [u for u, v in out.items() if not math.isfinite(v)]
+    if bad:
+        raise InvalidParameterError(f"scorer returned non-finite scores for {len(bad)} unit(s) "
+                                    f"(e.g. {bad[:5]}); scores must be finite numbers")
+    return out
 
 
 def _example_inputs(model: nn.Module, example_inputs: Any) -> tuple[Any, ...]:

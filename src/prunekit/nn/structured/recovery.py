@@ -12,15 +12,15 @@ unlabelled calibration inputs three steps repair most of the damage:
 * :func:`recalibrate_batchnorm` — BatchNorm running statistics re-estimated on the calibration
   inputs.
 
-:func:`prune_calibrated` chains them with :func:`prunekit.nn.structured.prune`'s machinery (and
-its ``allocation="sensitivity"``).
+:func:`prune_calibrated` plugs them into :func:`prunekit.nn.structured.prune` as its ``scorer``
+(:func:`activation_scorer`) and ``repair`` (:func:`calibration_repair`) hooks, so the target
+search, ``allocation="sensitivity"`` and the report are the core ones.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -348,12 +348,9 @@ def prune_calibrated(
     refitted by least squares (``reconstruct_weights``) and BatchNorm statistics re-estimated
     (``batchnorm``). Returns ``(smaller_copy, StructuredReport)``; ``model`` is not modified.
     """
-    from prunekit._validation import check_choice, check_fraction
-    from prunekit.metrics import count_macs
+    from prunekit._validation import check_choice
 
     from . import core
-    from .graph import analyze, resolve_names
-    from .importance import unit_scores
 
     check_choice("criterion", criterion, CALIBRATED_CRITERIA)
     check_choice("allocation", allocation, core.ALLOCATIONS)
@@ -365,63 +362,47 @@ def prune_calibrated(
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     calib = calibration_inputs(data, max_inputs)
-    ignored = sorted(resolve_names(model, ignored_layers, "ignored_layers"))  # before the copy
-    work = copy.deepcopy(model)
-    inputs = core._as_tuple(example_inputs)
-    graph = analyze(work, inputs, ignored)
-    base, notes = unit_scores(work, graph, "l2" if criterion == "activation" else criterion)
-    scores = activation_scores(work, graph, calib, base) if criterion == "activation" else base
-    macs0, params0 = count_macs(work, inputs), core.count_params(work)
+    repair = (calibration_repair(calib, reconstruct_weights=reconstruct_weights,
+                                 batchnorm=batchnorm, ridge=ridge)
+              if reconstruct_weights or batchnorm else None)
+    return core.prune(
+        model, example_inputs, **given, criterion=criterion, allocation=allocation,
+        sensitivity=sensitivity, round_to=round_to, ignored_layers=ignored_layers,
+        min_channels=min_channels, max_ratio=max_ratio,
+        scorer=activation_scorer(calib) if criterion == "activation" else None, repair=repair)
 
-    def build(r: float) -> tuple[nn.Module, dict[str, Any], set[int]]:
-        gr = None
-        if allocation == "sensitivity":
-            from prunekit.nn.allocation import group_ratios
 
-            res = "units" if ratio is not None else "params" if target_params else "macs"
-            gr = group_ratios(graph, sensitivity, r, resource=res, max_ratio=max_ratio)
-        removed = core.select_units(graph, scores, r, allocation=allocation, round_to=round_to,
-                                    min_channels=min_channels, max_ratio=max_ratio,
-                                    group_ratios=gr)
-        plan = core.make_plan(work, graph, removed)
-        return core.apply_plan(work, plan), plan, removed
+def activation_scorer(inputs: Sequence[Any]) -> Callable[[nn.Module, DependencyGraph],
+                                                         dict[int, float]]:
+    """A ``scorer`` hook for :func:`prunekit.nn.structured.prune`: :func:`activation_scores` on
+    the calibration ``inputs``, ``"l2"`` weight scores where no dense layer reads a unit."""
+    from .importance import unit_scores
 
-    if ratio is not None:
-        r_used = check_fraction("ratio", ratio, low=0.0, high=1.0)
-        pruned, plan, removed = build(r_used)
-    else:
-        name, v, base_v = (("target_macs", target_macs, macs0) if target_macs is not None
-                           else ("target_params", target_params, params0))
-        goal = core._goal(name, v, base_v)
+    def scorer(model: nn.Module, graph: DependencyGraph) -> dict[int, float]:
+        return activation_scores(model, graph, inputs, unit_scores(model, graph, "l2")[0])
 
-        def value(mm: nn.Module) -> float:
-            return count_macs(mm, inputs) if name == "target_macs" else core.count_params(mm)
+    return scorer
 
-        lo, hi, best = 0.0, max_ratio, None
-        for _ in range(14):
-            mid = (lo + hi) / 2
-            cand = build(mid)
-            if value(cand[0]) <= goal:
-                best, hi = (mid, cand), mid
-            else:
-                lo = mid
-        if best is None:
-            best = (hi, build(hi))
-            notes.append(f"{name} {goal:.4g} not reached at max_ratio={max_ratio}")
-        r_used, (pruned, plan, removed) = best
-    if reconstruct_weights:
-        fitted = reconstruct(work, pruned, plan, calib, ridge=ridge)
-        notes.append(f"least-squares reconstruction of {len(fitted)} layers: {fitted}")
-    if batchnorm:
-        n_bn = recalibrate_batchnorm(pruned, calib)
-        if n_bn:
-            notes.append(f"BatchNorm statistics of {n_bn} layers re-estimated")
-    pruned.train(model.training)
-    rep = core._report(pruned, graph, removed, plan, criterion, allocation, r_used,
-                       list(graph.notes) + notes, (macs0, count_macs(pruned, inputs)),
-                       (params0, core.state_bytes(work)), inputs, ignored, (), None, False)
-    return pruned, rep
 
+def calibration_repair(inputs: Sequence[Any], *, reconstruct_weights: bool = True,
+                       batchnorm: bool = True, ridge: float = 1e-2
+                       ) -> Callable[[nn.Module, nn.Module, dict[str, Any]], list[str]]:
+    """A ``repair`` hook for :func:`prunekit.nn.structured.prune`: least-squares refit of the
+    layers whose inputs shrank (:func:`reconstruct`), then BatchNorm statistics re-estimated
+    (:func:`recalibrate_batchnorm`), both on the calibration ``inputs``."""
+
+    def repair(dense: nn.Module, pruned: nn.Module, plan: dict[str, Any]) -> list[str]:
+        notes = []
+        if reconstruct_weights:
+            fitted = reconstruct(dense, pruned, plan, inputs, ridge=ridge)
+            notes.append(f"least-squares reconstruction of {len(fitted)} layers: {fitted}")
+        if batchnorm:
+            n_bn = recalibrate_batchnorm(pruned, inputs)
+            if n_bn:
+                notes.append(f"BatchNorm statistics of {n_bn} layers re-estimated")
+        return notes
+
+    return repair
 
 
 # ----------------------------------------------------------------------------- transformers
