@@ -201,6 +201,7 @@ def run_one(spec: str) -> dict[str, Any]:
     from prunekit.metrics import count_macs
     from prunekit.nn.structured import apply_plan, count_params, prune
     from prunekit.nn.structured.checks import removed_units_error
+    from prunekit.nn.structured.graph import analyze
 
     torch.set_num_threads(1)
     model, x, n_cls = build(spec)
@@ -240,6 +241,9 @@ def run_one(spec: str) -> dict[str, Any]:
             # normalisations whose statistics run over the pruned dimension count zeros
             stats = [m for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm))
                      or any(k in type(m).__name__ for k in ("LayerNorm", "GroupNorm", "StdConv"))]
+            # modules the analysis found taking a statistic over channels (GRN, F.normalize)
+            stats += [model.get_submodule(s) for s in
+                      analyze(model, x, ignored_layers=ignored).statistics if s]
             plan = rep.plan
             if stats:
                 _, rep2 = prune(model, x, ratio=0.5, ignored_layers=ignored,

@@ -124,6 +124,9 @@ class DependencyGraph:
     bindings: list[tuple[str, str, int, np.ndarray, int]]  # (module, attr, value, units, axis)
     mha_heads: dict[str, int]
     _units: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    # modules whose forward takes a statistic over a prunable channel dimension (GRN's channel
+    # mean, F.normalize over channels): like LayerNorm, zero units there still count
+    statistics: list[str] = field(default_factory=list)
     branch_cache: dict[int, list[list[int]]] = field(default_factory=dict, repr=False)
 
     def unit_of(self, use: Use) -> np.ndarray:
@@ -187,6 +190,9 @@ _LIKE_FN = {torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like
 _SOFTMAX = {torch.softmax, torch.nn.functional.softmax, torch.nn.functional.log_softmax}
 _REDUCE_METHODS = {"mean", "sum", "amax", "max", "amin", "min", "std", "var"}
 _REDUCE_FN = {torch.mean, torch.sum, torch.amax, torch.amin}
+# reductions over a channel dimension allowed when kept as a size-1 dimension (channel
+# statistics); max/min are left out: their indices would name channel positions
+_STAT_REDUCTIONS = {"mean", "sum", "amax", "amin", "std", "var", "norm"}
 _FUNCTIONAL_LAYERS: dict[Any, tuple[type[nn.Module], ...]] = {
     torch.nn.functional.linear: (nn.Linear,),
     torch.nn.functional.conv1d: (nn.Conv1d,),
@@ -481,6 +487,7 @@ class _Analyzer(torch.fx.Interpreter):
         self.notes: list[str] = []
         self.mha_heads: dict[str, int] = {}
         self.split_constraints: list[np.ndarray] = []
+        self.statistics: dict[str, None] = {}  # owner modules of channel statistics
         self.bindings: list[tuple[str, int, np.ndarray, int]] = []
         self.modules = dict(gm.named_modules())
         self.originals: dict[str, nn.Module] = dict(self.modules)  # set by analyze()
@@ -643,6 +650,9 @@ class _Analyzer(torch.fx.Interpreter):
             self._use(name, "out", o.slots)
             return o
         if isinstance(m, nn.Linear):
+            a = self.ann.get(x_node)
+            if isinstance(a, Ann) and _is_tensor(x) and (x.dim() - 1) not in a.dims:
+                return self._linear_other_dim(name, m, a)
             inp = self._channel_ann(x_node, x, -1)
             self._use(name, "in", inp.slots)
             o = self._fresh(m.out_features, out.dim() - 1)
@@ -712,6 +722,14 @@ class _Analyzer(torch.fx.Interpreter):
         self.notes.append(f"{name} ({type(m).__name__}): unknown parameter-free layer; frozen")
         self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
         return None
+
+    def _linear_other_dim(self, name: str, m: nn.Linear, a: Ann) -> Ann:
+        """A Linear over a dimension that carries no channel (MLP-Mixer's token mixing on a
+        transposed tensor): channels on the other dims pass through; the Linear's own input and
+        output positions (e.g. tokens, fixed by the input size) are kept."""
+        self._use(name, "in", self.S.alloc(m.in_features, frozen=True))
+        self._use(name, "out", self.S.alloc(m.out_features, frozen=True))
+        return Ann(a.dims, a.slots)
 
     def _rnn(self, n: torch.fx.Node, name: str, m: nn.RNNBase, x_node: Any, out: Any) -> Any:
         """LSTM/GRU/RNN: input features, and hidden units shared by every layer/direction."""
@@ -809,6 +827,8 @@ class _Analyzer(torch.fx.Interpreter):
         if (method and target in ("addcmul", "addcdiv")) or (
                 not method and target in (torch.addcmul, torch.addcdiv)):
             return self._elementwise(list(args[:3]), out)
+        if not method and target is torch.nn.functional.normalize:
+            return self._normalize(n, a0)
         if (method and target == "norm") or (not method and target is torch.norm):
             return self._reduce(n, a0, out, dim_pos=2)
         if (method and target in _BINARY_METHODS) or (not method and target in _BINARY_FN):
@@ -1207,11 +1227,62 @@ class _Analyzer(torch.fx.Interpreter):
         dims = [dim] if isinstance(dim, int) else list(dim)
         dims = [d % x.dim() for d in dims]
         if set(dims) & set(a.dims):
+            if keep and _is_tensor(out) and self._statistic_name(n) in _STAT_REDUCTIONS:
+                return self._channel_statistic(n, a, dims)
             self.S.freeze(a.slots)
             return None
         if keep:
             return a
         return Ann(tuple(d - sum(1 for r in dims if r < d) for d in a.dims), a.slots)
+
+    @staticmethod
+    def _statistic_name(n: torch.fx.Node) -> str:
+        return n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+
+    def _owner(self, n: torch.fx.Node) -> str:
+        stack = n.meta.get("nn_module_stack") or {}
+        if not stack:
+            return ""
+        last = list(stack.values())[-1]
+        return last[0] if isinstance(last, tuple) else str(last)
+
+    def _channel_statistic(self, n: torch.fx.Node, a: Ann, dims: list[int]) -> Any:
+        """A statistic over a channel dimension kept as a size-1 dimension (``x.mean(-1,
+        keepdim=True)`` in GlobalResponseNorm, ``F.normalize(x, dim=1)``): its shape does not
+        depend on the channel count, so the channels stay prunable; like LayerNorm's statistics
+        its value counts the removed channels (recorded in ``statistics``)."""
+        self.statistics[self._owner(n)] = None
+        axes = [i for i, d in enumerate(a.dims) if d not in dims]
+        if not axes:
+            return None
+        slots = a.slots
+        for i in sorted((i for i, d in enumerate(a.dims) if d in dims), reverse=True):
+            slots = np.take(slots, 0, axis=i)  # the channel axis collapses to one position
+        # the other channel dims keep their slots only if they did not vary with the reduced one
+        full = a.slots
+        ref = np.broadcast_to(np.expand_dims(slots, [i for i, d in enumerate(a.dims)
+                                                     if d in dims]), full.shape)
+        if not np.array_equal(ref, full):
+            self.S.freeze(a.slots)
+            return None
+        return Ann(tuple(a.dims[i] for i in axes), slots)
+
+    def _normalize(self, n: torch.fx.Node, a: Any) -> Any:
+        """``F.normalize(x, p, dim)``: elementwise unless ``dim`` is a channel dimension, where it
+        is a channel statistic (the shape never depends on the channel count)."""
+        if not isinstance(a, Ann):
+            return None
+        x = self._val(n.args[0])
+        dim = n.kwargs.get("dim", self._val(n.args[2]) if len(n.args) > 2 else 1)
+        if not isinstance(dim, int):
+            self.S.freeze(a.slots)
+            return None
+        if dim % x.dim() in a.dims:
+            if len(a.dims) != 1:
+                self.S.freeze(a.slots)
+                return None
+            self.statistics[self._owner(n)] = None
+        return a
 
     def _whole_heads(self, a: Ann, batch_dims: set[int]) -> tuple[list[int], np.ndarray] | None:
         """Unite all slots of one head; return the head dims and per-head representatives."""
@@ -1429,7 +1500,7 @@ def analyze(
         groups.append(grp)
     bindings = _attribute_bindings(model, an.bindings, S)
     return DependencyGraph(S, uses, groups, frozen_units, an.notes, bindings, an.mha_heads,
-                           unit_of_use)
+                           unit_of_use, statistics=list(an.statistics))
 
 
 def _unit_order(units: list[int], arrays: list[np.ndarray]) -> list[int]:
