@@ -14,8 +14,9 @@ Slots that reach the model's inputs or outputs, an unknown operation, or an igno
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -488,6 +489,7 @@ class _Analyzer(torch.fx.Interpreter):
         self.mha_heads: dict[str, int] = {}
         self.split_constraints: list[np.ndarray] = []
         self.statistics: dict[str, None] = {}  # owner modules of channel statistics
+        self.head_dim_mode = False  # attention pruned along head_dim instead of whole heads
         self.bindings: list[tuple[str, int, np.ndarray, int]] = []
         self.modules = dict(gm.named_modules())
         self.originals: dict[str, nn.Module] = dict(self.modules)  # set by analyze()
@@ -1284,6 +1286,73 @@ class _Analyzer(torch.fx.Interpreter):
             self.statistics[self._owner(n)] = None
         return a
 
+    def _uniform_heads(self, a: Ann, batch: set[int]) -> bool:
+        """Unite the slots of every head with head 0's at the same offset (``head_dim`` units:
+        each removes one offset from every head, so the head count never changes). False if
+        ``a`` carries no head dimension."""
+        hd = [i for i, d in enumerate(a.dims) if d in batch]
+        if not hd:
+            return False
+        other = [i for i in range(len(a.dims)) if i not in hd]
+        s = np.transpose(a.slots, hd + other)
+        s = s.reshape(int(np.prod(s.shape[: len(hd)])), -1)
+        for row in s[1:]:
+            self.S.union_arrays(s[0], row)
+        return True
+
+    def _matmul_head_dim(self, A: torch.Tensor, B: torch.Tensor, a: Any, b: Any,
+                         out: torch.Tensor) -> Any:
+        """``matmul`` when attention is pruned along ``head_dim``: head (batch) dimensions
+        never shrink; q @ k^T unites q's and k's offsets; attn @ v keeps v's offsets."""
+        nd = out.dim()
+        batch = set(range(nd - 2))
+        a_dims = tuple(d + nd - A.dim() for d in a.dims) if isinstance(a, Ann) else ()
+        b_dims = tuple(d + nd - B.dim() for d in b.dims) if isinstance(b, Ann) else ()
+        for ann, dims in ((a, a_dims), (b, b_dims)):
+            if isinstance(ann, Ann):
+                self._uniform_heads(Ann(dims, ann.slots), batch)
+        a_chan = [d for d in a_dims if d not in batch]
+        b_chan = [d for d in b_dims if d not in batch]
+        if (nd - 1 in a_chan) != (nd - 2 in b_chan):
+            self._freeze_ann([a, b])
+            return None
+        if nd - 1 in a_chan:  # contracted on both sides (q @ k^T)
+            same = [d for d in a_dims if d in batch] == [d for d in b_dims if d in batch]
+            if a_chan != [nd - 1] or b_chan != [nd - 2] or not same or \
+                    a.slots.shape != b.slots.shape:
+                self._freeze_ann([a, b])
+                return None
+            self.S.union_arrays(a.slots, b.slots)
+            return None  # the logits carry no channel; their head dim never shrinks
+        if a_chan and b_chan:
+            self._freeze_ann([a, b])
+            return None
+        if b_chan:
+            return Ann(b_dims, b.slots)
+        if a_chan:
+            return Ann(a_dims, a.slots)
+        return None  # only head dims, which never shrink
+
+    def _sdpa_head_dim(self, anns: list[Ann], kwargs: Any, out: torch.Tensor,
+                       batch: set[int]) -> Any:
+        """``scaled_dot_product_attention`` pruned along ``head_dim`` (see :meth:`_matmul`)."""
+        nd = out.dim()
+        for a in anns:
+            if [d for d in a.dims if d not in batch] != [nd - 1] or \
+                    not self._uniform_heads(a, batch):
+                self._freeze_ann(anns)
+                return None
+        q, k, v = anns
+        if q.dims != k.dims or q.slots.shape != k.slots.shape:
+            self._freeze_ann(anns)
+            return None
+        self.S.union_arrays(q.slots, k.slots)
+        note = ("scaled_dot_product_attention without scale=: pruning head_dim changes its "
+                "default 1/sqrt(head_dim) scale (not exact; fine-tune afterwards)")
+        if kwargs.get("scale") is None and note not in self.notes:
+            self.notes.append(note)
+        return Ann(v.dims, v.slots)
+
     def _whole_heads(self, a: Ann, batch_dims: set[int]) -> tuple[list[int], np.ndarray] | None:
         """Unite all slots of one head; return the head dims and per-head representatives."""
         hd = [i for i, d in enumerate(a.dims) if d in batch_dims]
@@ -1307,6 +1376,8 @@ class _Analyzer(torch.fx.Interpreter):
         if A.dim() < 2 or B.dim() < 2:
             self._freeze_ann([a, b])
             return None
+        if self.head_dim_mode:
+            return self._matmul_head_dim(A, B, a, b, out)
         nd = out.dim()
         sa, sb = nd - A.dim(), nd - B.dim()
         batch = set(range(nd - 2))
@@ -1366,6 +1437,8 @@ class _Analyzer(torch.fx.Interpreter):
             return None
         nd = out.dim()
         batch = set(range(nd - 2))
+        if self.head_dim_mode:
+            return self._sdpa_head_dim(anns, kwargs, out, batch)
         reps = []
         for a in anns:
             wh = self._whole_heads(a, batch)
@@ -1417,15 +1490,49 @@ def split_ignored(model: nn.Module, names: Iterable[str]) -> tuple[set[str], set
     return ignored, opaque
 
 
+ATTENTION_UNITS = ("heads", "head_dim")
+_attention_units: list[str] = ["heads"]
+
+
+@contextlib.contextmanager
+def attention_units(mode: str) -> Iterator[None]:
+    """Within the block, attention is pruned by ``mode``: ``"heads"`` (default: whole heads are
+    removed, ``head_dim`` stays) or ``"head_dim"`` (``num_heads`` stays and every head loses the
+    same offsets of ``head_dim``; q and k lose the same offsets, the ``head_dim`` attribute and
+    widths such as ``attn_dim`` follow). ``"head_dim"`` is exact where the softmax scale is a
+    constant of the original ``head_dim`` (``q * self.scale`` or ``scaled_dot_product_attention(
+    ..., scale=...)``); with SDPA's default scale ``1/sqrt(q.size(-1))`` the logits of the kept
+    dimensions grow by ``sqrt(old/new head_dim)`` (a note says so): fine-tune afterwards.
+    Example: ``with attention_units("head_dim"): prune(vit, x, ratio=0.5)``."""
+    if mode not in ATTENTION_UNITS:
+        from prunekit.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"attention_units: mode must be one of {ATTENTION_UNITS}, "
+                                    f"got {mode!r}")
+    _attention_units.append(mode)
+    try:
+        yield
+    finally:
+        _attention_units.pop()
+
+
 def analyze(
     model: nn.Module, example_inputs: Any, ignored_layers: Iterable[str | nn.Module] = (),
-    frozen_layers: Iterable[str | nn.Module] = (),
+    frozen_layers: Iterable[str | nn.Module] = (), *, attention: str | None = None,
 ) -> DependencyGraph:
     """Trace ``model`` and return its :class:`DependencyGraph` (groups of coupled units).
 
     ``ignored_layers`` keep their output units (their inputs still follow the layer before);
-    ``frozen_layers`` are opaque: every unit they read or write is kept.
+    ``frozen_layers`` are opaque: every unit they read or write is kept. ``attention``:
+    ``"heads"`` or ``"head_dim"`` (default: the :func:`attention_units` in effect).
     """
+    if attention is None:
+        attention = _attention_units[-1]
+    elif attention not in ATTENTION_UNITS:
+        from prunekit.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"attention must be one of {ATTENTION_UNITS}, got "
+                                    f"{attention!r}")
     ignored, opaque = split_ignored(model, resolve_names(model, ignored_layers, "ignored_layers"))
     frozen = resolve_names(model, frozen_layers, "frozen_layers") | opaque
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
@@ -1437,6 +1544,7 @@ def analyze(
         delattr(model, k)
     frozen |= {name for name, _ in fallback}
     an = _Analyzer(gm, ignored, frozen)
+    an.head_dim_mode = attention == "head_dim"
     an.originals = dict(model.named_modules())
     an.constants = set(constants)
     an.notes += [f"{name}: torch.fx cannot trace it ({why}); kept unchanged as an opaque layer"
