@@ -1229,7 +1229,8 @@ class _Analyzer(torch.fx.Interpreter):
         dims = [dim] if isinstance(dim, int) else list(dim)
         dims = [d % x.dim() for d in dims]
         if set(dims) & set(a.dims):
-            if keep and _is_tensor(out) and self._statistic_name(n) in _STAT_REDUCTIONS:
+            if keep and _is_tensor(out) and out.dim() == x.dim() and \
+                    self._statistic_name(n) in _STAT_REDUCTIONS:
                 return self._channel_statistic(n, a, dims)
             self.S.freeze(a.slots)
             return None
