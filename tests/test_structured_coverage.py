@@ -247,3 +247,33 @@ def test_attention_units_rejects_unknown_modes() -> None:
         pass
     with pytest.raises(InvalidParameterError, match="attention"):
         analyze(Attention(), torch.randn(1, 3, 12), attention="rows")
+
+
+# ----------------------------------------------------------------------------- mixed split
+
+
+class MixedConv(nn.Module):
+    """timm ``MixedConv2d``: the input is split by a stored list of sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 5, padding=2)])
+        self.splits = [4, 4]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = torch.split(x, self.splits, 1)
+        return torch.cat([c(xs[i]) for i, c in enumerate(self.convs)], 1)
+
+
+def test_fixed_split_sizes_keep_their_channels_with_a_note() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), MixedConv(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(1, 3, 6, 6)
+    pruned, rep = prune(model, x, ratio=0.5)
+    assert pruned[0].out_channels == 8 and pruned[1].splits == [4, 4]  # split input kept
+    assert [c.out_channels for c in pruned[1].convs] == [2, 2]  # the cat output is pruned
+    assert any(n.startswith("1: split of 8 channels into [4, 4] (fixed split sizes)")
+               for n in rep.notes)
+    assert removed_units_error(model, x, rep.plan) < 1e-5
+    with torch.no_grad():
+        assert pruned(x).shape == model(x).shape

@@ -848,7 +848,7 @@ class _Analyzer(torch.fx.Interpreter):
             sizes = args[1] if len(args) > 1 else kwargs.get("split_size_or_sections",
                                                                kwargs.get("chunks"))
             literal = name != "chunk" and not isinstance(sizes, torch.fx.Node)
-            return self._split(x_node, dim, out, literal)
+            return self._split(x_node, dim, out, literal, n)
         if (method and target == "roll") or (not method and target is torch.roll):
             dims = args[2] if len(args) > 2 else kwargs.get("dims")
             x = self._val(x_node)
@@ -1125,7 +1125,8 @@ class _Analyzer(torch.fx.Interpreter):
         # concatenation along another dim: channel annotations must agree
         return self._elementwise(tensors, out)
 
-    def _split(self, x_node: Any, dim: int, out: Any, literal: bool) -> Any:
+    def _split(self, x_node: Any, dim: int, out: Any, literal: bool,
+               n: torch.fx.Node | None = None) -> Any:
         a = self.ann.get(x_node)
         x = self._val(x_node)
         if not isinstance(a, Ann):
@@ -1137,6 +1138,12 @@ class _Analyzer(torch.fx.Interpreter):
         if a.dims != (dim,) or literal or len(sizes) != 1:
             # fixed split sizes cannot follow pruning: keep these channels
             self.S.freeze(a.slots)
+            where = self._owner(n) if n is not None else ""
+            why = "fixed split sizes" if literal else "unequal or multi-dim pieces"
+            note = (f"{where or 'model'}: split of {x.shape[dim]} channels into "
+                    f"{[o.shape[dim] for o in out]} ({why}); these channels are kept")
+            if note not in self.notes:
+                self.notes.append(note)
             return None
         # equal chunks must stay equal: remove the same offset from every chunk
         pieces = a.slots.reshape(len(out), -1)
