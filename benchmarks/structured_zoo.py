@@ -12,7 +12,10 @@ would count the zeros), the smallest per-layer kept fraction, and prune seconds.
 
 Each model runs in its own subprocess with a timeout, so one hang cannot stall the run.
 
+``--attention head_dim`` prunes attention along head_dim (all heads kept) instead of whole heads.
+
 Usage: python benchmarks/structured_zoo.py [--quick] [--models a,b,c] [--timeout 150]
+       [--attention heads|head_dim]
 """
 
 from __future__ import annotations
@@ -201,6 +204,7 @@ def run_one(spec: str) -> dict[str, Any]:
     from prunekit.metrics import count_macs
     from prunekit.nn.structured import apply_plan, count_params, prune
     from prunekit.nn.structured.checks import removed_units_error
+    from prunekit.nn.structured.graph import analyze
 
     torch.set_num_threads(1)
     model, x, n_cls = build(spec)
@@ -240,6 +244,9 @@ def run_one(spec: str) -> dict[str, Any]:
             # normalisations whose statistics run over the pruned dimension count zeros
             stats = [m for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.GroupNorm))
                      or any(k in type(m).__name__ for k in ("LayerNorm", "GroupNorm", "StdConv"))]
+            # modules the analysis found taking a statistic over channels (GRN, F.normalize)
+            stats += [model.get_submodule(s) for s in
+                      analyze(model, x, ignored_layers=ignored).statistics if s]
             plan = rep.plan
             if stats:
                 _, rep2 = prune(model, x, ratio=0.5, ignored_layers=ignored,
@@ -339,10 +346,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="models run at once (each single-threaded; latency is then noisier)")
     ap.add_argument("--update", action="store_true",
                     help="with --models: replace those rows in the saved results, print all")
+    ap.add_argument("--attention", default="heads", choices=["heads", "head_dim"],
+                    help="prunekit's attention units (graph.attention_units)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        res = run_one(args.one)
+        from prunekit.nn.structured.graph import attention_units
+
+        with attention_units(args.attention):
+            res = run_one(args.one)
         print("RESULT " + json.dumps(res))
         return 0
     if args.models:
@@ -356,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     def one(spec: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
-            p = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True,
+            p = subprocess.run([sys.executable, __file__, "--one", spec, "--attention",
+                                args.attention], capture_output=True,
                                text=True, timeout=args.timeout, env=env, check=False)
             lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
             if lines:
@@ -378,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         rows = list(pool.map(one, specs))
     out = RESULTS.with_name("structured_zoo_quick.json") if args.quick else RESULTS
+    if args.attention != "heads":
+        out = out.with_name(f"{out.stem}_{args.attention}.json")
     if args.update and out.exists():  # rerun some models, keep the other rows of the last run
         new = {r["model"]: r for r in rows}
         old = json.loads(out.read_text())["rows"]

@@ -14,8 +14,9 @@ Slots that reach the model's inputs or outputs, an unknown operation, or an igno
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +125,9 @@ class DependencyGraph:
     bindings: list[tuple[str, str, int, np.ndarray, int]]  # (module, attr, value, units, axis)
     mha_heads: dict[str, int]
     _units: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    # modules whose forward takes a statistic over a prunable channel dimension (GRN's channel
+    # mean, F.normalize over channels): like LayerNorm, zero units there still count
+    statistics: list[str] = field(default_factory=list)
     branch_cache: dict[int, list[list[int]]] = field(default_factory=dict, repr=False)
 
     def unit_of(self, use: Use) -> np.ndarray:
@@ -187,6 +191,9 @@ _LIKE_FN = {torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like
 _SOFTMAX = {torch.softmax, torch.nn.functional.softmax, torch.nn.functional.log_softmax}
 _REDUCE_METHODS = {"mean", "sum", "amax", "max", "amin", "min", "std", "var"}
 _REDUCE_FN = {torch.mean, torch.sum, torch.amax, torch.amin}
+# reductions over a channel dimension allowed when kept as a size-1 dimension (channel
+# statistics); max/min are left out: their indices would name channel positions
+_STAT_REDUCTIONS = {"mean", "sum", "amax", "amin", "std", "var", "norm"}
 _FUNCTIONAL_LAYERS: dict[Any, tuple[type[nn.Module], ...]] = {
     torch.nn.functional.linear: (nn.Linear,),
     torch.nn.functional.conv1d: (nn.Conv1d,),
@@ -481,6 +488,8 @@ class _Analyzer(torch.fx.Interpreter):
         self.notes: list[str] = []
         self.mha_heads: dict[str, int] = {}
         self.split_constraints: list[np.ndarray] = []
+        self.statistics: dict[str, None] = {}  # owner modules of channel statistics
+        self.head_dim_mode = False  # attention pruned along head_dim instead of whole heads
         self.bindings: list[tuple[str, int, np.ndarray, int]] = []
         self.modules = dict(gm.named_modules())
         self.originals: dict[str, nn.Module] = dict(self.modules)  # set by analyze()
@@ -643,6 +652,9 @@ class _Analyzer(torch.fx.Interpreter):
             self._use(name, "out", o.slots)
             return o
         if isinstance(m, nn.Linear):
+            a = self.ann.get(x_node)
+            if isinstance(a, Ann) and _is_tensor(x) and (x.dim() - 1) not in a.dims:
+                return self._linear_other_dim(name, m, a)
             inp = self._channel_ann(x_node, x, -1)
             self._use(name, "in", inp.slots)
             o = self._fresh(m.out_features, out.dim() - 1)
@@ -712,6 +724,14 @@ class _Analyzer(torch.fx.Interpreter):
         self.notes.append(f"{name} ({type(m).__name__}): unknown parameter-free layer; frozen")
         self._freeze_ann(self._arg_anns((n.args, n.kwargs)))
         return None
+
+    def _linear_other_dim(self, name: str, m: nn.Linear, a: Ann) -> Ann:
+        """A Linear over a dimension that carries no channel (MLP-Mixer's token mixing on a
+        transposed tensor): channels on the other dims pass through; the Linear's own input and
+        output positions (e.g. tokens, fixed by the input size) are kept."""
+        self._use(name, "in", self.S.alloc(m.in_features, frozen=True))
+        self._use(name, "out", self.S.alloc(m.out_features, frozen=True))
+        return Ann(a.dims, a.slots)
 
     def _rnn(self, n: torch.fx.Node, name: str, m: nn.RNNBase, x_node: Any, out: Any) -> Any:
         """LSTM/GRU/RNN: input features, and hidden units shared by every layer/direction."""
@@ -809,6 +829,8 @@ class _Analyzer(torch.fx.Interpreter):
         if (method and target in ("addcmul", "addcdiv")) or (
                 not method and target in (torch.addcmul, torch.addcdiv)):
             return self._elementwise(list(args[:3]), out)
+        if not method and target is torch.nn.functional.normalize:
+            return self._normalize(n, a0)
         if (method and target == "norm") or (not method and target is torch.norm):
             return self._reduce(n, a0, out, dim_pos=2)
         if (method and target in _BINARY_METHODS) or (not method and target in _BINARY_FN):
@@ -826,7 +848,7 @@ class _Analyzer(torch.fx.Interpreter):
             sizes = args[1] if len(args) > 1 else kwargs.get("split_size_or_sections",
                                                                kwargs.get("chunks"))
             literal = name != "chunk" and not isinstance(sizes, torch.fx.Node)
-            return self._split(x_node, dim, out, literal)
+            return self._split(x_node, dim, out, literal, n)
         if (method and target == "roll") or (not method and target is torch.roll):
             dims = args[2] if len(args) > 2 else kwargs.get("dims")
             x = self._val(x_node)
@@ -1103,7 +1125,8 @@ class _Analyzer(torch.fx.Interpreter):
         # concatenation along another dim: channel annotations must agree
         return self._elementwise(tensors, out)
 
-    def _split(self, x_node: Any, dim: int, out: Any, literal: bool) -> Any:
+    def _split(self, x_node: Any, dim: int, out: Any, literal: bool,
+               n: torch.fx.Node | None = None) -> Any:
         a = self.ann.get(x_node)
         x = self._val(x_node)
         if not isinstance(a, Ann):
@@ -1115,6 +1138,12 @@ class _Analyzer(torch.fx.Interpreter):
         if a.dims != (dim,) or literal or len(sizes) != 1:
             # fixed split sizes cannot follow pruning: keep these channels
             self.S.freeze(a.slots)
+            where = self._owner(n) if n is not None else ""
+            why = "fixed split sizes" if literal else "unequal or multi-dim pieces"
+            note = (f"{where or 'model'}: split of {x.shape[dim]} channels into "
+                    f"{[o.shape[dim] for o in out]} ({why}); these channels are kept")
+            if note not in self.notes:
+                self.notes.append(note)
             return None
         # equal chunks must stay equal: remove the same offset from every chunk
         pieces = a.slots.reshape(len(out), -1)
@@ -1207,11 +1236,130 @@ class _Analyzer(torch.fx.Interpreter):
         dims = [dim] if isinstance(dim, int) else list(dim)
         dims = [d % x.dim() for d in dims]
         if set(dims) & set(a.dims):
+            if keep and _is_tensor(out) and out.dim() == x.dim() and \
+                    self._statistic_name(n) in _STAT_REDUCTIONS:
+                return self._channel_statistic(n, a, dims)
             self.S.freeze(a.slots)
             return None
         if keep:
             return a
         return Ann(tuple(d - sum(1 for r in dims if r < d) for d in a.dims), a.slots)
+
+    @staticmethod
+    def _statistic_name(n: torch.fx.Node) -> str:
+        return n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+
+    def _owner(self, n: torch.fx.Node) -> str:
+        stack = n.meta.get("nn_module_stack") or {}
+        if not stack:
+            return ""
+        last = list(stack.values())[-1]
+        return last[0] if isinstance(last, tuple) else str(last)
+
+    def _channel_statistic(self, n: torch.fx.Node, a: Ann, dims: list[int]) -> Any:
+        """A statistic over a channel dimension kept as a size-1 dimension (``x.mean(-1,
+        keepdim=True)`` in GlobalResponseNorm, ``F.normalize(x, dim=1)``): its shape does not
+        depend on the channel count, so the channels stay prunable; like LayerNorm's statistics
+        its value counts the removed channels (recorded in ``statistics``)."""
+        self.statistics[self._owner(n)] = None
+        axes = [i for i, d in enumerate(a.dims) if d not in dims]
+        if not axes:
+            return None
+        slots = a.slots
+        for i in sorted((i for i, d in enumerate(a.dims) if d in dims), reverse=True):
+            slots = np.take(slots, 0, axis=i)  # the channel axis collapses to one position
+        # the other channel dims keep their slots only if they did not vary with the reduced one
+        full = a.slots
+        ref = np.broadcast_to(np.expand_dims(slots, [i for i, d in enumerate(a.dims)
+                                                     if d in dims]), full.shape)
+        if not np.array_equal(ref, full):
+            self.S.freeze(a.slots)
+            return None
+        return Ann(tuple(a.dims[i] for i in axes), slots)
+
+    def _normalize(self, n: torch.fx.Node, a: Any) -> Any:
+        """``F.normalize(x, p, dim)``: elementwise unless ``dim`` is a channel dimension, where it
+        is a channel statistic (the shape never depends on the channel count)."""
+        if not isinstance(a, Ann):
+            return None
+        x = self._val(n.args[0])
+        dim = n.kwargs.get("dim", self._val(n.args[2]) if len(n.args) > 2 else 1)
+        if not isinstance(dim, int):
+            self.S.freeze(a.slots)
+            return None
+        if dim % x.dim() in a.dims:
+            if len(a.dims) != 1:
+                self.S.freeze(a.slots)
+                return None
+            self.statistics[self._owner(n)] = None
+        return a
+
+    def _uniform_heads(self, a: Ann, batch: set[int]) -> bool:
+        """Unite the slots of every head with head 0's at the same offset (``head_dim`` units:
+        each removes one offset from every head, so the head count never changes). False if
+        ``a`` carries no head dimension."""
+        hd = [i for i, d in enumerate(a.dims) if d in batch]
+        if not hd:
+            return False
+        other = [i for i in range(len(a.dims)) if i not in hd]
+        s = np.transpose(a.slots, hd + other)
+        s = s.reshape(int(np.prod(s.shape[: len(hd)])), -1)
+        for row in s[1:]:
+            self.S.union_arrays(s[0], row)
+        return True
+
+    def _matmul_head_dim(self, A: torch.Tensor, B: torch.Tensor, a: Any, b: Any,
+                         out: torch.Tensor) -> Any:
+        """``matmul`` when attention is pruned along ``head_dim``: head (batch) dimensions
+        never shrink; q @ k^T unites q's and k's offsets; attn @ v keeps v's offsets."""
+        nd = out.dim()
+        batch = set(range(nd - 2))
+        a_dims = tuple(d + nd - A.dim() for d in a.dims) if isinstance(a, Ann) else ()
+        b_dims = tuple(d + nd - B.dim() for d in b.dims) if isinstance(b, Ann) else ()
+        for ann, dims in ((a, a_dims), (b, b_dims)):
+            if isinstance(ann, Ann):
+                self._uniform_heads(Ann(dims, ann.slots), batch)
+        a_chan = [d for d in a_dims if d not in batch]
+        b_chan = [d for d in b_dims if d not in batch]
+        if (nd - 1 in a_chan) != (nd - 2 in b_chan):
+            self._freeze_ann([a, b])
+            return None
+        if nd - 1 in a_chan:  # contracted on both sides (q @ k^T)
+            same = [d for d in a_dims if d in batch] == [d for d in b_dims if d in batch]
+            if a_chan != [nd - 1] or b_chan != [nd - 2] or not same or \
+                    a.slots.shape != b.slots.shape:
+                self._freeze_ann([a, b])
+                return None
+            self.S.union_arrays(a.slots, b.slots)
+            return None  # the logits carry no channel; their head dim never shrinks
+        if a_chan and b_chan:
+            self._freeze_ann([a, b])
+            return None
+        if b_chan:
+            return Ann(b_dims, b.slots)
+        if a_chan:
+            return Ann(a_dims, a.slots)
+        return None  # only head dims, which never shrink
+
+    def _sdpa_head_dim(self, anns: list[Ann], kwargs: Any, out: torch.Tensor,
+                       batch: set[int]) -> Any:
+        """``scaled_dot_product_attention`` pruned along ``head_dim`` (see :meth:`_matmul`)."""
+        nd = out.dim()
+        for a in anns:
+            if [d for d in a.dims if d not in batch] != [nd - 1] or \
+                    not self._uniform_heads(a, batch):
+                self._freeze_ann(anns)
+                return None
+        q, k, v = anns
+        if q.dims != k.dims or q.slots.shape != k.slots.shape:
+            self._freeze_ann(anns)
+            return None
+        self.S.union_arrays(q.slots, k.slots)
+        note = ("scaled_dot_product_attention without scale=: pruning head_dim changes its "
+                "default 1/sqrt(head_dim) scale (not exact; fine-tune afterwards)")
+        if kwargs.get("scale") is None and note not in self.notes:
+            self.notes.append(note)
+        return Ann(v.dims, v.slots)
 
     def _whole_heads(self, a: Ann, batch_dims: set[int]) -> tuple[list[int], np.ndarray] | None:
         """Unite all slots of one head; return the head dims and per-head representatives."""
@@ -1236,6 +1384,8 @@ class _Analyzer(torch.fx.Interpreter):
         if A.dim() < 2 or B.dim() < 2:
             self._freeze_ann([a, b])
             return None
+        if self.head_dim_mode:
+            return self._matmul_head_dim(A, B, a, b, out)
         nd = out.dim()
         sa, sb = nd - A.dim(), nd - B.dim()
         batch = set(range(nd - 2))
@@ -1295,6 +1445,8 @@ class _Analyzer(torch.fx.Interpreter):
             return None
         nd = out.dim()
         batch = set(range(nd - 2))
+        if self.head_dim_mode:
+            return self._sdpa_head_dim(anns, kwargs, out, batch)
         reps = []
         for a in anns:
             wh = self._whole_heads(a, batch)
@@ -1346,15 +1498,49 @@ def split_ignored(model: nn.Module, names: Iterable[str]) -> tuple[set[str], set
     return ignored, opaque
 
 
+ATTENTION_UNITS = ("heads", "head_dim")
+_attention_units: list[str] = ["heads"]
+
+
+@contextlib.contextmanager
+def attention_units(mode: str) -> Iterator[None]:
+    """Within the block, attention is pruned by ``mode``: ``"heads"`` (default: whole heads are
+    removed, ``head_dim`` stays) or ``"head_dim"`` (``num_heads`` stays and every head loses the
+    same offsets of ``head_dim``; q and k lose the same offsets, the ``head_dim`` attribute and
+    widths such as ``attn_dim`` follow). ``"head_dim"`` is exact where the softmax scale is a
+    constant of the original ``head_dim`` (``q * self.scale`` or ``scaled_dot_product_attention(
+    ..., scale=...)``); with SDPA's default scale ``1/sqrt(q.size(-1))`` the logits of the kept
+    dimensions grow by ``sqrt(old/new head_dim)`` (a note says so): fine-tune afterwards.
+    Example: ``with attention_units("head_dim"): prune(vit, x, ratio=0.5)``."""
+    if mode not in ATTENTION_UNITS:
+        from prunekit.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"attention_units: mode must be one of {ATTENTION_UNITS}, "
+                                    f"got {mode!r}")
+    _attention_units.append(mode)
+    try:
+        yield
+    finally:
+        _attention_units.pop()
+
+
 def analyze(
     model: nn.Module, example_inputs: Any, ignored_layers: Iterable[str | nn.Module] = (),
-    frozen_layers: Iterable[str | nn.Module] = (),
+    frozen_layers: Iterable[str | nn.Module] = (), *, attention: str | None = None,
 ) -> DependencyGraph:
     """Trace ``model`` and return its :class:`DependencyGraph` (groups of coupled units).
 
     ``ignored_layers`` keep their output units (their inputs still follow the layer before);
-    ``frozen_layers`` are opaque: every unit they read or write is kept.
+    ``frozen_layers`` are opaque: every unit they read or write is kept. ``attention``:
+    ``"heads"`` or ``"head_dim"`` (default: the :func:`attention_units` in effect).
     """
+    if attention is None:
+        attention = _attention_units[-1]
+    elif attention not in ATTENTION_UNITS:
+        from prunekit.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"attention must be one of {ATTENTION_UNITS}, got "
+                                    f"{attention!r}")
     ignored, opaque = split_ignored(model, resolve_names(model, ignored_layers, "ignored_layers"))
     frozen = resolve_names(model, frozen_layers, "frozen_layers") | opaque
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
@@ -1366,6 +1552,7 @@ def analyze(
         delattr(model, k)
     frozen |= {name for name, _ in fallback}
     an = _Analyzer(gm, ignored, frozen)
+    an.head_dim_mode = attention == "head_dim"
     an.originals = dict(model.named_modules())
     an.constants = set(constants)
     an.notes += [f"{name}: torch.fx cannot trace it ({why}); kept unchanged as an opaque layer"
@@ -1429,7 +1616,7 @@ def analyze(
         groups.append(grp)
     bindings = _attribute_bindings(model, an.bindings, S)
     return DependencyGraph(S, uses, groups, frozen_units, an.notes, bindings, an.mha_heads,
-                           unit_of_use)
+                           unit_of_use, statistics=list(an.statistics))
 
 
 def _unit_order(units: list[int], arrays: list[np.ndarray]) -> list[int]:

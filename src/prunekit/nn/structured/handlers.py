@@ -245,7 +245,34 @@ def get_owner(model: nn.Module, dotted: str) -> tuple[nn.Module, str]:
 def prune_param(model: nn.Module, dotted: str, dim: int, keep: torch.Tensor) -> None:
     """Keep ``keep`` along ``dim`` of the parameter/buffer ``dotted`` (a ``get_attr`` tensor)."""
     owner, attr = get_owner(model, dotted)
+    t = getattr(owner, attr, None)
+    old = (int(t.shape[dim]), int(t.numel())) if isinstance(t, torch.Tensor) else None
     _take(owner, attr, dim, keep)
+    if old is not None:
+        _follow_view_shapes(owner, *old, len(keep))
+
+
+def _follow_view_shapes(owner: nn.Module, n_old: int, numel: int, n_new: int) -> None:
+    """Update the owner's broadcast-shape attributes of a pruned parameter.
+
+    A module that views its 1-D parameter through a stored shape (timm's ``Scale``:
+    ``self.scale.view(self.shape)`` with ``shape = (dim, 1, 1)``) would read the old width. A
+    tuple/list of ints whose only entry other than 1 is the old width and whose product is the
+    parameter's old size describes exactly that view, so its entry follows the new width.
+    """
+    if n_old <= 1 or n_old == n_new:
+        return
+    for attr, v in list(vars(owner).items()):
+        if attr.startswith("_") or not isinstance(v, (tuple, list)) or not v:
+            continue
+        if not all(isinstance(e, int) and not isinstance(e, bool) for e in v):
+            continue
+        big = [i for i, e in enumerate(v) if e != 1]
+        if len(big) != 1 or v[big[0]] != n_old or math.prod(v) != numel:
+            continue
+        new = list(v)
+        new[big[0]] = n_new
+        setattr(owner, attr, type(v)(new))
 
 
 def slice_tensor(module: nn.Module, s: Slice) -> torch.Tensor | None:
