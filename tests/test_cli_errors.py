@@ -216,6 +216,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("st-target-macs", ["nn", "structured", "prune", "--target-macs", "-1"], "--target-macs"),
     ("st-criterion", ["nn", "structured", "prune", "--criterion", "bogus"], "fpgm"),
     ("st-allocation", ["nn", "structured", "prune", "--allocation", "random"], "uniform"),
+    ("st-attention", ["nn", "structured", "prune", "--attention", "channels"], "head_dim"),
     ("st-dataset-mismatch", ["nn", "structured", "prune", "--dataset", "mnist"], "--data"),
     ("st-dataset-bogus", ["nn", "structured", "prune", "--dataset", "cifar"], "digits"),
     ("st-ignore", ["nn", "structured", "prune", "--ignore", "nope"], "--ignore"),

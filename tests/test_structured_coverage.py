@@ -277,3 +277,21 @@ def test_fixed_split_sizes_keep_their_channels_with_a_note() -> None:
     assert removed_units_error(model, x, rep.plan) < 1e-5
     with torch.no_grad():
         assert pruned(x).shape == model(x).shape
+
+
+def test_prune_attention_argument_matches_the_context_manager() -> None:
+    torch.manual_seed(0)
+    model, x = Attention(num_heads=3, head_dim=4).eval(), torch.randn(1, 4, 12)
+    by_arg, rep_arg = prune(model, x, ratio=0.5, attention="head_dim")
+    with attention_units("head_dim"):
+        by_ctx, rep_ctx = prune(model, x, ratio=0.5)
+    assert (by_arg.num_heads, by_arg.head_dim) == (3, 2)
+    assert rep_arg.plan == rep_ctx.plan
+    assert torch.equal(by_arg(x), by_ctx(x))
+    heads, _ = prune(model, x, ratio=0.5, attention="heads")  # overrides nothing: the default
+    assert heads.head_dim == 4
+
+
+def test_prune_rejects_an_unknown_attention_unit_before_any_work() -> None:
+    with pytest.raises(InvalidParameterError, match="attention.*head_dim"):
+        prune(Attention(), torch.randn(1, 4, 12), ratio=0.5, attention="channels")

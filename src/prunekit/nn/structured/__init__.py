@@ -23,7 +23,7 @@ from .core import (
     save_plan,
     select_units,
 )
-from .graph import DependencyGraph, Group
+from .graph import DependencyGraph, Group, attention_units
 from .handlers import Handler, Slice, register_handler
 from .hf_io import load_pruned_pretrained, save_pruned_pretrained
 from .importance import CRITERIA, unit_scores
@@ -40,6 +40,7 @@ __all__ = [
     "TransformerPruneReport",
     "apply_plan",
     "apply_transformer_plan",
+    "attention_units",
     "count_params",
     "dependency_groups",
     "drop_blocks",

@@ -87,6 +87,8 @@ def prune_cmd(
     ),
     criterion: str = typer.Option("l2", help="l1, l2, bn_scale, fpgm, taylor, random."),
     allocation: str = typer.Option("uniform", help="uniform or global."),
+    attention: str = typer.Option("heads", help="Attention units: heads (whole heads) or "
+                                  "head_dim (every head loses the same head_dim offsets)."),
     round_to: int | None = typer.Option(None, min=1, max=4096,
                                         help="Kept widths a multiple of this."),
     ignore: list[str] = typer.Option([], help="Module names to keep unchanged (repeatable)."),
@@ -115,6 +117,7 @@ def prune_cmd(
     user = ":" in model
     dataset = _check_prune_options(model, dataset, ratio, target_macs, target_params,
                                    target_latency, criterion, allocation, lr, input_shape)
+    check_option_choice("--attention", attention, ("heads", "head_dim"))
     outputs = {"--out": out, "--plan": plan, "--report": report}
     for option, path in outputs.items():
         if path is not None:
@@ -152,7 +155,7 @@ def prune_cmd(
                           target_params=target_params, target_latency=target_latency,
                           criterion=criterion, allocation=allocation, round_to=round_to,
                           ignored_layers=ignore, data=loaders[0] if loaders else None,
-                          seed=seed)
+                          seed=seed, attention=attention)
         bar.advance(description="evaluating")
         acc1 = evaluate_accuracy(slim, loaders[2]) if loaders else None
         bar.advance(description="measuring latency")

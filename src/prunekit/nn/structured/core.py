@@ -26,7 +26,7 @@ from prunekit.errors import (
 )
 from prunekit.metrics import count_macs, markdown_table, measure_latency
 
-from .graph import DependencyGraph, Group, analyze, resolve_names
+from .graph import ATTENTION_UNITS, DependencyGraph, Group, analyze, resolve_names
 from .handlers import get_owner, handler_for, prune_param
 from .importance import CRITERIA, gradients, unit_scores
 from .plan_check import PLAN_FORMAT, role_size, validate_plan
@@ -450,6 +450,7 @@ def prune(
     sensitivity: Any = None,
     scorer: Scorer | None = None,
     repair: Repair | None = None,
+    attention: str | None = None,
 ) -> tuple[nn.Module, StructuredReport]:
     """Remove channels, neurons and attention heads; return ``(smaller_copy, report)``.
 
@@ -470,6 +471,11 @@ def prune(
     only names it in the report); ``repair(dense, pruned, plan) -> notes`` runs once on the
     pruned copy after the target is met (e.g. refitting weights, re-estimating BatchNorm) and
     its notes go into the report. Both get prunekit's private copies, never ``model`` itself.
+
+    ``attention`` chooses the units of attention layers: ``"heads"`` (whole heads, the default)
+    or ``"head_dim"`` (every head keeps its place and loses the same head_dim offsets, as
+    Torch-Pruning does; exact only where the score scale is a constant, a report note says when
+    it is not). ``None`` uses :func:`prunekit.nn.structured.graph.attention_units`' setting.
     """
     targets = {"ratio": ratio, "target_macs": target_macs, "target_params": target_params,
                "target_latency": target_latency}
@@ -482,6 +488,8 @@ def prune(
         raise InvalidParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_hooks(criterion, scorer, repair)
     check_choice("allocation", allocation, ALLOCATIONS)
+    if attention is not None:
+        check_choice("attention", attention, ATTENTION_UNITS)
     max_ratio = check_fraction("max_ratio", max_ratio, low=0.0, high=1.0)
     check_positive_int("min_channels", min_channels)
     if round_to is not None:
@@ -500,7 +508,7 @@ def prune(
         macs0, ref_out = _macs_and_shapes(work, inputs)
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:  # rejects example_inputs
         raise ShapeMismatchError(f"the model cannot run on example_inputs: {exc}") from exc
-    graph = analyze(work, inputs, ignored_names, frozen_names)
+    graph = analyze(work, inputs, ignored_names, frozen_names, attention=attention)
     if scorer is None:
         grads = gradients(work, data, loss_fn) if criterion == "taylor" else None
         scores, notes = unit_scores(work, graph, criterion, grads=grads, seed=seed)
@@ -805,7 +813,8 @@ def _report(pruned: nn.Module, graph: DependencyGraph, removed: set[int],
 
 def dependency_groups(
     model: nn.Module, example_inputs: Any, ignored_layers: Sequence[str | nn.Module] = (),
-    frozen_layers: Sequence[str | nn.Module] = (),
+    frozen_layers: Sequence[str | nn.Module] = (), *, attention: str | None = None,
 ) -> DependencyGraph:
     """The coupled groups of ``model`` (for inspection; :func:`prune` computes them itself)."""
-    return analyze(model, _as_tuple(example_inputs), ignored_layers, frozen_layers)
+    return analyze(model, _as_tuple(example_inputs), ignored_layers, frozen_layers,
+                   attention=attention)
