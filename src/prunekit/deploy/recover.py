@@ -6,8 +6,11 @@ or a user's stale momentum cannot regrow them). :func:`masked_finetune` runs
 :func:`prunekit.nn.distill.finetune` (cross-entropy or knowledge distillation from the dense
 teacher) and :func:`masked_distill_hidden_states` runs
 :func:`prunekit.nn.distill.distill_hidden_states` (embedding distillation for encoders) inside
-it. Masks come from a :class:`prunekit.nn.Pruner` (``pruner.masks``), a ``SparsityReport``
-(``report.masks``), a dict ``{param_name: keep_mask}`` or, by default, the model's zeros.
+it. :func:`masked_distill_outputs` is the recovery loop for one-shot pruned transformers
+(encoders and decoders): per-layer normalised hidden-state error plus pooled cosine or logit KL,
+teacher outputs cached, embedding tables frozen. Masks come from a
+:class:`prunekit.nn.Pruner` (``pruner.masks``), a ``SparsityReport`` (``report.masks``), a dict
+``{param_name: keep_mask}`` or, by default, the model's zeros.
 """
 
 from __future__ import annotations

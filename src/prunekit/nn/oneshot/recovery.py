@@ -1,11 +1,13 @@
-"""Recovery for one-shot pruned encoders: masked embedding distillation on unlabelled text.
+"""Recovery for one-shot pruned transformers: masked distillation on unlabelled text.
 
 After :func:`prunekit.nn.oneshot.oneshot` (SparseGPT / Wanda / magnitude) the zeros of every
-pruned weight matrix are kept while the surviving weights learn to reproduce the dense model's
-sentence embeddings (and optionally its intermediate hidden states) with
-:func:`prunekit.nn.distill.distill_hidden_states`. The masks are enforced by zeroing the
-gradients of pruned positions (AdamW without weight decay then never moves them) and re-applied
-at the end, so the sparsity is exactly what the one-shot step produced.
+pruned weight matrix are kept while the surviving weights, biases and LayerNorms learn to
+reproduce the dense model's outputs with
+:func:`prunekit.deploy.recover.masked_distill_outputs`: the per-layer normalised hidden-state
+error of every block (real tokens only) plus ``1 - cos`` of the attention-masked mean embedding
+(or the KL of an LM's logits). The masks are enforced by :func:`prunekit.deploy.recover.keep_zeros`
+(gradients of pruned positions zeroed, masks re-applied after every step), so the sparsity is
+exactly what the one-shot step produced.
 """
 
 from __future__ import annotations
