@@ -491,9 +491,10 @@ def _recovery_variants(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         (f"everyday + previous recipe (lr 5e-4, raw hidden MSE; {d})", "everyday",
          dict(engine="previous", steps=steps, lr=5e-4)),
-        (f"everyday + cosine only (lr {DEFAULT_LR:g}; {d})", "everyday",
+        (f"everyday + cosine only, no layer term (lr {DEFAULT_LR:g}; {d})", "everyday",
          dict(steps=steps, layers=None)),
-        (f"everyday + masked_distill defaults (cosine + normalised layers; {d})", "everyday",
+        (f"everyday + masked_distill defaults (lr {DEFAULT_LR:g}, cosine + normalised layers; {d})",
+         "everyday",
          dict(steps=steps)),
         (f"stdlib + masked_distill defaults ({d})", "stdlib", dict(steps=steps)),
     ]

@@ -21,7 +21,7 @@ from torch import nn
 from prunekit.errors import InvalidParameterError
 
 DEFAULT_STEPS = 60
-DEFAULT_LR = 5e-4
+DEFAULT_LR = 1e-4
 
 
 def sparse_masks(model: nn.Module, min_sparsity: float = 0.01) -> dict[str, torch.Tensor]:
