@@ -18,8 +18,11 @@ Parts (each prints a Markdown table; all rows go to benchmarks/results/budget.js
    magnitude vs + BatchNorm re-estimation vs + least-squares reconstruction vs + activation scores
    vs + sensitivity allocation; agreement with the dense model / accuracy / embedding cosine on
    held-out data, calibration time.
-5. oneshot — MiniLM 50 % SparseGPT, then masked embedding distillation on unlabelled docstring
-   paragraphs (zeros kept): cosine on held-out sentences, time, peak memory.
+5. oneshot — MiniLM 50 % SparseGPT calibrated on docstring paragraphs vs on the everyday
+   sentences, then masked distillation on the everyday sentences (zeros kept; previous recipe vs
+   cosine only vs the masked_distill defaults): cosine and nearest-neighbour agreement on the
+   held-out sentences (other topics), cosine on unused docstring paragraphs (out of domain),
+   sparsity, time, memory.
 6. sweep — search_sparsity with a short fine-tune per candidate, 1 vs 2 joblib workers
    (interleaved, median wall time).
 
