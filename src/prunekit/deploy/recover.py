@@ -357,35 +357,14 @@ def masked_distill_outputs(
     """
     from prunekit._modes import eval_mode
     from prunekit._progress import ProgressBar
-    from prunekit._validation import (
-        check_bool,
-        check_choice,
-        check_fraction,
-        check_positive_int,
-        check_real,
-    )
     from prunekit.nn.distill import pool_hidden_states
 
-    check_positive_int("steps", steps)
-    lr = check_real("lr", lr, minimum=0.0)
-    check_choice("loss", loss, _OUTPUT_LOSSES)
-    check_choice("pool", pool, ("mean", "cls"))
-    check_choice("schedule", schedule, _SCHEDULES)
-    layer_weight = check_real("layer_weight", layer_weight, minimum=0.0)
-    temperature = check_real("temperature", temperature, minimum=1e-6)
-    warmup = check_fraction("warmup", warmup)
-    if max_grad_norm is not None:
-        max_grad_norm = check_real("max_grad_norm", max_grad_norm, minimum=1e-12)
-    for name, flag in (("dropout", dropout), ("train_embeddings", train_embeddings),
-                       ("cache_teacher", cache_teacher), ("progress", progress)):
-        check_bool(name, flag)
-    for name, m in (("student", student), ("teacher", teacher)):
-        if not isinstance(m, nn.Module):
-            raise InvalidParameterError(f"{name} must be a torch nn.Module, got {type(m).__name__}")
-    if {p.data_ptr() for p in teacher.parameters()} & {p.data_ptr() for p in student.parameters()}:
-        raise InvalidParameterError("student and teacher share parameters; distil a copy")
-    if loss == "none" and layers is None:
-        raise InvalidParameterError("loss='none' needs layers (otherwise nothing is matched)")
+    lr, layer_weight, temperature, warmup, max_grad_norm = _check_options(
+        student, teacher, steps=steps, lr=lr, loss=loss, pool=pool, layers=layers,
+        layer_weight=layer_weight, temperature=temperature, warmup=warmup, schedule=schedule,
+        max_grad_norm=max_grad_norm, flags={"dropout": dropout, "cache_teacher": cache_teacher,
+                                            "train_embeddings": train_embeddings,
+                                            "progress": progress})
     data = _check_batches(batches)
     s_dev = next(student.parameters()).device
     t_dev = next(teacher.parameters()).device
@@ -441,6 +420,40 @@ def masked_distill_outputs(
     report.notes.append(f"{sum(p.numel() for p in params)} trainable parameters; teacher "
                         f"outputs {'cached' if cache_teacher else 'recomputed every step'}")
     return report
+
+
+def _check_options(student: Any, teacher: Any, *, steps: Any, lr: Any, loss: Any, pool: Any,
+                   layers: Any, layer_weight: Any, temperature: Any, warmup: Any, schedule: Any,
+                   max_grad_norm: Any, flags: dict[str, Any]) -> tuple[Any, ...]:
+    """Validate :func:`masked_distill_outputs`' options; return the numbers as floats."""
+    from prunekit._validation import (
+        check_bool,
+        check_choice,
+        check_fraction,
+        check_positive_int,
+        check_real,
+    )
+
+    check_positive_int("steps", steps)
+    lr = check_real("lr", lr, minimum=0.0)
+    check_choice("loss", loss, _OUTPUT_LOSSES)
+    check_choice("pool", pool, ("mean", "cls"))
+    check_choice("schedule", schedule, _SCHEDULES)
+    layer_weight = check_real("layer_weight", layer_weight, minimum=0.0)
+    temperature = check_real("temperature", temperature, minimum=1e-6)
+    warmup = check_fraction("warmup", warmup)
+    if max_grad_norm is not None:
+        max_grad_norm = check_real("max_grad_norm", max_grad_norm, minimum=1e-12)
+    for name, flag in flags.items():
+        check_bool(name, flag)
+    for name, m in (("student", student), ("teacher", teacher)):
+        if not isinstance(m, nn.Module):
+            raise InvalidParameterError(f"{name} must be a torch nn.Module, got {type(m).__name__}")
+    if {p.data_ptr() for p in teacher.parameters()} & {p.data_ptr() for p in student.parameters()}:
+        raise InvalidParameterError("student and teacher share parameters; distil a copy")
+    if loss == "none" and layers is None:
+        raise InvalidParameterError("loss='none' needs layers (otherwise nothing is matched)")
+    return lr, layer_weight, temperature, warmup, max_grad_norm
 
 
 def _step_loss(student: nn.Module, batch: dict[str, torch.Tensor], tgt: _Target,
