@@ -20,7 +20,7 @@ from torch import nn
 
 from prunekit.errors import InvalidParameterError
 
-DEFAULT_STEPS = 60
+DEFAULT_STEPS = 400
 DEFAULT_LR = 1e-4
 
 
