@@ -18,8 +18,11 @@ Parts (each prints a Markdown table; all rows go to benchmarks/results/budget.js
    magnitude vs + BatchNorm re-estimation vs + least-squares reconstruction vs + activation scores
    vs + sensitivity allocation; agreement with the dense model / accuracy / embedding cosine on
    held-out data, calibration time.
-5. oneshot — MiniLM 50 % SparseGPT, then masked embedding distillation on unlabelled docstring
-   paragraphs (zeros kept): cosine on held-out sentences, time, peak memory.
+5. oneshot — MiniLM 50 % SparseGPT calibrated on docstring paragraphs vs on the everyday
+   sentences, then masked distillation on the everyday sentences (zeros kept; previous recipe vs
+   cosine only vs the masked_distill defaults): cosine and nearest-neighbour agreement on the
+   held-out sentences (other topics), cosine on unused docstring paragraphs (out of domain),
+   sparsity, time, memory.
 6. sweep — search_sparsity with a short fine-tune per candidate, 1 vs 2 workers (interleaved,
    median wall and CPU time incl. the worker processes, load averages; the first 2-worker search,
    which starts the workers, on its own row).
@@ -553,40 +556,100 @@ def _uniform_ratio(prune_transformer: Any, model: torch.nn.Module, x: Any,
 
 
 def oneshot_part(quick: bool) -> list[dict[str, Any]]:
+    """MiniLM at 50 % SparseGPT, then masked distillation; held-out and out-of-domain cosine."""
     try:
         from prunekit.nn.oneshot import oneshot
-        from prunekit.nn.oneshot.minilm import embed_sentences, embedding_agreement
-        from prunekit.nn.oneshot.recovery import masked_distill
+        from prunekit.nn.oneshot.corpus import (
+            builtin_sentences,
+            everyday_sentences,
+            stdlib_paragraphs,
+        )
+        from prunekit.nn.oneshot.minilm import embed_sentences, load_minilm
 
-        model, tok, sents, dense, calib = _minilm_setup(quick)
+        model, tok = load_minilm()
     except (PrunekitError, ImportError) as exc:
         print(f"  one-shot part skipped: {exc}", file=sys.stderr)
         return []
-    from prunekit.nn.oneshot.corpus import stdlib_paragraphs
+    stdlib_calib = stdlib_paragraphs(16 if quick else 128, seed=0)
+    everyday = everyday_sentences()  # in-domain unlabelled text: calibration and distillation
+    # held out: builtin_sentences (other topics than everyday) and docstring paragraphs that no
+    # calibration or training text contains (out-of-domain check)
+    ood = [p for p in stdlib_paragraphs(400, seed=7) if p not in set(stdlib_calib)][:40]
+    sents = builtin_sentences()
+    ref = (embed_sentences(model, tok, sents), embed_sentences(model, tok, ood))
 
-    work = copy.deepcopy(model)
-    t0 = time.perf_counter()
-    paras = stdlib_paragraphs(8 if quick else 128, seed=0)  # as benchmarks/oneshot.py
-    oneshot(work, paras, "sparsegpt", 0.5, tokenizer=tok, max_length=64 if quick else 128,
-            batch_size=8)
-    t_prune = time.perf_counter() - t0
-    rows = [{"variant": "SparseGPT 50 %", **embedding_agreement(dense, embed_sentences(
-        work, tok, sents)), "seconds": t_prune, "sparsity": _sparsity(work)}]
-    steps, bs = (4, 8) if quick else (80, 16)
-    paras = stdlib_paragraphs(steps * bs, seed=1)
-    train = [dict(tok(paras[i:i + bs], padding=True, truncation=True, max_length=64,
-                      return_tensors="pt")) for i in range(0, len(paras), bs)]
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
-    masked_distill(work, model, train, steps=steps, lr=5e-4, dropout=False,
-                   layer_map={i: i for i in range(1, 7)})
-    sec = time.perf_counter() - t0
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows.append({"variant": f"+ masked distillation ({steps} steps x {bs} texts, "
-                            "cosine + hidden-state MSE)",
-                 **embedding_agreement(dense, embed_sentences(work, tok, sents)),
-                 "seconds": sec, "sparsity": _sparsity(work), "peak_rss_mb": max(rss0, rss1)})
+    def row(variant: str, m: torch.nn.Module, sec: float, extra_mb: float) -> dict[str, Any]:
+        from prunekit.nn.oneshot.minilm import embedding_agreement
+
+        held = embedding_agreement(ref[0], embed_sentences(m, tok, sents))
+        out = embedding_agreement(ref[1], embed_sentences(m, tok, ood))
+        return {"variant": variant, "mean_cosine": held["mean_cosine"],
+                "nn_agreement": held["nn_agreement"], "ood_cosine": out["mean_cosine"],
+                "sparsity": _sparsity(m), "seconds": sec, "extra_mb": extra_mb,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    rows, pruned = [], {}
+    for label, calib in (("stdlib", stdlib_calib), ("everyday", everyday)):
+        work = copy.deepcopy(model)
+        sec, mb = _measured(lambda w=work, c=calib: oneshot(w, c, "sparsegpt", 0.5, tokenizer=tok,
+                                                             max_length=128, batch_size=8))
+        rows.append(row(f"SparseGPT 50 % ({label} calibration, {len(calib)} texts)", work, sec,
+                        mb))
+        pruned[label] = work
+    rng = np.random.default_rng(0)
+    texts = [everyday[i] for i in rng.permutation(len(everyday))]
+    train = [dict(tok(texts[i:i + 16], padding=True, truncation=True, max_length=128,
+                      return_tensors="pt")) for i in range(0, len(texts), 16)]
+    for label, start, kw in _recovery_variants(quick):
+        work = copy.deepcopy(pruned[start])
+        sec, mb = _measured(lambda w=work, k=kw: _recover(w, model, train, k))
+        rows.append(row(label, work, sec, mb))
     return rows
+
+
+def _recovery_variants(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, start, masked_distill options); ``engine="previous"`` is the recipe before
+    issue 14 (distill_hidden_states: pooled cosine + raw hidden-state MSE of layers 1-6)."""
+    from prunekit.nn.oneshot.recovery import DEFAULT_LR, DEFAULT_STEPS
+
+    steps = 4 if quick else DEFAULT_STEPS
+    d = f"{steps} steps x 16 everyday sentences"
+    return [
+        (f"everyday + previous recipe (lr 5e-4, raw hidden MSE; {d})", "everyday",
+         dict(engine="previous", steps=steps, lr=5e-4)),
+        (f"everyday + cosine only, no layer term (lr {DEFAULT_LR:g}; {d})", "everyday",
+         dict(steps=steps, layers=None)),
+        (f"everyday + masked_distill defaults (lr {DEFAULT_LR:g}, cosine + normalised layers; {d})",
+         "everyday",
+         dict(steps=steps)),
+        (f"stdlib + masked_distill defaults ({d})", "stdlib", dict(steps=steps)),
+    ]
+
+
+def _recover(student: torch.nn.Module, teacher: torch.nn.Module, train: list[Any],
+             kw: dict[str, Any]) -> None:
+    from prunekit.nn.oneshot.recovery import masked_distill
+
+    kw = dict(kw)
+    if kw.pop("engine", None) == "previous":
+        from prunekit.deploy.recover import masked_distill_hidden_states
+        from prunekit.nn.oneshot.recovery import sparse_masks
+
+        masked_distill_hidden_states(student, teacher, train, masks=sparse_masks(student),
+                                     loss="cosine", dropout=False,
+                                     layer_map={i: i for i in range(1, 7)}, **kw)
+    else:
+        masked_distill(student, teacher, train, **kw)
+
+
+def _measured(fn: Any) -> tuple[float, float]:
+    """(seconds, RSS growth in MB sampled during the call) of ``fn()``."""
+    from prunekit.nn.oneshot._memory import PeakMemory
+
+    t0 = time.perf_counter()
+    with PeakMemory(torch.device("cpu")) as mem:
+        fn()
+    return time.perf_counter() - t0, mem.peak_bytes / 2**20
 
 
 def _sparsity(model: torch.nn.Module) -> float:
@@ -765,8 +828,9 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                  ("emb. cosine", "cosine", ".4f"), ("OOD cosine", "ood_cosine", ".4f"),
                  ("seconds", "seconds", ".2f")],
     "oneshot": [("variant", "variant", ""), ("sparsity", "sparsity", ".3f"),
-                ("emb. cosine", "mean_cosine", ".4f"), ("NN agreement", "nn_agreement", ".3f"),
-                ("seconds", "seconds", ".1f"), ("peak RSS MB", "peak_rss_mb", ".0f")],
+                ("held-out cosine", "mean_cosine", ".4f"), ("NN agreement", "nn_agreement", ".3f"),
+                ("out-of-domain cosine", "ood_cosine", ".4f"), ("seconds", "seconds", ".1f"),
+                ("RSS growth MB", "extra_mb", ".0f"), ("peak RSS MB", "peak_rss_mb", ".0f")],
     "sweep": [("search", "search", ""), ("workers", "workers", ""), ("runs", "runs", "d"),
               ("wall s (median)", "wall_s", ".2f"), ("CPU s (median)", "cpu_s", ".2f"),
               ("speed-up (wall)", "speedup", ".2f"), ("candidates", "candidates", "d"),

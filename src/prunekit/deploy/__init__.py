@@ -6,8 +6,8 @@
   :func:`quantize_torch_dynamic` — PyTorch-native dynamic int8 Linear (deprecated in torch).
 * :func:`to_sparse_inference` — swap sparse Linear / 1x1 conv layers for CSR kernels where
   measured faster on the example input.
-* :func:`masked_finetune`, :func:`masked_distill_hidden_states`, :func:`keep_zeros` — recovery
-  training that keeps pruned weights at zero.
+* :func:`masked_finetune`, :func:`masked_distill_hidden_states`, :func:`masked_distill_outputs`,
+  :func:`keep_zeros` — recovery training that keeps pruned weights at zero.
 
 Needs the ``deploy`` extra (onnx, onnxruntime, onnxscript, skl2onnx) for the ONNX parts; those
 packages load only when a function needs them.
@@ -36,6 +36,7 @@ _EXPORTS = {
     "keep_zeros": "prunekit.deploy.recover",
     "masked_finetune": "prunekit.deploy.recover",
     "masked_distill_hidden_states": "prunekit.deploy.recover",
+    "masked_distill_outputs": "prunekit.deploy.recover",
     "zero_masks": "prunekit.deploy.recover",
 }
 

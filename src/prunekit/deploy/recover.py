@@ -6,8 +6,11 @@ or a user's stale momentum cannot regrow them). :func:`masked_finetune` runs
 :func:`prunekit.nn.distill.finetune` (cross-entropy or knowledge distillation from the dense
 teacher) and :func:`masked_distill_hidden_states` runs
 :func:`prunekit.nn.distill.distill_hidden_states` (embedding distillation for encoders) inside
-it. Masks come from a :class:`prunekit.nn.Pruner` (``pruner.masks``), a ``SparsityReport``
-(``report.masks``), a dict ``{param_name: keep_mask}`` or, by default, the model's zeros.
+it. :func:`masked_distill_outputs` is the recovery loop for one-shot pruned transformers
+(encoders and decoders): per-layer normalised hidden-state error plus pooled cosine or logit KL,
+teacher outputs cached, embedding tables frozen. Masks come from a
+:class:`prunekit.nn.Pruner` (``pruner.masks``), a ``SparsityReport`` (``report.masks``), a dict
+``{param_name: keep_mask}`` or, by default, the model's zeros.
 """
 
 from __future__ import annotations
@@ -167,3 +170,322 @@ def masked_distill_hidden_states(
     with keep_zeros(student, masks) as m:
         losses = distill_hidden_states(student, teacher, batches, steps=steps, **kwargs)
     return _summary(student, m, "hidden-state distillation", losses)
+
+
+# ----------------------------------------------------------------------------- output distillation
+
+_OUTPUT_LOSSES = ("cosine", "mse", "kl", "none")
+_SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass
+class _Target:
+    """The teacher's outputs for one batch (computed once when ``cache_teacher``)."""
+
+    pooled: torch.Tensor | None
+    states: dict[int, torch.Tensor]
+    logits: torch.Tensor | None
+
+
+def _forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden: bool,
+             who: str) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+    """``(last token states, hidden_states or (), logits or None)`` of a Hugging Face model."""
+    from prunekit.errors import UnsupportedModelError
+
+    out = model(**batch, output_hidden_states=True) if hidden else model(**batch)
+    states = tuple(getattr(out, "hidden_states", None) or ())
+    last = getattr(out, "last_hidden_state", None)
+    if last is None and states:
+        last = states[-1]
+    if last is None and isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
+        last = out[0]
+    logits = getattr(out, "logits", None)
+    if not isinstance(last, torch.Tensor) or last.dim() != 3:
+        if not hidden:  # a causal / masked LM head: the token states come with hidden_states
+            return _forward(model, batch, True, who)
+        raise UnsupportedModelError(
+            f"the {who} must return token states (last_hidden_state or hidden_states of a "
+            f"transformers model, e.g. BertModel or GPT2LMHeadModel)"
+        )
+    if hidden and not states:
+        raise UnsupportedModelError(f"the {who} returned no hidden_states; layers needs them")
+    return last, states, logits
+
+
+def _layer_pairs(layers: Any, n_states: int) -> dict[int, int]:
+    """``{student index: teacher index}`` into ``hidden_states`` from the ``layers`` option."""
+    if layers is None:
+        return {}
+    if layers == "all":
+        return {i: i for i in range(1, n_states)}
+    if isinstance(layers, Mapping):
+        pairs = dict(layers)
+    elif isinstance(layers, Iterable) and not isinstance(layers, str | bytes):
+        pairs = {i: i for i in layers}
+    else:
+        raise InvalidParameterError(
+            f"layers must be None, 'all', a list of hidden-state indices or a dict "
+            f"{{student index: teacher index}}, got {layers!r}"
+        )
+    for k, v in pairs.items():
+        for i in (k, v):
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n_states:
+                raise InvalidParameterError(
+                    f"layers: index {i!r} must be an integer in [0, {n_states - 1}] (an index "
+                    f"into hidden_states, 0 = the embedding output)"
+                )
+    if not pairs:
+        raise InvalidParameterError("layers is empty; pass None for no hidden-state term")
+    return {int(k): int(v) for k, v in pairs.items()}
+
+
+def _relative_state_error(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None,
+                          ) -> torch.Tensor:
+    """``||s - t||² / ||t||²`` over real (non-padding) tokens: a per-layer normalised MSE, so
+    layers whose states are large (or carry outlier features) do not dominate the sum."""
+    if mask is None:
+        return (s - t).pow(2).sum() / t.pow(2).sum().clamp_min(1e-12)
+    m = mask.unsqueeze(-1).to(s.dtype)
+    return ((s - t).pow(2) * m).sum() / (t.pow(2) * m).sum().clamp_min(1e-12)
+
+
+def _token_kl(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None,
+              temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of the token distributions, mean over real tokens, × T²."""
+    from torch.nn import functional as F
+
+    kl = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),
+                  log_target=True, reduction="none").sum(-1)
+    if mask is not None:
+        m = mask.to(kl.dtype)
+        kl = (kl * m).sum() / m.sum().clamp_min(1.0)
+    else:
+        kl = kl.mean()
+    return kl * temperature**2
+
+
+def _check_batches(batches: Any) -> list[dict[str, torch.Tensor]]:
+    if not isinstance(batches, Iterable) or isinstance(batches, Mapping | torch.Tensor):
+        raise InvalidParameterError(
+            f"batches must be an iterable of tokenizer outputs (dicts of tensors), got "
+            f"{type(batches).__name__}"
+        )
+    out = []
+    for b in batches:
+        if not isinstance(b, Mapping) or not all(isinstance(v, torch.Tensor) for v in b.values()):
+            raise InvalidParameterError(
+                f"batches must yield tokenizer outputs (dicts of tensors), got {type(b).__name__}"
+            )
+        out.append(dict(b))
+    if not out:
+        raise InvalidParameterError("batches is empty")
+    return out
+
+
+def _lr_lambda(steps: int, warmup: float, schedule: str) -> Any:
+    import math
+
+    n_warm = int(warmup * steps)
+
+    def factor(i: int) -> float:
+        if i < n_warm:
+            return (i + 1) / n_warm
+        frac = (i - n_warm) / max(1, steps - n_warm)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * frac))
+        return 1.0 - frac if schedule == "linear" else 1.0
+
+    return factor
+
+
+@contextlib.contextmanager
+def _trainable(model: nn.Module, embeddings: bool) -> Iterator[list[nn.Parameter]]:
+    """The parameters to train (those with ``requires_grad``; embedding tables only if
+    ``embeddings``); flags changed here are restored afterwards."""
+    frozen = [] if embeddings else [p for m in model.modules() if isinstance(m, nn.Embedding)
+                                    for p in m.parameters(recurse=False) if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield [p for p in model.parameters() if p.requires_grad]
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def masked_distill_outputs(
+    student: nn.Module,
+    teacher: nn.Module,
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    *,
+    steps: int,
+    masks: Any = None,
+    lr: float = 1e-4,
+    loss: str = "cosine",
+    pool: str = "mean",
+    layers: Any = "all",
+    layer_weight: float = 1.0,
+    temperature: float = 1.0,
+    warmup: float = 0.1,
+    schedule: str = "cosine",
+    max_grad_norm: float | None = 1.0,
+    dropout: bool = False,
+    train_embeddings: bool = False,
+    cache_teacher: bool = True,
+    progress: bool = False,
+) -> RecoveryReport:
+    """Distil a dense ``teacher`` into its sparse copy ``student`` in place, keeping the zeros.
+
+    Unlabelled recovery for one-shot pruned Hugging Face encoders and decoders. The loss is an
+    output term plus ``layer_weight`` × a hidden-state term:
+
+    - ``loss``: ``"cosine"`` (``1 - cos`` of the attention-masked mean of the last token states,
+      padding ignored; ``pool="cls"``: first token), ``"mse"`` of the same pooled vectors,
+      ``"kl"`` (token-level KL divergence of the logits at ``temperature``, real tokens only;
+      models with an LM head) or ``"none"``;
+    - ``layers``: hidden states matched token by token over real tokens as the relative error
+      ``||s - t||² / ||t||²`` per layer (normalised, so no layer or outlier feature dominates),
+      averaged over layers: ``"all"`` (every block output), a list of indices into
+      ``hidden_states`` (0 = embedding output), a dict ``{student index: teacher index}`` or None.
+
+    AdamW (no weight decay) over the parameters with ``requires_grad`` — weights, biases and
+    LayerNorms; embedding tables only with ``train_embeddings`` — with linear warm-up over the
+    first ``warmup`` fraction of ``steps`` then ``schedule`` decay (cosine / linear to 0, or
+    constant), gradients clipped to ``max_grad_norm``. ``batches`` (tokenizer outputs) is cycled;
+    with ``cache_teacher`` the teacher's outputs are computed once per batch. The student trains
+    in eval mode unless ``dropout``; pruned weights stay exactly zero (:func:`keep_zeros`).
+    """
+    from prunekit._modes import eval_mode
+    from prunekit._progress import ProgressBar
+    from prunekit.nn.distill import pool_hidden_states
+
+    lr, layer_weight, temperature, warmup, max_grad_norm = _check_options(
+        student, teacher, steps=steps, lr=lr, loss=loss, pool=pool, layers=layers,
+        layer_weight=layer_weight, temperature=temperature, warmup=warmup, schedule=schedule,
+        max_grad_norm=max_grad_norm, flags={"dropout": dropout, "cache_teacher": cache_teacher,
+                                            "train_embeddings": train_embeddings,
+                                            "progress": progress})
+    data = _check_batches(batches)
+    s_dev = next(student.parameters()).device
+    t_dev = next(teacher.parameters()).device
+    hidden = layers is not None
+    cache: dict[int, _Target] = {}
+    pairs: dict[int, int] = {}
+
+    def target(i: int) -> _Target:
+        if i in cache:
+            return cache[i]
+        batch = {k: v.to(t_dev) for k, v in data[i].items()}
+        with torch.inference_mode():
+            last, states, logits = _forward(teacher, batch, hidden, "teacher")
+            if hidden and not pairs:
+                pairs.update(_layer_pairs(layers, len(states)))
+            pooled = (None if loss in ("kl", "none")
+                      else pool_hidden_states(last, batch.get("attention_mask"), pool))
+        if loss == "kl" and logits is None:
+            raise InvalidParameterError("loss='kl' needs logits: the teacher has no LM head")
+        # clone outside inference mode: inference tensors cannot enter autograd
+        tgt = _Target(None if pooled is None else pooled.to(s_dev).clone(),
+                      {j: states[j].to(s_dev).clone() for j in set(pairs.values())},
+                      logits.to(s_dev).clone() if loss == "kl" else None)
+        if cache_teacher:
+            cache[i] = tgt
+        return tgt
+
+    losses: list[float] = []
+    with keep_zeros(student, masks) as kept, _trainable(student, train_embeddings) as params, \
+            eval_mode(teacher), ProgressBar(steps, "distilling", enabled=progress) as bar:
+        if not params:
+            raise InvalidParameterError("the student has no trainable parameters (requires_grad)")
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, warmup, schedule))
+        try:
+            student.train(dropout)
+            for step in range(steps):
+                tgt = target(step % len(data))
+                batch = {k: v.to(s_dev) for k, v in data[step % len(data)].items()}
+                total = _step_loss(student, batch, tgt, pairs, loss, pool, layer_weight,
+                                   temperature)
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                opt.step()
+                sched.step()
+                losses.append(float(total.detach()))
+                bar.advance()
+        finally:
+            student.eval()
+    report = _summary(student, kept, "output distillation", losses)
+    report.notes.append(f"{sum(p.numel() for p in params)} trainable parameters; teacher "
+                        f"outputs {'cached' if cache_teacher else 'recomputed every step'}")
+    return report
+
+
+def _check_options(student: Any, teacher: Any, *, steps: Any, lr: Any, loss: Any, pool: Any,
+                   layers: Any, layer_weight: Any, temperature: Any, warmup: Any, schedule: Any,
+                   max_grad_norm: Any, flags: dict[str, Any]) -> tuple[Any, ...]:
+    """Validate :func:`masked_distill_outputs`' options; return the numbers as floats."""
+    from prunekit._validation import (
+        check_bool,
+        check_choice,
+        check_fraction,
+        check_positive_int,
+        check_real,
+    )
+
+    check_positive_int("steps", steps)
+    lr = check_real("lr", lr, minimum=0.0)
+    check_choice("loss", loss, _OUTPUT_LOSSES)
+    check_choice("pool", pool, ("mean", "cls"))
+    check_choice("schedule", schedule, _SCHEDULES)
+    layer_weight = check_real("layer_weight", layer_weight, minimum=0.0)
+    temperature = check_real("temperature", temperature, minimum=1e-6)
+    warmup = check_fraction("warmup", warmup)
+    if max_grad_norm is not None:
+        max_grad_norm = check_real("max_grad_norm", max_grad_norm, minimum=1e-12)
+    for name, flag in flags.items():
+        check_bool(name, flag)
+    for name, m in (("student", student), ("teacher", teacher)):
+        if not isinstance(m, nn.Module):
+            raise InvalidParameterError(f"{name} must be a torch nn.Module, got {type(m).__name__}")
+    if {p.data_ptr() for p in teacher.parameters()} & {p.data_ptr() for p in student.parameters()}:
+        raise InvalidParameterError("student and teacher share parameters; distil a copy")
+    if loss == "none" and layers is None:
+        raise InvalidParameterError("loss='none' needs layers (otherwise nothing is matched)")
+    return lr, layer_weight, temperature, warmup, max_grad_norm
+
+
+def _step_loss(student: nn.Module, batch: dict[str, torch.Tensor], tgt: _Target,
+               lmap: dict[int, int], loss: str, pool: str, layer_weight: float,
+               temperature: float) -> torch.Tensor:
+    from torch.nn import functional as F
+
+    from prunekit.errors import ShapeMismatchError
+    from prunekit.nn.distill import pool_hidden_states
+
+    last, states, logits = _forward(student, batch, bool(lmap), "student")
+    mask = batch.get("attention_mask")
+    terms = []
+    if tgt.pooled is not None:
+        s = pool_hidden_states(last, mask, pool)
+        if s.shape != tgt.pooled.shape:
+            raise ShapeMismatchError(f"student and teacher embeddings differ in shape: "
+                                     f"{tuple(s.shape)} vs {tuple(tgt.pooled.shape)}")
+        terms.append((1.0 - F.cosine_similarity(s, tgt.pooled, dim=-1)).mean() if loss == "cosine"
+                     else F.mse_loss(s, tgt.pooled))
+    if tgt.logits is not None:
+        if logits is None or logits.shape != tgt.logits.shape:
+            raise ShapeMismatchError("loss='kl': student and teacher logits differ in shape")
+        terms.append(_token_kl(logits, tgt.logits, mask, temperature))
+    if lmap:
+        errs = []
+        for i, j in lmap.items():
+            if i >= len(states) or states[i].shape != tgt.states[j].shape:
+                raise ShapeMismatchError(
+                    f"layers {i}->{j}: student and teacher hidden states differ (the student has "
+                    f"{len(states)} states); layer matching needs equal depth indices and widths"
+                )
+            errs.append(_relative_state_error(states[i], tgt.states[j], mask))
+        terms.append(layer_weight * torch.stack(errs).mean())
+    return torch.stack(terms).sum()
