@@ -601,6 +601,7 @@ def oneshot_part(quick: bool) -> list[dict[str, Any]]:
     train = [dict(tok(texts[i:i + 16], padding=True, truncation=True, max_length=128,
                       return_tensors="pt")) for i in range(0, len(texts), 16)]
     for label, start, kw in _recovery_variants(quick):
+        kw = {**kw, "tokenizer": tok} if kw.get("tokenizer") else kw
         work = copy.deepcopy(pruned[start])
         sec, mb = _measured(lambda w=work, k=kw: _recover(w, model, train, k))
         rows.append(row(label, work, sec, mb))
@@ -609,20 +610,24 @@ def oneshot_part(quick: bool) -> list[dict[str, Any]]:
 
 def _recovery_variants(quick: bool) -> list[tuple[str, str, dict[str, Any]]]:
     """(label, start, masked_distill options); ``engine="previous"`` is the recipe before
-    issue 14 (distill_hidden_states: pooled cosine + raw hidden-state MSE of layers 1-6)."""
-    from prunekit.nn.oneshot.recovery import DEFAULT_LR, DEFAULT_STEPS
+    issue 14 (distill_hidden_states: pooled cosine + raw hidden-state MSE of layers 1-6);
+    ``tokenizer=True`` stands for MiniLM's tokenizer (whole-word pool of the augmentation)."""
+    from prunekit.nn.oneshot.recovery import DEFAULT_AUGMENT, DEFAULT_LR, DEFAULT_STEPS
 
     steps = 4 if quick else DEFAULT_STEPS
     d = f"{steps} steps x 16 everyday sentences"
+    aug = f"{DEFAULT_AUGMENT:.0%} of tokens replaced by random words"
     return [
         (f"everyday + previous recipe (lr 5e-4, raw hidden MSE; {d})", "everyday",
          dict(engine="previous", steps=steps, lr=5e-4)),
         (f"everyday + cosine only, no layer term (lr {DEFAULT_LR:g}; {d})", "everyday",
-         dict(steps=steps, layers=None)),
-        (f"everyday + masked_distill defaults (lr {DEFAULT_LR:g}, cosine + normalised layers; {d})",
-         "everyday",
-         dict(steps=steps)),
-        (f"stdlib + masked_distill defaults ({d})", "stdlib", dict(steps=steps)),
+         dict(steps=steps, layers=None, augment=0.0)),
+        (f"everyday + cosine + normalised layers, no augmentation ({d})", "everyday",
+         dict(steps=steps, augment=0.0)),
+        (f"everyday + masked_distill defaults ({aug} each step; {d})", "everyday",
+         dict(steps=steps, tokenizer=True)),
+        (f"stdlib + masked_distill defaults ({aug}; {d})", "stdlib",
+         dict(steps=steps, tokenizer=True)),
     ]
 
 

@@ -153,3 +153,60 @@ def test_masked_distill_defaults_and_backward_compatible_options():
     assert len(losses) == 3
     with pytest.raises(InvalidParameterError, match="unknown option"):
         masked_distill(student, teacher, _batches(), steps=1, lerning_rate=1)
+
+
+def test_corrupt_replaces_only_inner_real_tokens_and_is_seeded():
+    from prunekit.deploy.recover import _corrupt, _inner
+
+    b = _batches(1)[0]
+    pool = torch.tensor([99])
+    out = _corrupt(b, 0.6, pool, torch.Generator().manual_seed(0))
+    changed = out["input_ids"] != b["input_ids"]
+    assert changed.any() and (out["input_ids"][changed] == 99).all()
+    assert not (changed & ~_inner(b)).any()  # first/last real token and padding untouched
+    assert not changed[:, 0].any() and not changed[:3, 6:].any() and not changed[3:, 11].any()
+    again = _corrupt(b, 0.6, pool, torch.Generator().manual_seed(0))
+    assert torch.equal(again["input_ids"], out["input_ids"])
+    assert torch.equal(out["attention_mask"], b["attention_mask"])
+
+
+def test_augmented_distillation_labels_the_corrupted_text_and_keeps_zeros():
+    teacher = _bert()
+    student = _prune(teacher)
+    masks = sparse_masks(student)
+    calls = []
+    hook = teacher.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"]),
+                                             with_kwargs=True)
+    data = _batches(2)
+    try:
+        rep = masked_distill_outputs(student, teacher, data, steps=4, lr=1e-3, masks=masks,
+                                     augment=0.5, token_pool=[7, 8], seed=1)
+    finally:
+        hook.remove()
+    assert len(calls) == 4  # relabelled every step, never from the cache
+    assert not torch.equal(calls[0], data[0]["input_ids"])
+    assert set(calls[0][calls[0] != data[0]["input_ids"]].tolist()) <= {7, 8}
+    assert rep.zeros_kept and "replaced every step" in " ".join(rep.notes)
+
+
+def test_word_token_ids_and_bad_augment_options():
+    from prunekit.deploy.recover import word_token_ids
+
+    class Tok:
+        all_special_ids = [0]
+
+        def get_vocab(self):
+            return {"[PAD]": 0, "house": 1, "##ing": 2, "ab": 3, "42": 4, "River": 5}
+
+        def convert_tokens_to_string(self, tokens):
+            return " ".join(tokens)
+
+    assert word_token_ids(Tok()) == [1, 5]
+    with pytest.raises(InvalidParameterError, match="tokenizer"):
+        word_token_ids(object())
+    teacher = _bert()
+    for kw, match in ((dict(augment=1.0), "augment"), (dict(augment=-0.1), "augment"),
+                      (dict(augment=0.2, token_pool=[]), "token_pool"),
+                      (dict(augment=0.2, token_pool=["x"]), "token_pool")):
+        with pytest.raises(InvalidParameterError, match=match):
+            masked_distill_outputs(_prune(teacher), teacher, _batches(1), steps=1, **kw)

@@ -333,6 +333,9 @@ def masked_distill_outputs(
     train_embeddings: bool = False,
     cache_teacher: bool = True,
     progress: bool = False,
+    augment: float = 0.0,
+    token_pool: Any = None,
+    seed: int = 0,
 ) -> RecoveryReport:
     """Distil a dense ``teacher`` into its sparse copy ``student`` in place, keeping the zeros.
 
@@ -354,6 +357,13 @@ def masked_distill_outputs(
     constant), gradients clipped to ``max_grad_norm``. ``batches`` (tokenizer outputs) is cycled;
     with ``cache_teacher`` the teacher's outputs are computed once per batch. The student trains
     in eval mode unless ``dropout``; pruned weights stay exactly zero (:func:`keep_zeros`).
+
+    ``augment`` (a fraction, default 0): at every step that fraction of each batch's real tokens
+    (not the first and last of a row: [CLS]/[SEP]/BOS/EOS) is replaced by random ids from
+    ``token_pool`` (default: the ids the batches contain; a tokenizer's whole-word tokens widen
+    the vocabulary: :func:`word_token_ids`), seeded by ``seed``; the teacher labels the very same
+    corrupted text, so its outputs are recomputed every step. The student then sees far more
+    word contexts than the few hundred sentences hold, which generalises better to unseen text.
     """
     from prunekit._modes import eval_mode
     from prunekit._progress import ProgressBar
@@ -366,16 +376,18 @@ def masked_distill_outputs(
                                             "train_embeddings": train_embeddings,
                                             "progress": progress})
     data = _check_batches(batches)
+    augment, pool_ids = _check_augment(augment, token_pool, seed, data)
+    gen = torch.Generator().manual_seed(seed)
     s_dev = next(student.parameters()).device
     t_dev = next(teacher.parameters()).device
     hidden = layers is not None
     cache: dict[int, _Target] = {}
     pairs: dict[int, int] = {}
 
-    def target(i: int) -> _Target:
-        if i in cache:
+    def target(i: int | None, raw: dict[str, torch.Tensor]) -> _Target:
+        if i is not None and i in cache:
             return cache[i]
-        batch = {k: v.to(t_dev) for k, v in data[i].items()}
+        batch = {k: v.to(t_dev) for k, v in raw.items()}
         with torch.inference_mode():
             last, states, logits = _forward(teacher, batch, hidden, "teacher")
             if hidden and not pairs:
@@ -388,7 +400,7 @@ def masked_distill_outputs(
         tgt = _Target(None if pooled is None else pooled.to(s_dev).clone(),
                       {j: states[j].to(s_dev).clone() for j in set(pairs.values())},
                       logits.to(s_dev).clone() if loss == "kl" else None)
-        if cache_teacher:
+        if cache_teacher and i is not None:
             cache[i] = tgt
         return tgt
 
@@ -402,8 +414,13 @@ def masked_distill_outputs(
         try:
             student.train(dropout)
             for step in range(steps):
-                tgt = target(step % len(data))
-                batch = {k: v.to(s_dev) for k, v in data[step % len(data)].items()}
+                if augment:  # a new corrupted batch every step, labelled afresh
+                    data_i = _corrupt(data[step % len(data)], augment, pool_ids, gen)
+                    tgt = target(None, data_i)
+                else:
+                    data_i = data[step % len(data)]
+                    tgt = target(step % len(data), data_i)
+                batch = {k: v.to(s_dev) for k, v in data_i.items()}
                 total = _step_loss(student, batch, tgt, pairs, loss, pool, layer_weight,
                                    temperature)
                 opt.zero_grad(set_to_none=True)
@@ -417,9 +434,84 @@ def masked_distill_outputs(
         finally:
             student.eval()
     report = _summary(student, kept, "output distillation", losses)
+    cached = cache_teacher and not augment
     report.notes.append(f"{sum(p.numel() for p in params)} trainable parameters; teacher "
-                        f"outputs {'cached' if cache_teacher else 'recomputed every step'}")
+                        f"outputs {'cached' if cached else 'recomputed every step'}"
+                        + (f"; {augment:.0%} of the tokens replaced every step" if augment else ""))
     return report
+
+
+def word_token_ids(tokenizer: Any, min_chars: int = 3) -> list[int]:
+    """Ids of ``tokenizer``'s whole-word tokens (alphabetic, at least ``min_chars`` letters once
+    decoded, not special, not a word piece): a wide vocabulary for :func:`masked_distill_outputs`'
+    ``augment``."""
+    vocab = getattr(tokenizer, "get_vocab", None)
+    if vocab is None:
+        raise InvalidParameterError("tokenizer must be a Hugging Face tokenizer (get_vocab), "
+                                    f"got {type(tokenizer).__name__}")
+    special = set(getattr(tokenizer, "all_special_ids", ()))
+    ids = []
+    for token, i in sorted(vocab().items(), key=lambda kv: kv[1]):
+        if i in special or token.startswith("##"):
+            continue
+        text = tokenizer.convert_tokens_to_string([token])
+        word = text.strip()
+        if len(word) >= min_chars and word.isalpha() and (word.islower() or word.istitle()):
+            ids.append(i)
+    if not ids:
+        raise InvalidParameterError("the tokenizer has no whole-word tokens to sample from")
+    return ids
+
+
+def _check_augment(augment: Any, token_pool: Any, seed: Any,
+                   data: list[dict[str, torch.Tensor]]) -> tuple[float, torch.Tensor | None]:
+    from prunekit._validation import check_fraction, check_seed
+
+    augment = check_fraction("augment", augment)
+    if augment >= 1.0:
+        raise InvalidParameterError(f"augment must be a fraction in [0, 1), got {augment!r}")
+    check_seed("seed", seed)
+    if not augment:
+        return 0.0, None
+    if any("input_ids" not in b for b in data):
+        raise InvalidParameterError("augment needs token batches with input_ids")
+    if token_pool is None:
+        pool = torch.unique(torch.cat([_inner_ids(b) for b in data]))
+    else:
+        try:
+            pool = torch.as_tensor(list(token_pool), dtype=torch.long).unique()
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InvalidParameterError(f"token_pool must be a sequence of token ids ({exc})") \
+                from exc
+        if pool.numel() and int(pool.min()) < 0:
+            raise InvalidParameterError("token_pool holds a negative token id")
+    if not pool.numel():
+        raise InvalidParameterError("token_pool is empty: no token ids to sample from")
+    return augment, pool
+
+
+def _inner(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Real-token positions other than each row's first and last (special tokens)."""
+    ids = batch["input_ids"]
+    mask = batch.get("attention_mask")
+    real = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
+    pos = torch.arange(ids.shape[-1]).expand_as(ids)
+    first = torch.where(real, pos, ids.shape[-1]).amin(-1, keepdim=True)
+    last = torch.where(real, pos, -1).amax(-1, keepdim=True)
+    return real & (pos > first) & (pos < last)
+
+
+def _inner_ids(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return batch["input_ids"][_inner(batch)]
+
+
+def _corrupt(batch: dict[str, torch.Tensor], fraction: float, pool: torch.Tensor,
+             gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """``batch`` with ``fraction`` of its inner real tokens replaced by random ``pool`` ids."""
+    ids = batch["input_ids"].clone()
+    hit = _inner(batch) & (torch.rand(ids.shape, generator=gen) < fraction)
+    ids[hit] = pool[torch.randint(len(pool), (int(hit.sum()),), generator=gen)].to(ids.dtype)
+    return {**batch, "input_ids": ids}
 
 
 def _check_options(student: Any, teacher: Any, *, steps: Any, lr: Any, loss: Any, pool: Any,

@@ -22,6 +22,7 @@ from prunekit.errors import InvalidParameterError
 
 DEFAULT_STEPS = 400
 DEFAULT_LR = 1e-4
+DEFAULT_AUGMENT = 0.2
 
 
 def sparse_masks(model: nn.Module, min_sparsity: float = 0.01) -> dict[str, torch.Tensor]:
@@ -40,7 +41,8 @@ def sparse_masks(model: nn.Module, min_sparsity: float = 0.01) -> dict[str, torc
 
 
 _ENGINE_OPTIONS = ("pool", "layer_weight", "temperature", "warmup", "schedule", "max_grad_norm",
-                   "dropout", "train_embeddings", "cache_teacher", "progress")
+                   "dropout", "train_embeddings", "cache_teacher", "progress", "token_pool",
+                   "seed")
 
 
 def masked_distill(
@@ -55,6 +57,8 @@ def masked_distill(
     masks: Mapping[str, torch.Tensor] | None = None,
     layers: Any = "all",
     device: torch.device | str | None = None,
+    augment: float = DEFAULT_AUGMENT,
+    tokenizer: Any = None,
     **options: Any,
 ) -> list[float]:
     """Distil ``teacher``'s outputs into the sparse ``student`` in place, keeping its zeros.
@@ -65,7 +69,10 @@ def masked_distill(
     ``layer_map={student: teacher}`` replaces it, ``layers=None`` drops it). The defaults are
     the best settings measured on MiniLM at 50 % SparseGPT (``benchmarks/budget.py --parts
     oneshot``). ``masks`` (default: :func:`sparse_masks` of the student) name the positions that
-    must stay zero; ``device`` moves the student there first. Other ``options``: ``pool``,
+    must stay zero; ``device`` moves the student there first. ``augment``: the fraction of
+    tokens replaced at random every step (the teacher labels the same corrupted text), drawn
+    from ``tokenizer``'s whole-word tokens when it is given (:func:`prunekit.deploy.recover.
+    word_token_ids`), else from the ids in ``batches``; 0 turns it off. Other ``options``: ``pool``,
     ``layer_weight``, ``temperature``, ``warmup``, ``schedule``, ``max_grad_norm``, ``dropout``,
     ``train_embeddings``, ``cache_teacher``, ``progress`` (``weight_decay`` is accepted only as
     0: decay would shrink the surviving weights). Returns the step losses.
@@ -86,7 +93,11 @@ def masked_distill(
         raise InvalidParameterError("the student has no sparse weight matrix; prune it first")
     if device is not None:
         student.to(check_device(device, next(student.parameters()).device))
+    if tokenizer is not None and augment and "token_pool" not in options:
+        from prunekit.deploy.recover import word_token_ids
+
+        options["token_pool"] = word_token_ids(tokenizer)
     report = masked_distill_outputs(student, teacher, batches, steps=steps, masks=masks, lr=lr,
                                     loss=loss, layers=layers if layer_map is None else layer_map,
-                                    **options)
+                                    augment=augment, **options)
     return report.losses
