@@ -367,7 +367,7 @@ def masked_distill_outputs(
     """
     from prunekit._modes import eval_mode
     from prunekit._progress import ProgressBar
-    from prunekit.nn.distill import pool_hidden_states
+    from prunekit.nn.distill import optimizer_step, pool_hidden_states
 
     lr, layer_weight, temperature, warmup, max_grad_norm = _check_options(
         student, teacher, steps=steps, lr=lr, loss=loss, pool=pool, layers=layers,
@@ -423,13 +423,7 @@ def masked_distill_outputs(
                 batch = {k: v.to(s_dev) for k, v in data_i.items()}
                 total = _step_loss(student, batch, tgt, pairs, loss, pool, layer_weight,
                                    temperature)
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                if max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-                opt.step()
-                sched.step()
-                losses.append(float(total.detach()))
+                losses.append(optimizer_step(total, opt, sched, params, max_grad_norm))
                 bar.advance()
         finally:
             student.eval()

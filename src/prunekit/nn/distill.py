@@ -379,14 +379,21 @@ def distill_hidden_states(
                             )
                         terms.append(_masked_token_mse(s_states[i], t_layers[j], smask))
                     total = total + layer_weight_ * torch.stack(terms).mean()
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                if clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                opt.step()
-                sched.step()
-                losses.append(float(total.detach()))
+                losses.append(optimizer_step(total, opt, sched, params, clip))
                 bar.advance()
     finally:
         student.eval()
     return losses
+
+
+def optimizer_step(total: torch.Tensor, opt: torch.optim.Optimizer, sched: Any,
+                   params: list[torch.nn.Parameter], max_grad_norm: float | None) -> float:
+    """One step on ``total``: zero the gradients, backward, clip to ``max_grad_norm`` (None:
+    no clipping), optimiser and scheduler step; returns the loss as a float."""
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    opt.step()
+    sched.step()
+    return float(total.detach())
