@@ -541,8 +541,9 @@ def prune(
         except PrunekitError:
             raise
         except Exception as exc:  # noqa: BLE001 - a handler failed on this model
+            first = _breaking_groups(model, graph, removed, inputs, ref_out, first=True)
             raise PrunekitError(f"applying the pruning plan failed: {type(exc).__name__}: "
-                                f"{exc}; {_culprit(model, graph, removed, inputs)}") from exc
+                                f"{exc}; {_culprit(first)}") from exc
 
     def verified(r: float, inplace: bool) -> tuple[nn.Module, dict[str, Any], set[int], int]:
         """Build at ratio ``r`` and run it; groups whose removal alone breaks the model (shape
@@ -561,12 +562,11 @@ def prune(
             bad = _breaking_groups(model, graph, cand[2], inputs, ref_out)
             if not bad:
                 break
-            for g in bad:
+            for g, _ in bad:
                 excluded.update(g.units)
                 notes.append(f"group {g.id} ({', '.join(f'{n}.{ro}' for n, ro in g.uses[:4])}) "
                              f"kept: removing its units breaks the model ({problem})")
-        raise PrunekitError(f"the pruned model fails: {problem}; "
-                            f"{_culprit(model, graph, cand[2], inputs)}")
+        raise PrunekitError(f"the pruned model fails: {problem}; {_culprit(bad)}")
 
     if ratio is None:
         lat0 = None
@@ -695,8 +695,10 @@ def _macs_and_shapes(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[int, An
 
 
 def _breaking_groups(model: nn.Module, graph: DependencyGraph, removed: set[int],
-                     inputs: tuple[Any, ...], ref_out: Any, limit: int = 400) -> list[Group]:
-    """The groups whose removal alone makes ``model`` fail or change its output shape."""
+                     inputs: tuple[Any, ...], ref_out: Any, limit: int = 400,
+                     first: bool = False) -> list[tuple[Group, str]]:
+    """``(group, why)`` for the groups whose removal alone makes ``model`` fail or change its
+    output shape (only the first one with ``first``)."""
     bad = []
     for g in graph.groups[:limit]:
         mine = removed & set(g.units)
@@ -705,30 +707,24 @@ def _breaking_groups(model: nn.Module, graph: DependencyGraph, removed: set[int]
         try:
             m = apply_plan(model, make_plan(model, graph, mine))
             with torch.no_grad(), eval_mode(m):
-                ok = _shapes(m(*inputs)) == ref_out
-        except Exception:  # noqa: BLE001
-            ok = False
-        if not ok:
-            bad.append(g)
+                why = "" if _shapes(m(*inputs)) == ref_out else "output shape changed"
+        except Exception as exc:  # noqa: BLE001
+            why = type(exc).__name__
+        if why:
+            bad.append((g, why))
+            if first:
+                break
     return bad
 
 
-def _culprit(model: nn.Module, graph: DependencyGraph, removed: set[int],
-             inputs: tuple[Any, ...]) -> str:
+def _culprit(bad: list[tuple[Group, str]]) -> str:
     """Name the first group whose removal alone breaks the model (for error messages)."""
-    for g in graph.groups[:300]:
-        mine = removed & set(g.units)
-        if not mine:
-            continue
-        try:
-            m = apply_plan(model, make_plan(model, graph, mine))
-            with torch.no_grad(), eval_mode(m):
-                m(*inputs)
-        except Exception as exc:  # noqa: BLE001
-            layers = ", ".join(f"{n}.{r}" for n, r in g.uses[:6])
-            return (f"group {g.id} ({layers}) breaks it ({type(exc).__name__}); pass one of "
-                    "those layers in frozen_layers to keep that group")
-    return "no single group reproduces it; please report it"
+    if not bad:
+        return "no single group reproduces it; please report it"
+    g, why = bad[0]
+    layers = ", ".join(f"{n}.{r}" for n, r in g.uses[:6])
+    return (f"group {g.id} ({layers}) breaks it ({why}); pass one of those layers in "
+            "frozen_layers to keep that group")
 
 
 def _warn_weak_result(report: StructuredReport, graph: DependencyGraph,
