@@ -182,22 +182,26 @@ def check_features(
             raise InvalidParameterError(f"{name} could not be read as an array: {exc}") from None
     else:
         values = np.asarray(X)
-    if values.dtype.kind not in "biuf":
-        if keep_frame:
-            return X
-        try:
-            values = values.astype(np.float64)
-        except (ValueError, TypeError):
-            raise InvalidParameterError(
-                f"{name} must hold numbers; got dtype {values.dtype}"
-            ) from None
-    values = values.astype(np.float64, copy=False)
+    if values.dtype.kind not in "biuf" and keep_frame:
+        return X
+    values = _as_float64(name, values)
     _check_finite(name, values, allow_nan=allow_nan, float32=float32)
     if keep_frame:
         return X
     if sparse:
         raise InvalidParameterError(f"{name} must be a dense array here, got a sparse matrix")
     return np.ascontiguousarray(values)
+
+
+def _as_float64(name: str, values: Any) -> Any:
+    """``values`` as float64, or an error naming ``name`` when they are not numbers."""
+    import numpy as np
+
+    try:
+        return values.astype(np.float64, copy=False)
+    except (ValueError, TypeError):
+        raise InvalidParameterError(f"{name} must hold numbers; got dtype {values.dtype}") \
+            from None
 
 
 def _check_finite(name: str, values: np.ndarray, *, allow_nan: bool, float32: bool) -> None:
@@ -290,14 +294,7 @@ def check_target(name: str, y: Any, model: Any, n_rows: int) -> np.ndarray:
     if classes is not None and np.ndim(classes) == 1:
         check_class_labels(name, ya, classes)
         return ya
-    if ya.dtype.kind not in "biuf":
-        try:
-            ya = ya.astype(np.float64)
-        except (ValueError, TypeError):
-            raise InvalidParameterError(
-                f"{name} must hold numbers; got dtype {ya.dtype}"
-            ) from None
-    ya = ya.astype(np.float64, copy=False)
+    ya = _as_float64(name, ya)
     if not np.isfinite(ya).all():
         raise InvalidParameterError(f"{name} contains NaN or infinity; it must be finite")
     return ya
