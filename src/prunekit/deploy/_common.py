@@ -87,6 +87,13 @@ def median_times(fns: Mapping[str, Callable[[], Any]], *, reps: int = 20, warmup
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def latency_ratio(before_s: float | None, after_s: float | None) -> float | None:
+    """Latency before / after (> 1: faster), None when either is missing or zero."""
+    if not before_s or not after_s:
+        return None
+    return before_s / after_s
+
+
 def fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"

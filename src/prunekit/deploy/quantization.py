@@ -25,7 +25,7 @@ import numpy as np
 
 from prunekit._io import atomic_path
 from prunekit._validation import check_choice, check_positive_int
-from prunekit.deploy._common import fmt, median_times, ort_session, require, to_numpy
+from prunekit.deploy._common import fmt, latency_ratio, median_times, ort_session, require, to_numpy
 from prunekit.errors import InvalidParameterError, PrunekitError
 
 MODES = ("dynamic", "static")
@@ -71,9 +71,7 @@ class QuantizeReport:
 
     @property
     def speedup(self) -> float | None:
-        if not self.latency_before_s or not self.latency_after_s:
-            return None
-        return self.latency_before_s / self.latency_after_s
+        return latency_ratio(self.latency_before_s, self.latency_after_s)
 
     def to_markdown(self) -> str:
         rows = {

@@ -22,7 +22,7 @@ from torch import nn
 
 from prunekit._modes import eval_mode
 from prunekit._validation import check_fraction
-from prunekit.deploy._common import fmt, median_times, split_inputs, tensor_leaves
+from prunekit.deploy._common import fmt, latency_ratio, median_times, split_inputs, tensor_leaves
 from prunekit.errors import InvalidParameterError, ShapeMismatchError
 
 
@@ -224,9 +224,7 @@ class SparseInferenceReport:
 
     @property
     def speedup(self) -> float | None:
-        if not self.latency_before_s or not self.latency_after_s:
-            return None
-        return self.latency_before_s / self.latency_after_s
+        return latency_ratio(self.latency_before_s, self.latency_after_s)
 
     def to_markdown(self) -> str:
         whole = ("whole model unchanged" if self.speedup is None else
