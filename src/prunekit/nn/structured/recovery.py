@@ -56,7 +56,7 @@ def calibration_inputs(data: Iterable[Any], max_inputs: int = 256) -> list[Any]:
             if n >= max_inputs:
                 break
             continue
-        if not isinstance(x, torch.Tensor):
+        if not isinstance(x, torch.Tensor) or x.dim() == 0:
             raise InvalidParameterError("calibration data must yield tensors, dicts of tensors "
                                         f"or (inputs, ...) batches, got {type(x).__name__}")
         take = min(len(x), max_inputs - n)
@@ -64,7 +64,7 @@ def calibration_inputs(data: Iterable[Any], max_inputs: int = 256) -> list[Any]:
         n += take
         if n >= max_inputs:
             break
-    if not out:
+    if not out or n == 0:
         raise InvalidParameterError("calibration data yielded no inputs")
     return out
 

@@ -79,31 +79,6 @@ RIDGE_PER_FEATURE = 3.0
 # ----------------------------------------------------------------------------- inputs
 
 
-def calibration_batches(data: Iterable[Any], max_inputs: int = 256) -> list[Any]:
-    """Model inputs from ``data`` (dicts of tensors such as tokenizer outputs, ``input_ids``
-    tensors, or the first element of ``(inputs, ...)`` batches), ``max_inputs`` rows in all."""
-    out: list[Any] = []
-    n = 0
-    for b in data:
-        x = b[0] if isinstance(b, (list, tuple)) else b
-        if isinstance(x, dict) and x and all(isinstance(v, torch.Tensor) for v in x.values()):
-            take = min(len(next(iter(x.values()))), max_inputs - n)
-            out.append({k: v[:take] for k, v in x.items()})
-        elif isinstance(x, torch.Tensor) and x.dim() >= 1:
-            take = min(len(x), max_inputs - n)
-            out.append(x[:take])
-        else:
-            raise InvalidParameterError(
-                "data must yield dicts of tensors (tokenizer outputs), tensors of input ids or "
-                f"(inputs, ...) tuples, got {type(x).__name__}")
-        n += take
-        if n >= max_inputs:
-            break
-    if not out or n == 0:
-        raise InvalidParameterError("data= yielded no calibration inputs")
-    return out
-
-
 def _row_mask(batch: Any, rows: int) -> torch.Tensor | None:
     """Real-token rows of a tokenizer batch flattened to ``rows`` (None: keep every row)."""
     if isinstance(batch, dict) and isinstance(batch.get("attention_mask"), torch.Tensor):
@@ -740,7 +715,9 @@ def prune_transformer_calibrated(
         ridge = check_real("ridge", ridge, minimum=0.0)
     if output_fn is not None and not callable(output_fn):
         raise InvalidParameterError("output_fn must be a callable (output, batch) -> tensor")
-    batches = calibration_batches(data, max_inputs)
+    from .recovery import calibration_inputs  # recovery re-exports this module: import late
+
+    batches = calibration_inputs(data, max_inputs)
     example = batches[0] if example_inputs is None else example_inputs
 
     work = copy.deepcopy(model)
