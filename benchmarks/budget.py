@@ -70,12 +70,6 @@ def _finetune(model: torch.nn.Module, loader: Any, steps: int | None = None) -> 
     model.eval()
 
 
-def _finetune_sparse(model: torch.nn.Module, loader: Any, steps: int | None = None) -> None:
-    from prunekit.budget import _keep_zeros_finetune
-
-    _keep_zeros_finetune(model, lambda m: _finetune(m, loader, steps))
-
-
 def _mnist(quick: bool) -> tuple[Any, Any, Any, Any]:
     d = load_dataset("mnist")
     tr, va, te = d.loaders(64, images=True)
