@@ -441,20 +441,6 @@ def recovery_part(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _minilm_setup(quick: bool) -> Any:
-    from prunekit.nn.oneshot.corpus import builtin_sentences, stdlib_paragraphs
-    from prunekit.nn.oneshot.minilm import embed_sentences, load_minilm
-
-    model, tok = load_minilm()
-    sents = builtin_sentences()  # held out: never used for calibration or training
-    dense = embed_sentences(model, tok, sents)
-    n = 32 if quick else 128
-    paras = stdlib_paragraphs(n, seed=0)
-    calib = [dict(tok(paras[i:i + 16], padding=True, truncation=True, max_length=64,
-                      return_tensors="pt")) for i in range(0, len(paras), 16)]
-    return model, tok, sents, dense, calib
-
-
 def _minilm_recovery(quick: bool) -> list[dict[str, Any]]:
     """MiniLM heads + FFN neurons at exact 1.3x / 2x MACs: magnitude and activation scores at a
     uniform per-layer ratio, then Fisher mask importance, global allocation and reconstruction,
